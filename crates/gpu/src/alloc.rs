@@ -1,0 +1,71 @@
+//! Buffer allocation on burn's cubecl client.
+//!
+//! Kernels must never rely on zero-initialised memory. [`empty`] is the one allocation path the
+//! splat kernels use for fresh buffers; with garbage filling on (tests call
+//! [`set_garbage_fill`], or set `SPLATDREAM_GARBAGE_FILL=1`), every fresh buffer is filled with
+//! a repeating NaN/large-integer byte pattern before any kernel sees it.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use cubecl::client::Client;
+use cubecl::server::Handle;
+
+static GARBAGE: AtomicBool = AtomicBool::new(false);
+
+/// WebGPU's default (and lavapipe's) maximum storage-buffer binding size: 128 MiB.
+pub const DEFAULT_MAX_BINDING: u64 = 128 << 20;
+static MAX_BINDING: AtomicU64 = AtomicU64::new(DEFAULT_MAX_BINDING);
+
+/// Record the device's `max_storage_buffer_binding_size` (done by `GpuContext::new`).
+pub fn set_max_binding_size(bytes: u64) {
+    MAX_BINDING.store(bytes.max(1 << 20), Ordering::Relaxed);
+}
+
+/// The largest storage-buffer binding kernels may use, in bytes.
+pub fn max_binding_size() -> u64 {
+    MAX_BINDING.load(Ordering::Relaxed)
+}
+
+/// Turn garbage filling of fresh buffers on or off for the whole process.
+pub fn set_garbage_fill(on: bool) {
+    GARBAGE.store(on, Ordering::Relaxed);
+}
+
+/// Whether fresh buffers are filled with garbage (the flag, or `SPLATDREAM_GARBAGE_FILL=1`).
+pub fn garbage_fill() -> bool {
+    GARBAGE.load(Ordering::Relaxed)
+        || std::env::var("SPLATDREAM_GARBAGE_FILL").is_ok_and(|v| v == "1")
+}
+
+/// The garbage pattern: as f32 it alternates a quiet NaN, -inf-ish huge values and a denormal;
+/// as u32 it is large, so an unwritten index or count is out of range.
+const PATTERN: [u32; 4] = [0x7FC0_1234, 0xFF7F_FFFF, 0x0000_0001, 0xDEAD_BEEF];
+
+/// A fresh device buffer of `bytes` bytes (at least 4). Contents are undefined, and are garbage
+/// when [`garbage_fill`] is on.
+pub fn empty(client: &Client, bytes: usize) -> Handle {
+    let bytes = bytes.max(4).next_multiple_of(4);
+    if garbage_fill() {
+        let words: Vec<u32> = (0..bytes / 4).map(|i| PATTERN[i % PATTERN.len()]).collect();
+        client.create_from_slice(bytemuck::cast_slice(&words))
+    } else {
+        client.empty(bytes)
+    }
+}
+
+/// A device buffer holding `data`.
+pub fn upload<T: bytemuck::Pod>(client: &Client, data: &[T]) -> Handle {
+    if data.is_empty() {
+        return empty(client, 4);
+    }
+    client.create_from_slice(bytemuck::cast_slice(data))
+}
+
+/// Read a whole buffer back as `T`s (blocks until the queue reaches it).
+///
+/// # Errors
+/// The device error behind a failed read (allocation or launch failures surface here).
+pub fn read<T: bytemuck::Pod>(client: &Client, handle: Handle) -> Result<Vec<T>, String> {
+    let bytes = client.read_one(handle).map_err(|e| format!("{e:?}"))?;
+    Ok(bytemuck::pod_collect_to_vec(&bytes[..]))
+}

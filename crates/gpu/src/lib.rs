@@ -1,0 +1,24 @@
+//! splatdream's GPU layer: one wgpu device shared by burn tensors, the splat kernels and the
+//! viewer; build-time WGSL composition; launch and allocation helpers.
+//!
+//! Knows nothing of splats or diffusion. See `docs/architecture.md` for the crate seams.
+//!
+//! - [`shader`]: compose/validate WGSL from `shaders/` at build time and generate host structs
+//!   (always available; build scripts use it with `default-features = false`).
+//! - [`device`]: instance/adapter/device creation with the adapter's limits, registered with
+//!   burn's wgpu runtime so every burn op and every splat kernel runs on one queue.
+//! - [`launch`]: WGSL kernels as cubecl source kernels on burn's client, with 2-D workgroup
+//!   tiling past the 65,535-per-dimension limit.
+//! - [`alloc`]: buffer allocation that, in tests, fills fresh buffers with garbage.
+
+pub mod shader;
+
+#[cfg(feature = "runtime")]
+pub mod alloc;
+#[cfg(feature = "runtime")]
+pub mod device;
+#[cfg(feature = "runtime")]
+pub mod launch;
+
+#[cfg(feature = "runtime")]
+pub use device::{BackendChoice, GpuContext, GpuError, GpuOptions};

@@ -1,0 +1,21 @@
+//! Gaussian splat scenes, cameras and the differentiable WGSL rasterizer.
+//!
+//! - [`scene`]: [`SplatData`] (host) and [`Splats`] (burn tensors).
+//! - [`camera`]: OpenCV pinhole cameras with world→camera `viewmat`; JSON form; orbits.
+//! - [`render()`]: the rasterizer as a differentiable burn function (forward and backward WGSL
+//!   kernels in `shaders/`, backward registered with burn autodiff), following gsplat.
+//! - [`raster`]: the kernel pipeline (projection, GPU radix sort, tiles, compositing).
+//! - [`ply`]: INRIA 3DGS PLY read/write.
+//!
+//! Knows nothing of diffusion.
+
+pub mod camera;
+pub mod kernels;
+pub mod ply;
+pub mod raster;
+pub mod render;
+pub mod scene;
+
+pub use camera::Camera;
+pub use render::{RasterizeMode, RenderError, RenderOptions, RenderOutput, render};
+pub use scene::{SplatData, Splats};

@@ -1,0 +1,288 @@
+//! INRIA 3D Gaussian Splatting PLY files (binary little-endian), read and written with the
+//! `ply-rs-bw` crate.
+//!
+//! Vertex properties: `x, y, z, [nx, ny, nz], f_dc_0..2, f_rest_0..(3(K−1)−1), opacity,
+//! scale_0..2, rot_0..3`. `f_rest` is channel-major (all red coefficients 1..K−1, then green,
+//! then blue), `opacity` is the logit, `scale_*` are log scales, `rot_*` is the quaternion wxyz.
+//! Reading accepts any scalar property type and any property order; writing uses float32.
+
+use std::io::{BufReader, Write};
+use std::path::Path;
+
+use ply_rs_bw::parser::Parser;
+use ply_rs_bw::ply::{
+    Addable, DefaultElement, ElementDef, Encoding, Ply, Property, PropertyDef, PropertyType, ScalarType,
+};
+use ply_rs_bw::writer::Writer;
+
+use crate::scene::{SplatData, sh_coeffs};
+
+/// Errors reading or writing a splat PLY; each names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum PlyError {
+    /// I/O failure.
+    #[error("{path}: {source}")]
+    Io {
+        /// File.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Not a parsable PLY (bad header, truncated body, wrong vertex count).
+    #[error("{path}: not a valid PLY file: {message}")]
+    Parse {
+        /// File.
+        path: String,
+        /// Parser message.
+        message: String,
+    },
+    /// A required property or element is missing or has the wrong type.
+    #[error("{path}: {message}")]
+    Layout {
+        /// File.
+        path: String,
+        /// What is missing.
+        message: String,
+    },
+    /// A value is unusable (NaN/Inf, zero quaternion).
+    #[error("{path}: vertex {index}, property `{property}`: {message}")]
+    Value {
+        /// File.
+        path: String,
+        /// Vertex index.
+        index: usize,
+        /// Property name.
+        property: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn scalar(p: &Property) -> Option<f32> {
+    Some(match *p {
+        Property::Char(v) => v as f32,
+        Property::UChar(v) => v as f32,
+        Property::Short(v) => v as f32,
+        Property::UShort(v) => v as f32,
+        Property::Int(v) => v as f32,
+        Property::UInt(v) => v as f32,
+        Property::Float(v) => v,
+        Property::Double(v) => v as f32,
+        _ => return None,
+    })
+}
+
+/// Read an INRIA splat PLY. Degree is inferred from the number of `f_rest_*` properties
+/// (0, 9, 24 or 45).
+///
+/// # Errors
+/// [`PlyError`] naming the file: unreadable, malformed, missing properties, or non-finite
+/// values / zero quaternions (with the vertex and property).
+pub fn read_ply(path: &Path) -> Result<SplatData, PlyError> {
+    let p = path.display().to_string();
+    let file = std::fs::File::open(path).map_err(|source| PlyError::Io { path: p.clone(), source })?;
+    let mut reader = BufReader::new(file);
+    let ply = Parser::<DefaultElement>::new()
+        .read_ply(&mut reader)
+        .map_err(|e| PlyError::Parse { path: p.clone(), message: e.to_string() })?;
+    let layout = |message: String| PlyError::Layout { path: p.clone(), message };
+    let vdef = ply
+        .header
+        .elements
+        .get("vertex")
+        .ok_or_else(|| layout("no `vertex` element".into()))?;
+    let names: Vec<&str> = vdef.properties.keys().map(|s| s.as_str()).collect();
+    let n_rest = names.iter().filter(|n| n.starts_with("f_rest_")).count();
+    let sh_degree = match n_rest {
+        0 => 0,
+        9 => 1,
+        24 => 2,
+        45 => 3,
+        n => return Err(layout(format!("{n} `f_rest_*` properties; expected 0, 9, 24 or 45 (SH degree 0–3)"))),
+    };
+    let k = sh_coeffs(sh_degree);
+    let mut required: Vec<String> = ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    required.extend((0..n_rest).map(|i| format!("f_rest_{i}")));
+    for r in &required {
+        match vdef.properties.get(r) {
+            None => return Err(layout(format!("vertex property `{r}` is missing"))),
+            Some(def) if !matches!(def.data_type, PropertyType::Scalar(_)) => {
+                return Err(layout(format!("vertex property `{r}` is a list, expected a scalar")));
+            }
+            _ => {}
+        }
+    }
+    let empty = vec![];
+    let verts = ply.payload.get("vertex").unwrap_or(&empty);
+    let n = verts.len();
+    if n != vdef.count {
+        return Err(PlyError::Parse { path: p.clone(), message: format!("header declares {} vertices, body has {n}", vdef.count) });
+    }
+    let mut d = SplatData {
+        means: Vec::with_capacity(3 * n),
+        quats: Vec::with_capacity(4 * n),
+        log_scales: Vec::with_capacity(3 * n),
+        opacity_logits: Vec::with_capacity(n),
+        sh: Vec::with_capacity(3 * k * n),
+        sh_degree,
+    };
+    for (index, v) in verts.iter().enumerate() {
+        let get = |name: &str| -> Result<f32, PlyError> {
+            let x = v.get(name).and_then(scalar).ok_or_else(|| PlyError::Layout {
+                path: p.clone(),
+                message: format!("vertex {index}: property `{name}` missing or not a scalar"),
+            })?;
+            if !x.is_finite() {
+                return Err(PlyError::Value { path: p.clone(), index, property: name.into(), message: format!("value {x} is not finite") });
+            }
+            Ok(x)
+        };
+        for a in ["x", "y", "z"] {
+            d.means.push(get(a)?);
+        }
+        let q = [get("rot_0")?, get("rot_1")?, get("rot_2")?, get("rot_3")?];
+        if q.iter().map(|x| x * x).sum::<f32>() < 1e-20 {
+            return Err(PlyError::Value { path: p.clone(), index, property: "rot_0".into(), message: "zero quaternion (rot_0..rot_3 all zero)".into() });
+        }
+        d.quats.extend(q);
+        for a in ["scale_0", "scale_1", "scale_2"] {
+            d.log_scales.push(get(a)?);
+        }
+        d.opacity_logits.push(get("opacity")?);
+        for c in 0..3 {
+            d.sh.push(get(&format!("f_dc_{c}"))?);
+        }
+        for coeff in 1..k {
+            for c in 0..3 {
+                d.sh.push(get(&format!("f_rest_{}", c * (k - 1) + coeff - 1))?);
+            }
+        }
+    }
+    Ok(d)
+}
+
+/// Write an INRIA splat PLY (binary little-endian, float32), atomically: the file appears
+/// complete or not at all (written to a temporary file in the same folder, then renamed).
+///
+/// # Errors
+/// [`PlyError::Io`] naming the file.
+pub fn write_ply(path: &Path, data: &SplatData) -> Result<(), PlyError> {
+    let p = path.display().to_string();
+    let k = sh_coeffs(data.sh_degree);
+    let n = data.len();
+    let mut names: Vec<String> = ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"].iter().map(|s| s.to_string()).collect();
+    names.extend((0..3 * (k - 1)).map(|i| format!("f_rest_{i}")));
+    names.extend(["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"].iter().map(|s| s.to_string()));
+    let mut ply = Ply::<DefaultElement>::new();
+    ply.header.encoding = Encoding::BinaryLittleEndian;
+    ply.header.comments.push("written by splatdream".into());
+    let mut el = ElementDef::new("vertex".into());
+    for name in &names {
+        el.properties.add(PropertyDef::new(name.clone(), PropertyType::Scalar(ScalarType::Float)));
+    }
+    ply.header.elements.add(el);
+    let mut verts = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut v = DefaultElement::new();
+        let mut put = |name: &str, x: f32| {
+            v.insert(name.to_string(), Property::Float(x));
+        };
+        for (a, name) in ["x", "y", "z"].iter().enumerate() {
+            put(name, data.means[3 * i + a]);
+        }
+        for name in ["nx", "ny", "nz"] {
+            put(name, 0.0);
+        }
+        let sh = &data.sh[i * k * 3..(i + 1) * k * 3];
+        for c in 0..3 {
+            put(&format!("f_dc_{c}"), sh[c]);
+        }
+        for coeff in 1..k {
+            for c in 0..3 {
+                put(&format!("f_rest_{}", c * (k - 1) + coeff - 1), sh[3 * coeff + c]);
+            }
+        }
+        put("opacity", data.opacity_logits[i]);
+        for a in 0..3 {
+            put(&format!("scale_{a}"), data.log_scales[3 * i + a]);
+        }
+        for a in 0..4 {
+            put(&format!("rot_{a}"), data.quats[4 * i + a]);
+        }
+        verts.push(v);
+    }
+    ply.payload.insert("vertex".into(), verts);
+    let io = |source| PlyError::Io { path: p.clone(), source };
+    let mut buf = Vec::new();
+    Writer::new()
+        .write_ply(&mut buf, &mut ply)
+        .map_err(|e| PlyError::Io { path: p.clone(), source: std::io::Error::other(e.to_string()) })?;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(".{}.tmp{}", path.file_name().and_then(|s| s.to_str()).unwrap_or("out"), std::process::id()));
+    let mut f = std::fs::File::create(&tmp).map_err(io)?;
+    f.write_all(&buf).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(io)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(deg: u32) -> SplatData {
+        let n = 5;
+        let k = sh_coeffs(deg);
+        SplatData {
+            means: (0..3 * n).map(|i| i as f32 * 0.1).collect(),
+            quats: (0..4 * n).map(|i| 1.0 + i as f32).collect(),
+            log_scales: (0..3 * n).map(|i| -(i as f32) * 0.01).collect(),
+            opacity_logits: (0..n).map(|i| i as f32 - 2.0).collect(),
+            sh: (0..3 * k * n).map(|i| (i as f32).sin()).collect(),
+            sh_degree: deg,
+        }
+    }
+
+    #[test]
+    fn round_trip_all_degrees() {
+        let dir = std::env::temp_dir().join(format!("splat-ply-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for deg in 0..=3 {
+            let d = sample(deg);
+            let path = dir.join(format!("s{deg}.ply"));
+            write_ply(&path, &d).unwrap();
+            assert_eq!(read_ply(&path).unwrap(), d, "degree {deg}");
+        }
+    }
+
+    #[test]
+    fn f_rest_is_channel_major() {
+        // Coefficient 1 of the green channel is f_rest_{K-1}.
+        let mut d = sample(1);
+        d.sh.iter_mut().for_each(|x| *x = 0.0);
+        d.sh[3 + 1] = 7.0; // splat 0, coeff 1, green
+        let path = std::env::temp_dir().join(format!("splat-ply-cm-{}.ply", std::process::id()));
+        write_ply(&path, &d).unwrap();
+        let ply = Parser::<DefaultElement>::new().read_ply(&mut BufReader::new(std::fs::File::open(&path).unwrap())).unwrap();
+        let v = &ply.payload["vertex"][0];
+        assert_eq!(v["f_rest_3"], Property::Float(7.0));
+        assert_eq!(v["f_rest_0"], Property::Float(0.0));
+    }
+
+    #[test]
+    fn errors_name_file_and_property() {
+        let path = std::env::temp_dir().join(format!("splat-ply-bad-{}.ply", std::process::id()));
+        let mut d = sample(0);
+        d.quats[4..8].copy_from_slice(&[0.0; 4]);
+        write_ply(&path, &d).unwrap();
+        let e = read_ply(&path).unwrap_err().to_string();
+        assert!(e.contains(&path.display().to_string()) && e.contains("vertex 1") && e.contains("quaternion"), "{e}");
+        std::fs::write(&path, b"ply\nformat binary_little_endian 1.0\nelement vertex 3\nproperty float x\nend_header\n\x00\x00").unwrap();
+        let e = read_ply(&path).unwrap_err().to_string();
+        assert!(e.contains(&path.display().to_string()), "{e}");
+    }
+}
