@@ -1,0 +1,583 @@
+//! Rasterizer invariants that hold for *any* input, complementing the numerical parity of
+//! `raster_reference.rs` (which only covers well-formed scenes):
+//!
+//! - [`fuzz_bad_values_no_panic_finite_outputs`]: random scenes salted with NaN, ±Inf,
+//!   denormals and degenerate geometry render and backpropagate without panics or device
+//!   errors; images are finite with alpha in [0, 1]; every splat whose own inputs are finite
+//!   gets finite gradients (bad splats must not poison their neighbours).
+//! - [`camera_batch_matches_single_renders`]: a batch of cameras renders exactly like one call
+//!   per camera, and the batch gradient is the sum of the per-camera gradients.
+//! - [`many_splats_many_tiles`]: the 2-D workgroup grid helper past 65,535 workgroups, and a
+//!   ~100k-splat forward render.
+//! - [`empty_and_degenerate_scenes`]: zero splats, fully culled scenes (exact background, zero
+//!   alpha, zero gradients), a single splat, an image smaller than one tile.
+//! - [`garbage_fill_is_on`]: the tests really run with garbage-filled fresh buffers, so a
+//!   kernel that reads memory it never wrote shows up as NaN/garbage here.
+//!
+//! Everything is deterministic (a fixed-seed LCG); a failure message names the scene seed.
+
+mod common;
+
+use std::time::Instant;
+
+use burn::tensor::{Device, Gradients, Tensor, TensorData};
+use splat::{Camera, RasterizeMode, RenderOptions, RenderOutput, SplatData, Splats, render};
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+/// The shared GPU context, held exclusively for the duration of a test.
+///
+/// The tests of this file run one at a time on the device: wgpu reports a validation error by
+/// panicking in whichever thread next flushes the queue, so with tests interleaved on one
+/// device a library bug hit by one test could fail another. Serialising also keeps the timings
+/// printed by the tests meaningful (lavapipe already uses every core for one dispatch).
+fn gpu() -> (std::sync::MutexGuard<'static, ()>, &'static gpu::GpuContext) {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    // A test that failed while holding the lock poisons it; the next test still runs.
+    let guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    (guard, common::gpu())
+}
+
+/// A 64-bit linear congruential generator (Knuth's MMIX constants): tiny, deterministic and
+/// plenty random for scene generation.
+struct Lcg(u64);
+
+impl Lcg {
+    fn new(seed: u64) -> Self {
+        let mut r = Self(seed ^ 0x9E37_79B9_7F4A_7C15);
+        r.next_u32();
+        r
+    }
+
+    /// 31 high-quality bits (the high bits of an LCG are the good ones).
+    fn next_u32(&mut self) -> u32 {
+        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) as u32
+    }
+
+    /// Uniform in [0, 1).
+    fn uniform(&mut self) -> f32 {
+        (self.next_u32() >> 8) as f32 / (1u32 << 23) as f32
+    }
+
+    /// Uniform in [lo, hi).
+    fn range(&mut self, lo: f32, hi: f32) -> f32 {
+        lo + (hi - lo) * self.uniform()
+    }
+
+    /// Uniform integer in 0..n.
+    fn below(&mut self, n: usize) -> usize {
+        (self.next_u32() as usize) % n
+    }
+
+    /// Standard normal (Box–Muller).
+    fn normal(&mut self) -> f32 {
+        let u1 = self.uniform().max(1e-7);
+        let u2 = self.uniform();
+        (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
+    }
+
+    fn normals(&mut self, n: usize, scale: f32) -> Vec<f32> {
+        (0..n).map(|_| scale * self.normal()).collect()
+    }
+
+}
+
+/// `Σ wᵢ·vᵢ` of 3-vectors (the test crate does not depend on glam; splat's `glam::Vec3`
+/// parameters are passed as `[f32; 3]` with `.into()`).
+fn comb(terms: &[(f32, [f32; 3])]) -> [f32; 3] {
+    let mut out = [0.0f32; 3];
+    for (w, v) in terms {
+        for (o, x) in out.iter_mut().zip(v) {
+            *o += w * x;
+        }
+    }
+    out
+}
+
+/// A camera's centre and its OpenCV axes in world space: (eye, [forward, right, down]),
+/// read from the world→camera rotation (its rows are the camera axes).
+fn camera_frame(cam: &Camera) -> ([f32; 3], [[f32; 3]; 3]) {
+    let row = |r: usize| [cam.viewmat[r][0], cam.viewmat[r][1], cam.viewmat[r][2]];
+    (cam.position().to_array(), [row(2), row(0), row(1)])
+}
+
+/// A well-formed random scene of `n` splats in the cube [-1, 1]³: random rotations, world
+/// standard deviations 0.03–0.22 (a few pixels at the test cameras), varied opacities, SH
+/// coefficients of `sh_degree` with a dominant DC term.
+fn random_scene(rng: &mut Lcg, n: usize, sh_degree: u32) -> SplatData {
+    let k = splat::scene::sh_coeffs(sh_degree);
+    let mut sh = Vec::with_capacity(n * k * 3);
+    for _ in 0..n {
+        for coeff in 0..k {
+            let scale = if coeff == 0 { 0.8 } else { 0.25 };
+            for _ in 0..3 {
+                sh.push(scale * rng.normal());
+            }
+        }
+    }
+    SplatData {
+        means: (0..3 * n).map(|_| rng.range(-1.0, 1.0)).collect(),
+        quats: rng.normals(4 * n, 1.0),
+        log_scales: (0..3 * n).map(|_| rng.range(-3.5, -1.5)).collect(),
+        opacity_logits: (0..n).map(|_| 0.5 + 1.5 * rng.normal()).collect(),
+        sh,
+        sh_degree,
+    }
+}
+
+/// A camera at distance `radius` from the origin in a random direction (kept away from the
+/// poles so the world-up `Z` is a valid `look_at` up vector), looking at the origin.
+fn random_camera(rng: &mut Lcg, radius: f32, width: u32, height: u32) -> Camera {
+    let phi = rng.range(0.0, std::f32::consts::TAU);
+    let elev = rng.range(-0.8, 0.8);
+    let eye = [radius * elev.cos() * phi.cos(), radius * elev.cos() * phi.sin(), radius * elev.sin()];
+    Camera::look_at(eye.into(), [0.0; 3].into(), [0.0, 0.0, 1.0].into(), 1.0, width, height)
+}
+
+/// Upload a host scene as leaf tensors; with `grad`, mark every tensor `require_grad()`.
+fn upload(data: &SplatData, device: &Device, grad: bool) -> Splats {
+    let s = data.to_splats(device);
+    if !grad {
+        return s;
+    }
+    Splats {
+        means: s.means.require_grad(),
+        quats: s.quats.require_grad(),
+        log_scales: s.log_scales.require_grad(),
+        opacity_logits: s.opacity_logits.require_grad(),
+        sh: s.sh.require_grad(),
+        sh_degree: s.sh_degree,
+    }
+}
+
+/// Read a tensor back. Panics (failing the test) when the read reports a device error, which
+/// is how failed launches and out-of-memory surface in burn.
+fn host<const D: usize>(what: &str, t: Tensor<D>) -> Vec<f32> {
+    t.try_into_data()
+        .unwrap_or_else(|e| panic!("{what}: read back failed: {e:?}"))
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap_or_else(|e| panic!("{what}: not f32: {e:?}"))
+}
+
+/// A tensor from host values.
+fn tensor<const D: usize>(v: Vec<f32>, shape: [usize; D], device: &Device) -> Tensor<D> {
+    Tensor::from_data(TensorData::new(v, shape), device)
+}
+
+/// Cotangents of the test loss `Σ rgb·G + Σ alpha·H + Σ depth·D` for `c` cameras.
+struct Cotangents {
+    g: Vec<f32>,
+    h: Vec<f32>,
+    d: Vec<f32>,
+}
+
+impl Cotangents {
+    fn random(rng: &mut Lcg, c: usize, h: usize, w: usize) -> Self {
+        Self { g: rng.normals(c * h * w * 3, 1.0), h: rng.normals(c * h * w, 1.0), d: rng.normals(c * h * w, 0.1) }
+    }
+
+    /// The loss of `out` restricted to cameras `cams` of the cotangents (so a single-camera
+    /// render can use the slice of a batch's cotangents).
+    fn loss(&self, out: &RenderOutput, cams: std::ops::Range<usize>, device: &Device) -> Tensor<1> {
+        let [c, h, w, _] = out.rgb.dims();
+        assert_eq!(c, cams.len());
+        let px = h * w;
+        let g = tensor(self.g[cams.start * px * 3..cams.end * px * 3].to_vec(), [c, h, w, 3], device);
+        let hh = tensor(self.h[cams.start * px..cams.end * px].to_vec(), [c, h, w], device);
+        let d = tensor(self.d[cams.start * px..cams.end * px].to_vec(), [c, h, w], device);
+        (out.rgb.clone() * g).sum() + (out.alpha.clone() * hh).sum() + (out.depth.clone() * d).sum()
+    }
+}
+
+/// All gradients of a render, on the host, in a fixed order:
+/// means, quats, log_scales, opacity_logits, sh, means2d.
+const GRAD_NAMES: [&str; 6] = ["means", "quats", "log_scales", "opacity_logits", "sh", "means2d"];
+
+fn gradients(splats: &Splats, out: &RenderOutput, grads: &Gradients) -> [Vec<f32>; 6] {
+    let need = |name: &str, t: Option<Vec<f32>>| t.unwrap_or_else(|| panic!("no gradient for {name}"));
+    [
+        need("means", splats.means.grad(grads).map(|t| host("grad.means", t))),
+        need("quats", splats.quats.grad(grads).map(|t| host("grad.quats", t))),
+        need("log_scales", splats.log_scales.grad(grads).map(|t| host("grad.log_scales", t))),
+        need("opacity_logits", splats.opacity_logits.grad(grads).map(|t| host("grad.opacity_logits", t))),
+        need("sh", splats.sh.grad(grads).map(|t| host("grad.sh", t))),
+        need("means2d", out.means2d.grad(grads).map(|t| host("grad.means2d", t))),
+    ]
+}
+
+/// Host copies of a render's images: (rgb [C,H,W,3], alpha [C,H,W], depth [C,H,W]).
+fn images(out: &RenderOutput) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    (host("rgb", out.rgb.clone()), host("alpha", out.alpha.clone()), host("depth", out.depth.clone()))
+}
+
+/// Index and value of the first non-finite element, if any.
+fn first_non_finite(v: &[f32]) -> Option<(usize, f32)> {
+    v.iter().copied().enumerate().find(|(_, x)| !x.is_finite())
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Fuzzing with bad values
+// ---------------------------------------------------------------------------------------------
+
+/// Bad or degenerate input injected into one splat. Kinds marked "finite" leave the splat's
+/// inputs finite, so its gradients must stay finite too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Bad {
+    /// NaN, +Inf or −Inf in one random element of one of the five tensors.
+    NonFinite,
+    /// ±1e-40 (a float32 denormal) in one random element (finite).
+    Denormal,
+    /// All four quaternion components 0 (finite; the kernels fall back to identity).
+    ZeroQuat,
+    /// Quaternion components ~1e-20: |q|² underflows (finite).
+    TinyQuat,
+    /// log_scale = −100 on one or all axes: exp underflows to (denormal) zero (finite).
+    ZeroScale,
+    /// log_scale = 30 on one or all axes: σ ≈ 1e13, covariances near float32 overflow (finite).
+    HugeScale,
+    /// Mean exactly at camera 0's centre (finite).
+    AtCamera,
+    /// Mean behind camera 0 (finite).
+    BehindCamera,
+    /// Mean just past camera 0's near plane and off to the side: projects far off-screen with
+    /// a huge Jacobian (finite).
+    NearPlane,
+}
+
+const BAD_KINDS: [Bad; 9] = [
+    Bad::NonFinite,
+    Bad::Denormal,
+    Bad::ZeroQuat,
+    Bad::TinyQuat,
+    Bad::ZeroScale,
+    Bad::HugeScale,
+    Bad::AtCamera,
+    Bad::BehindCamera,
+    Bad::NearPlane,
+];
+
+/// Apply `bad` to splat `i` of `s`; `eye` and `axes` ([forward, right, down]) are camera 0's
+/// (see [`camera_frame`]).
+fn inject(rng: &mut Lcg, s: &mut SplatData, i: usize, bad: Bad, eye: [f32; 3], axes: [[f32; 3]; 3]) {
+    let k3 = s.sh.len() / s.len();
+    // (tensor index, element) of a random element of splat i.
+    let pick = |rng: &mut Lcg| -> (usize, usize) {
+        match rng.below(5) {
+            0 => (0, 3 * i + rng.below(3)),
+            1 => (1, 4 * i + rng.below(4)),
+            2 => (2, 3 * i + rng.below(3)),
+            3 => (3, i),
+            _ => (4, k3 * i + rng.below(k3)),
+        }
+    };
+    let set = |s: &mut SplatData, (t, e): (usize, usize), v: f32| match t {
+        0 => s.means[e] = v,
+        1 => s.quats[e] = v,
+        2 => s.log_scales[e] = v,
+        3 => s.opacity_logits[e] = v,
+        _ => s.sh[e] = v,
+    };
+    let [fwd, right, down] = axes;
+    match bad {
+        Bad::NonFinite => {
+            let v = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY][rng.below(3)];
+            let at = pick(rng);
+            set(s, at, v);
+        }
+        Bad::Denormal => {
+            let v = if rng.below(2) == 0 { 1e-40 } else { -1e-40 };
+            let at = pick(rng);
+            set(s, at, v);
+        }
+        Bad::ZeroQuat => s.quats[4 * i..4 * i + 4].fill(0.0),
+        Bad::TinyQuat => {
+            for q in &mut s.quats[4 * i..4 * i + 4] {
+                *q = rng.range(-1.0, 1.0) * 1e-20;
+            }
+        }
+        Bad::ZeroScale | Bad::HugeScale => {
+            let v = if bad == Bad::ZeroScale { -100.0 } else { 30.0 };
+            if rng.below(2) == 0 {
+                s.log_scales[3 * i..3 * i + 3].fill(v);
+            } else {
+                s.log_scales[3 * i + rng.below(3)] = v;
+            }
+        }
+        Bad::AtCamera => s.means[3 * i..3 * i + 3].copy_from_slice(&eye),
+        Bad::BehindCamera => {
+            let p = comb(&[(1.0, eye), (-rng.range(0.05, 3.0), fwd), (rng.range(-1.0, 1.0), right), (rng.range(-1.0, 1.0), down)]);
+            s.means[3 * i..3 * i + 3].copy_from_slice(&p);
+        }
+        Bad::NearPlane => {
+            let p = comb(&[(1.0, eye), (rng.range(0.0101, 0.05), fwd), (rng.range(-2.0, 2.0), right), (rng.range(-2.0, 2.0), down)]);
+            s.means[3 * i..3 * i + 3].copy_from_slice(&p);
+        }
+    }
+}
+
+/// Whether every input of splat `i` is finite.
+fn splat_finite(s: &SplatData, i: usize) -> bool {
+    let k3 = s.sh.len() / s.len();
+    s.means[3 * i..3 * i + 3].iter().all(|v| v.is_finite())
+        && s.quats[4 * i..4 * i + 4].iter().all(|v| v.is_finite())
+        && s.log_scales[3 * i..3 * i + 3].iter().all(|v| v.is_finite())
+        && s.opacity_logits[i].is_finite()
+        && s.sh[k3 * i..k3 * i + k3].iter().all(|v| v.is_finite())
+}
+
+/// 20 scenes × 200 splats, 64×48, SH degree 0 and 3, classic and antialiased, 1 or 2 cameras,
+/// both backward variants (subgroups / per-pixel atomics) where the device has subgroups.
+/// About a third of the splats get one or two injected [`Bad`] inputs.
+#[test]
+fn fuzz_bad_values_no_panic_finite_outputs() {
+    const SCENES: u64 = 20;
+    const N: usize = 200;
+    const W: u32 = 64;
+    const H: u32 = 48;
+    let (_lock, ctx) = gpu();
+    let device = ctx.burn.clone().autodiff();
+    let started = Instant::now();
+    let mut failures = vec![];
+    for seed in 0..SCENES {
+        let mut rng = Lcg::new(1000 + seed);
+        let sh_degree = if seed % 2 == 0 { 0 } else { 3 };
+        let mode = if seed % 4 >= 2 { RasterizeMode::Antialiased } else { RasterizeMode::Classic };
+        let num_cams = if seed % 3 == 2 { 2 } else { 1 };
+        let subgroups = ctx.subgroups && (seed / 4) % 2 == 0;
+        let cameras: Vec<Camera> = (0..num_cams).map(|_| random_camera(&mut rng, 4.0, W, H)).collect();
+        let (eye, axes) = camera_frame(&cameras[0]);
+        let mut scene = random_scene(&mut rng, N, sh_degree);
+        let mut injected = vec![vec![]; N];
+        for (i, inj) in injected.iter_mut().enumerate() {
+            if rng.below(3) != 0 {
+                continue;
+            }
+            for _ in 0..1 + rng.below(2) {
+                let bad = BAD_KINDS[rng.below(BAD_KINDS.len())];
+                inject(&mut rng, &mut scene, i, bad, eye, axes);
+                inj.push(bad);
+            }
+        }
+        let finite: Vec<bool> = (0..N).map(|i| splat_finite(&scene, i)).collect();
+        let background = [rng.uniform(), rng.uniform(), rng.uniform()];
+        let cot = Cotangents::random(&mut rng, num_cams, H as usize, W as usize);
+
+        let tag = format!("scene seed {seed} (sh {sh_degree}, {mode:?}, {num_cams} camera(s), subgroups {subgroups})");
+        let splats = upload(&scene, &device, true);
+        let opts = RenderOptions { background, mode, means2d_grad: true, subgroups, ..Default::default() };
+        let out = render(&splats, &cameras, &opts).unwrap_or_else(|e| panic!("{tag}: render failed: {e}"));
+        let grads = cot.loss(&out, 0..num_cams, &device).backward();
+
+        // Images: finite, alpha a probability, depth a non-negative sum.
+        let (rgb, alpha, depth) = images(&out);
+        for (name, v) in [("rgb", &rgb), ("alpha", &alpha), ("depth", &depth)] {
+            if let Some((i, x)) = first_non_finite(v) {
+                failures.push(format!("{tag}: {name}[{i}] = {x}"));
+            }
+        }
+        if let Some((i, a)) = alpha.iter().enumerate().find(|(_, a)| !(**a >= 0.0 && **a <= 1.0)) {
+            failures.push(format!("{tag}: alpha[{i}] = {a} outside [0, 1]"));
+        }
+        if let Some((i, d)) = depth.iter().enumerate().find(|(_, d)| **d < 0.0) {
+            failures.push(format!("{tag}: depth[{i}] = {d} < 0"));
+        }
+        // The scene must actually be seen, or the test checks nothing.
+        let max_alpha = alpha.iter().fold(0.0f32, |m, a| m.max(*a));
+        if max_alpha < 0.5 {
+            failures.push(format!("{tag}: max alpha {max_alpha}: the scene is not visible, test is vacuous"));
+        }
+
+        // Gradients: all readable (host() panics otherwise); finite for every finite splat.
+        let g = gradients(&splats, &out, &grads);
+        let k3 = scene.sh.len() / N;
+        let per_splat = [3, 4, 3, 1, k3];
+        for (t, name) in GRAD_NAMES.iter().enumerate() {
+            let want_len = if t == 5 { num_cams * N * 2 } else { per_splat[t] * N };
+            if g[t].len() != want_len {
+                failures.push(format!("{tag}: grad.{name} has {} values, want {want_len}", g[t].len()));
+                continue;
+            }
+            for (e, v) in g[t].iter().enumerate() {
+                // means2d is [C, N, 2]; the others [N, ...].
+                let i = if t == 5 { (e / 2) % N } else { e / per_splat[t] };
+                if finite[i] && !v.is_finite() {
+                    failures.push(format!(
+                        "{tag}: grad.{name}[{e}] = {v} for splat {i}, whose inputs are finite (injected: {:?})",
+                        injected[i]
+                    ));
+                    break;
+                }
+            }
+        }
+        let bad = injected.iter().filter(|v| !v.is_empty()).count();
+        let non_finite = finite.iter().filter(|f| !**f).count();
+        eprintln!("{tag}: {bad} splats injected, {non_finite} with non-finite inputs, max alpha {max_alpha:.3}");
+    }
+    eprintln!("fuzz: {SCENES} scenes in {:.1?}", started.elapsed());
+    assert!(failures.is_empty(), "{} failure(s):\n  {}", failures.len(), failures.join("\n  "));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Camera batches
+// ---------------------------------------------------------------------------------------------
+
+/// Three cameras around one scene in one call must give exactly the images of three separate
+/// calls, and the gradient of a loss summed over the batch must be the sum of the per-camera
+/// gradients (the projection backward sums a splat's cameras; `means2d` is `[C, N, 2]` and
+/// must hold each camera's own slice). Runs both backward variants where subgroups exist.
+#[test]
+fn camera_batch_matches_single_renders() {
+    const N: usize = 300;
+    const W: u32 = 64;
+    const H: u32 = 48;
+    const C: usize = 3;
+    let (_lock, ctx) = gpu();
+    let device = ctx.burn.clone().autodiff();
+    let started = Instant::now();
+    let mut rng = Lcg::new(77);
+    // SH degree 3: colours depend on each camera's position, so a batch that mixed up
+    // cameras would show in the images and in the SH / means gradients.
+    let scene = random_scene(&mut rng, N, 3);
+    let cameras: Vec<Camera> = (0..C).map(|_| random_camera(&mut rng, 3.5, W, H)).collect();
+    let cot = Cotangents::random(&mut rng, C, H as usize, W as usize);
+    let (px, modes): (usize, &[bool]) = ((W * H) as usize, if ctx.subgroups { &[true, false] } else { &[false] });
+
+    for &subgroups in modes {
+        let opts = RenderOptions { background: [0.2, 0.4, 0.6], means2d_grad: true, subgroups, ..Default::default() };
+        let splats = upload(&scene, &device, true);
+
+        // The batch.
+        let out = render(&splats, &cameras, &opts).expect("batch render");
+        let grads = cot.loss(&out, 0..C, &device).backward();
+        let (rgb_b, alpha_b, depth_b) = images(&out);
+        let grad_b = gradients(&splats, &out, &grads);
+
+        // One call per camera; the per-splat gradients are summed, means2d concatenated.
+        let (mut rgb_s, mut alpha_s, mut depth_s) = (vec![], vec![], vec![]);
+        let mut grad_s: [Vec<f64>; 6] = Default::default();
+        for c in 0..C {
+            let out = render(&splats, &cameras[c..c + 1], &opts).expect("single render");
+            let grads = cot.loss(&out, c..c + 1, &device).backward();
+            let (r, a, d) = images(&out);
+            rgb_s.extend(r);
+            alpha_s.extend(a);
+            depth_s.extend(d);
+            for (t, g) in gradients(&splats, &out, &grads).into_iter().enumerate() {
+                if t == 5 {
+                    grad_s[t].extend(g.iter().map(|x| *x as f64));
+                } else if c == 0 {
+                    grad_s[t] = g.iter().map(|x| *x as f64).collect();
+                } else {
+                    for (acc, x) in grad_s[t].iter_mut().zip(&g) {
+                        *acc += *x as f64;
+                    }
+                }
+            }
+        }
+
+        // The test is only meaningful if every camera sees the scene and sees it differently.
+        for c in 0..C {
+            let a = &alpha_s[c * px..(c + 1) * px];
+            assert!(a.iter().any(|x| *x > 0.5), "camera {c} barely sees the scene");
+            if c > 0 {
+                assert!(rgb_s[c * px * 3..(c + 1) * px * 3] != rgb_s[..px * 3], "camera {c} renders like camera 0");
+            }
+        }
+
+        // Images: the forward is deterministic (same sort order per camera), so 1e-5 absolute
+        // (relative for the depth sum, which is in scene units).
+        let close = |name: &str, got: &[f32], want: &[f32], rel: bool| {
+            assert_eq!(got.len(), want.len(), "{name}: length");
+            for (i, (g, w)) in got.iter().zip(want).enumerate() {
+                let tol = if rel { 1e-5 * w.abs().max(1.0) } else { 1e-5 };
+                assert!((g - w).abs() <= tol, "{name}[{i}] (camera {}): batch {g}, single {w} (subgroups {subgroups})", i / (px * if name == "rgb" { 3 } else { 1 }));
+            }
+        };
+        close("rgb", &rgb_b, &rgb_s, false);
+        close("alpha", &alpha_b, &alpha_s, false);
+        close("depth", &depth_b, &depth_s, true);
+
+        // Gradients: atomics add in a different order, so the standard tolerance
+        // 1e-4·max + 1e-5 of the reference tests.
+        let mut failures = vec![];
+        for (t, name) in GRAD_NAMES.iter().enumerate() {
+            if let Err(e) = common::compare(&format!("grad.{name} (subgroups {subgroups})"), &grad_b[t], &grad_s[t]) {
+                failures.push(e);
+            }
+            assert!(grad_s[t].iter().any(|x| *x != 0.0), "grad.{name} is all zero: vacuous comparison");
+        }
+        assert!(failures.is_empty(), "batch gradients differ from the summed single-camera gradients:\n  {}", failures.join("\n  "));
+    }
+    eprintln!("camera batch: {:.1?}", started.elapsed());
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Large dispatches
+// ---------------------------------------------------------------------------------------------
+
+/// The 2-D workgroup grid of `gpu::launch::grid_1d`, parsed from its `Debug` form `(x, y, z)`
+/// (the test crate cannot name cubecl's `CubeCount`).
+fn grid_of(groups: u32) -> [u64; 3] {
+    let s = format!("{:?}", gpu::launch::grid_1d(groups));
+    let nums: Vec<u64> = s
+        .trim_matches(|c| c == '(' || c == ')')
+        .split(',')
+        .map(|x| x.trim().parse().unwrap_or_else(|e| panic!("grid_1d({groups}) = {s}: {e}")))
+        .collect();
+    nums.try_into().unwrap_or_else(|_| panic!("grid_1d({groups}) = {s}: not (x, y, z)"))
+}
+
+/// `grid_1d` covers any workgroup count within the 65,535-per-dimension limit; then ~100k tiny
+/// random splats render into a 256×256 image (many splats per tile, several 256-splat staging
+/// batches per tile, multi-block scans and sorts).
+#[test]
+fn many_splats_many_tiles() {
+    let max = gpu::launch::MAX_WORKGROUPS_PER_DIM as u64;
+    assert_eq!(max, 65_535);
+    for groups in [0u32, 1, 255, 65_535, 65_536, 70_000, 131_071, 1 << 24, 65_535 * 65_535] {
+        let [x, y, z] = grid_of(groups);
+        let want = (groups as u64).max(1);
+        assert!(x * y * z >= want, "grid_1d({groups}) = ({x}, {y}, {z}) covers fewer groups");
+        assert!((1..=max).contains(&x) && (1..=max).contains(&y) && z == 1, "grid_1d({groups}) = ({x}, {y}, {z}) exceeds the per-dimension limit");
+        // Kernels bounds-check the linear index; the documented waste is under one row.
+        assert!(x * y - want < x, "grid_1d({groups}) = ({x}, {y}, {z}) wastes a whole row or more");
+    }
+    let [x, y, _] = grid_of(70_000);
+    assert!(y >= 2, "70,000 workgroups need a second grid dimension, got ({x}, {y})");
+
+    const N: usize = 100_000;
+    const SIZE: u32 = 256;
+    let (_lock, ctx) = gpu();
+    let mut rng = Lcg::new(4242);
+    let mut scene = random_scene(&mut rng, N, 0);
+    // World σ 0.001–0.004 at distance ~4 with fx ≈ 234 px: 0.06–0.25 px, sub-pixel (the 0.3
+    // px² blur then dominates, so every splat spans 1–4 tiles).
+    for s in &mut scene.log_scales {
+        *s = rng.range(-6.9, -5.5);
+    }
+    for m in &mut scene.means {
+        *m *= 1.5;
+    }
+    let camera = Camera::look_at([4.0, 3.0, 2.0].into(), [0.0; 3].into(), [0.0, 0.0, 1.0].into(), 1.0, SIZE, SIZE);
+    let splats = upload(&scene, &ctx.burn, false);
+    let started = Instant::now();
+    let out = render(&splats, &[camera], &RenderOptions::default()).expect("render");
+    let (rgb, alpha, depth) = images(&out);
+    eprintln!("{N} splats, {SIZE}×{SIZE}: forward and read-back in {:.1?}", started.elapsed());
+    for (name, v) in [("rgb", &rgb), ("alpha", &alpha), ("depth", &depth)] {
+        assert_eq!(v.len(), (SIZE * SIZE) as usize * if name == "rgb" { 3 } else { 1 });
+        if let Some((i, x)) = first_non_finite(v) {
+            panic!("{name}[{i}] = {x}");
+        }
+    }
+    assert!(alpha.iter().all(|a| (0.0..=1.0).contains(a)), "alpha outside [0, 1]");
+    let covered = alpha.iter().filter(|a| **a > 0.0).count();
+    assert!(covered > 0, "nothing was drawn");
+    // 100k splats in a cube filling most of the view cover most pixels.
+    assert!(covered > alpha.len() / 4, "only {covered} of {} pixels have alpha > 0", alpha.len());
+}
+
