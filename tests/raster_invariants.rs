@@ -33,7 +33,7 @@ use splat::{Camera, RasterizeMode, RenderOptions, RenderOutput, SplatData, Splat
 /// panicking in whichever thread next flushes the queue, so with tests interleaved on one
 /// device a library bug hit by one test could fail another. Serialising also keeps the timings
 /// printed by the tests meaningful (lavapipe already uses every core for one dispatch).
-fn gpu() -> (std::sync::MutexGuard<'static, ()>, &'static gpu::GpuContext) {
+fn exclusive_gpu() -> (std::sync::MutexGuard<'static, ()>, &'static gpu::GpuContext) {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     // A test that failed while holding the lock poisons it; the next test still runs.
     let guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
@@ -338,7 +338,7 @@ fn fuzz_bad_values_no_panic_finite_outputs() {
     const N: usize = 200;
     const W: u32 = 64;
     const H: u32 = 48;
-    let (_lock, ctx) = gpu();
+    let (_lock, ctx) = exclusive_gpu();
     let device = ctx.burn.clone().autodiff();
     let started = Instant::now();
     let mut failures = vec![];
@@ -435,7 +435,7 @@ fn camera_batch_matches_single_renders() {
     const W: u32 = 64;
     const H: u32 = 48;
     const C: usize = 3;
-    let (_lock, ctx) = gpu();
+    let (_lock, ctx) = exclusive_gpu();
     let device = ctx.burn.clone().autodiff();
     let started = Instant::now();
     let mut rng = Lcg::new(77);
@@ -551,7 +551,7 @@ fn many_splats_many_tiles() {
 
     const N: usize = 100_000;
     const SIZE: u32 = 256;
-    let (_lock, ctx) = gpu();
+    let (_lock, ctx) = exclusive_gpu();
     let mut rng = Lcg::new(4242);
     let mut scene = random_scene(&mut rng, N, 0);
     // World σ 0.001–0.004 at distance ~4 with fx ≈ 234 px: 0.06–0.25 px, sub-pixel (the 0.3
@@ -581,3 +581,165 @@ fn many_splats_many_tiles() {
     assert!(covered > alpha.len() / 4, "only {covered} of {} pixels have alpha > 0", alpha.len());
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// 4. Empty and degenerate scenes
+// ---------------------------------------------------------------------------------------------
+
+/// The text of a caught panic.
+fn panic_text(e: &(dyn std::any::Any + Send)) -> String {
+    e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_else(|| "<non-string panic>".into())
+}
+
+/// Render `scene` from `cameras` on the autodiff device with the loss of random cotangents and
+/// backpropagate: (rgb, alpha, depth, gradients).
+fn render_and_backward(scene: &SplatData, cameras: &[Camera], opts: &RenderOptions, seed: u64) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>, [Vec<f32>; 6]), String> {
+    let device = common::gpu().burn.clone().autodiff();
+    let splats = upload(scene, &device, true);
+    let out = render(&splats, cameras, opts).map_err(|e| e.to_string())?;
+    let [c, h, w, _] = out.rgb.dims();
+    let cot = Cotangents::random(&mut Lcg::new(seed), c, h, w);
+    let grads = cot.loss(&out, 0..c, &device).backward();
+    let (rgb, alpha, depth) = images(&out);
+    Ok((rgb, alpha, depth, gradients(&splats, &out, &grads)))
+}
+
+/// Degenerate inputs: every failure is collected, so one bug does not hide the others.
+///
+/// - Fully culled scenes (behind the camera; past the far plane, beside the view frustum):
+///   the image is exactly the background, alpha and depth exactly 0, and every gradient
+///   exactly 0. No intersections exist, so this also checks that nothing reads the
+///   (garbage-filled) intersection buffers.
+/// - One splat (the radix sorts' n ≤ 1 shortcut) and an image smaller than one tile with two
+///   cameras (a one-tile grid): finite images that show the splat, finite non-zero gradients.
+/// - Zero splats: `render` must return an error or a background-only image; it must not panic.
+#[test]
+fn empty_and_degenerate_scenes() {
+    let (_lock, _ctx) = exclusive_gpu();
+    let camera = Camera::look_at([3.0, -2.0, 1.0].into(), [0.0; 3].into(), [0.0, 0.0, 1.0].into(), 1.0, 40, 24);
+    let (eye, [fwd, right, down]) = camera_frame(&camera);
+    let background = [0.25, 0.5, 0.75];
+    let mut failures: Vec<String> = vec![];
+
+    // --- Fully culled scenes. ---
+    let mut rng = Lcg::new(99);
+    let n = 64;
+    let mut behind = random_scene(&mut rng, n, 3);
+    let mut mixed = random_scene(&mut rng, n, 0);
+    for i in 0..n {
+        let p = comb(&[(1.0, eye), (-rng.range(0.1, 5.0), fwd), (rng.range(-3.0, 3.0), right), (rng.range(-3.0, 3.0), down)]);
+        behind.means[3 * i..3 * i + 3].copy_from_slice(&p);
+        // A third each: behind the camera, past the far plane (20), 90° off to the side.
+        let p = match i % 3 {
+            0 => comb(&[(1.0, eye), (-rng.range(0.1, 5.0), fwd), (rng.range(-1.0, 1.0), right)]),
+            1 => comb(&[(1.0, eye), (rng.range(25.0, 40.0), fwd), (rng.range(-1.0, 1.0), down)]),
+            _ => comb(&[(1.0, eye), (rng.range(0.5, 3.0), fwd), (if i % 2 == 0 { 20.0 } else { -20.0 }, right)]),
+        };
+        mixed.means[3 * i..3 * i + 3].copy_from_slice(&p);
+    }
+    let culled_cases = [
+        ("all behind the camera, SH 3, classic", &behind, RasterizeMode::Classic),
+        ("all behind the camera, SH 3, antialiased", &behind, RasterizeMode::Antialiased),
+        ("behind / past far / off to the side, SH 0, classic", &mixed, RasterizeMode::Classic),
+    ];
+    for (name, scene, mode) in culled_cases {
+        let opts = RenderOptions { background, mode, far: 20.0, means2d_grad: true, ..Default::default() };
+        match render_and_backward(scene, &[camera], &opts, 5) {
+            Err(e) => failures.push(format!("{name}: render failed: {e}")),
+            Ok((rgb, alpha, depth, grads)) => {
+                if let Some((i, v)) = rgb.iter().enumerate().find(|(i, v)| **v != background[i % 3]) {
+                    failures.push(format!("{name}: rgb[{i}] = {v}, want the background {}", background[i % 3]));
+                }
+                if let Some((i, v)) = alpha.iter().enumerate().find(|(_, v)| **v != 0.0) {
+                    failures.push(format!("{name}: alpha[{i}] = {v}, want 0"));
+                }
+                if let Some((i, v)) = depth.iter().enumerate().find(|(_, v)| **v != 0.0) {
+                    failures.push(format!("{name}: depth[{i}] = {v}, want 0"));
+                }
+                for (g, gname) in grads.iter().zip(GRAD_NAMES) {
+                    if let Some((i, v)) = g.iter().enumerate().find(|(_, v)| **v != 0.0) {
+                        failures.push(format!("{name}: grad.{gname}[{i}] = {v}, want 0 (culled splat)"));
+                    }
+                }
+            }
+        }
+    }
+
+    // --- One splat; a one-tile image seen by two cameras. ---
+    let mut one = random_scene(&mut Lcg::new(5), 1, 3);
+    one.means = vec![0.1, -0.1, 0.05];
+    one.log_scales = vec![-1.5; 3];
+    one.opacity_logits = vec![2.0];
+    let small = Camera::look_at([2.0, 1.0, 1.0].into(), [0.0; 3].into(), [0.0, 0.0, 1.0].into(), 1.0, 5, 3);
+    let small2 = Camera::look_at([-1.0, 2.0, -0.5].into(), [0.0; 3].into(), [0.0, 0.0, 1.0].into(), 1.2, 5, 3);
+    let tiny_cases = [
+        ("one splat, 40×24", &one, vec![camera]),
+        ("one splat, 5×3 image, 2 cameras", &one, vec![small, small2]),
+        ("64 splats, 5×3 image, 2 cameras", &random_scene(&mut Lcg::new(6), 64, 3), vec![small, small2]),
+    ];
+    for (name, scene, cams) in tiny_cases {
+        let opts = RenderOptions { background, means2d_grad: true, ..Default::default() };
+        match render_and_backward(scene, &cams, &opts, 7) {
+            Err(e) => failures.push(format!("{name}: render failed: {e}")),
+            Ok((rgb, alpha, depth, grads)) => {
+                for (v, vname) in [(&rgb, "rgb"), (&alpha, "alpha"), (&depth, "depth")].into_iter().chain(grads.iter().zip(GRAD_NAMES)) {
+                    if let Some((i, x)) = first_non_finite(v) {
+                        failures.push(format!("{name}: {vname}[{i}] = {x}"));
+                    }
+                }
+                let px = alpha.len() / cams.len();
+                for c in 0..cams.len() {
+                    let max = alpha[c * px..(c + 1) * px].iter().fold(0.0f32, |m, a| m.max(*a));
+                    if !(max > 0.1 && max <= 1.0) {
+                        failures.push(format!("{name}: camera {c}: max alpha {max}, the splat should be visible"));
+                    }
+                }
+                if grads[0].iter().all(|g| *g == 0.0) {
+                    failures.push(format!("{name}: grad.means is all zero for a visible splat"));
+                }
+            }
+        }
+    }
+
+    // --- Zero splats. ---
+    // Either outcome is acceptable, a panic is not (nor a non-background image).
+    let empty = SplatData { sh_degree: 0, ..Default::default() };
+    let opts = RenderOptions { background, means2d_grad: true, ..Default::default() };
+    let result = std::panic::catch_unwind(|| render_and_backward(&empty, &[camera], &opts, 8));
+    match result {
+        Err(e) => failures.push(format!("0 splats: render panicked instead of returning an image or an error: {}", panic_text(&*e))),
+        Ok(Err(e)) => eprintln!("0 splats: render returned an error (accepted): {e}"),
+        Ok(Ok((rgb, alpha, depth, grads))) => {
+            eprintln!("0 splats: render returned an image");
+            if rgb.iter().enumerate().any(|(i, v)| *v != background[i % 3]) || alpha.iter().any(|v| *v != 0.0) || depth.iter().any(|v| *v != 0.0) {
+                failures.push("0 splats: the image is not exactly the background".into());
+            }
+            if let Some(g) = grads.iter().find(|g| !g.is_empty()) {
+                failures.push(format!("0 splats: a gradient has {} elements", g.len()));
+            }
+        }
+    }
+    // Whatever happened above, the shared device must still work: the one-splat render again.
+    let again = std::panic::catch_unwind(|| render_and_backward(&one, &[camera], &opts, 7));
+    match again {
+        Ok(Ok((_, alpha, _, _))) if alpha.iter().any(|a| *a > 0.1) => {}
+        Ok(Ok(_)) => failures.push("after the 0-splat render, a visible splat renders nothing".into()),
+        Ok(Err(e)) => failures.push(format!("after the 0-splat render, rendering fails: {e}")),
+        Err(e) => failures.push(format!("after the 0-splat render, rendering panics: {}", panic_text(&*e))),
+    }
+
+    assert!(failures.is_empty(), "{} failure(s):\n  {}", failures.len(), failures.join("\n  "));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. Garbage fill
+// ---------------------------------------------------------------------------------------------
+
+/// The invariants above are only meaningful if fresh kernel buffers hold garbage (NaN, huge
+/// values) rather than zeros: a kernel that forgets to write an output or clear an accumulator
+/// then shows up as NaN in the images or gradients instead of passing by luck.
+#[test]
+fn garbage_fill_is_on() {
+    let (_lock, _ctx) = exclusive_gpu();
+    assert!(gpu::alloc::garbage_fill(), "common::gpu() must turn on gpu::alloc garbage filling");
+}
