@@ -82,7 +82,6 @@ impl Lcg {
     fn normals(&mut self, n: usize, scale: f32) -> Vec<f32> {
         (0..n).map(|_| scale * self.normal()).collect()
     }
-
 }
 
 /// `Σ wᵢ·vᵢ` of 3-vectors (the test crate does not depend on glam; splat's `glam::Vec3`
@@ -329,8 +328,9 @@ fn splat_finite(s: &SplatData, i: usize) -> bool {
         && s.sh[k3 * i..k3 * i + k3].iter().all(|v| v.is_finite())
 }
 
-/// 20 scenes × 200 splats, 64×48, SH degree 0 and 3, classic and antialiased, 1 or 2 cameras,
-/// both backward variants (subgroups / per-pixel atomics) where the device has subgroups.
+/// 20 scenes × 200 splats, 64×48, SH degree 0 and 3 and plain RGB colours, classic and
+/// antialiased, 1 or 2 cameras, both backward variants (subgroups / per-pixel atomics) where the
+/// device has subgroups.
 /// About a third of the splats get one or two injected [`Bad`] inputs.
 #[test]
 fn fuzz_bad_values_no_panic_finite_outputs() {
@@ -348,6 +348,8 @@ fn fuzz_bad_values_no_panic_finite_outputs() {
         let mode = if seed % 4 >= 2 { RasterizeMode::Antialiased } else { RasterizeMode::Classic };
         let num_cams = if seed % 3 == 2 { 2 } else { 1 };
         let subgroups = ctx.subgroups && (seed / 4) % 2 == 0;
+        // Some degree-0 scenes use the coefficients as plain RGB (the RGB kernel variants).
+        let rgb_colors = sh_degree == 0 && matches!(seed % 8, 0 | 6);
         let cameras: Vec<Camera> = (0..num_cams).map(|_| random_camera(&mut rng, 4.0, W, H)).collect();
         let (eye, axes) = camera_frame(&cameras[0]);
         let mut scene = random_scene(&mut rng, N, sh_degree);
@@ -366,9 +368,10 @@ fn fuzz_bad_values_no_panic_finite_outputs() {
         let background = [rng.uniform(), rng.uniform(), rng.uniform()];
         let cot = Cotangents::random(&mut rng, num_cams, H as usize, W as usize);
 
-        let tag = format!("scene seed {seed} (sh {sh_degree}, {mode:?}, {num_cams} camera(s), subgroups {subgroups})");
+        let colors = if rgb_colors { "rgb".to_string() } else { format!("sh {sh_degree}") };
+        let tag = format!("scene seed {seed} ({colors}, {mode:?}, {num_cams} camera(s), subgroups {subgroups})");
         let splats = upload(&scene, &device, true);
-        let opts = RenderOptions { background, mode, means2d_grad: true, subgroups, ..Default::default() };
+        let opts = RenderOptions { background, mode, rgb_colors, means2d_grad: true, subgroups, ..Default::default() };
         let out = render(&splats, &cameras, &opts).unwrap_or_else(|e| panic!("{tag}: render failed: {e}"));
         let grads = cot.loss(&out, 0..num_cams, &device).backward();
 
@@ -567,7 +570,7 @@ fn many_splats_many_tiles() {
     let started = Instant::now();
     let out = render(&splats, &[camera], &RenderOptions::default()).expect("render");
     let (rgb, alpha, depth) = images(&out);
-    eprintln!("{N} splats, {SIZE}×{SIZE}: forward and read-back in {:.1?}", started.elapsed());
+    let elapsed = started.elapsed();
     for (name, v) in [("rgb", &rgb), ("alpha", &alpha), ("depth", &depth)] {
         assert_eq!(v.len(), (SIZE * SIZE) as usize * if name == "rgb" { 3 } else { 1 });
         if let Some((i, x)) = first_non_finite(v) {
@@ -576,11 +579,11 @@ fn many_splats_many_tiles() {
     }
     assert!(alpha.iter().all(|a| (0.0..=1.0).contains(a)), "alpha outside [0, 1]");
     let covered = alpha.iter().filter(|a| **a > 0.0).count();
+    eprintln!("{N} splats, {SIZE}×{SIZE}: forward and read-back in {elapsed:.1?}; {covered} pixels covered");
     assert!(covered > 0, "nothing was drawn");
     // 100k splats in a cube filling most of the view cover most pixels.
     assert!(covered > alpha.len() / 4, "only {covered} of {} pixels have alpha > 0", alpha.len());
 }
-
 
 // ---------------------------------------------------------------------------------------------
 // 4. Empty and degenerate scenes
@@ -591,9 +594,13 @@ fn panic_text(e: &(dyn std::any::Any + Send)) -> String {
     e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_else(|| "<non-string panic>".into())
 }
 
+/// Host results of a render and its backward: (rgb, alpha, depth, gradients in
+/// [`GRAD_NAMES`] order).
+type Rendered = (Vec<f32>, Vec<f32>, Vec<f32>, [Vec<f32>; 6]);
+
 /// Render `scene` from `cameras` on the autodiff device with the loss of random cotangents and
-/// backpropagate: (rgb, alpha, depth, gradients).
-fn render_and_backward(scene: &SplatData, cameras: &[Camera], opts: &RenderOptions, seed: u64) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>, [Vec<f32>; 6]), String> {
+/// backpropagate.
+fn render_and_backward(scene: &SplatData, cameras: &[Camera], opts: &RenderOptions, seed: u64) -> Result<Rendered, String> {
     let device = common::gpu().burn.clone().autodiff();
     let splats = upload(scene, &device, true);
     let out = render(&splats, cameras, opts).map_err(|e| e.to_string())?;
@@ -711,8 +718,20 @@ fn empty_and_degenerate_scenes() {
         Ok(Err(e)) => eprintln!("0 splats: render returned an error (accepted): {e}"),
         Ok(Ok((rgb, alpha, depth, grads))) => {
             eprintln!("0 splats: render returned an image");
-            if rgb.iter().enumerate().any(|(i, v)| *v != background[i % 3]) || alpha.iter().any(|v| *v != 0.0) || depth.iter().any(|v| *v != 0.0) {
-                failures.push("0 splats: the image is not exactly the background".into());
+            if let Some((i, v)) = rgb.iter().enumerate().find(|(i, v)| **v != background[i % 3]) {
+                failures.push(format!(
+                    "0 splats: the image is not exactly the background: rgb[{i}] = {v}, want {}; rgb[..6] = {:?}, alpha[..3] = {:?}, depth[..3] = {:?}",
+                    background[i % 3],
+                    &rgb[..6.min(rgb.len())],
+                    &alpha[..3.min(alpha.len())],
+                    &depth[..3.min(depth.len())]
+                ));
+            }
+            if let Some((i, v)) = alpha.iter().enumerate().find(|(_, v)| **v != 0.0) {
+                failures.push(format!("0 splats: alpha[{i}] = {v}, want 0"));
+            }
+            if let Some((i, v)) = depth.iter().enumerate().find(|(_, v)| **v != 0.0) {
+                failures.push(format!("0 splats: depth[{i}] = {v}, want 0"));
             }
             if let Some(g) = grads.iter().find(|g| !g.is_empty()) {
                 failures.push(format!("0 splats: a gradient has {} elements", g.len()));

@@ -41,10 +41,14 @@ pub fn garbage_fill() -> bool {
 /// as u32 it is large, so an unwritten index or count is out of range.
 const PATTERN: [u32; 4] = [0x7FC0_1234, 0xFF7F_FFFF, 0x0000_0001, 0xDEAD_BEEF];
 
-/// A fresh device buffer of `bytes` bytes (at least 4). Contents are undefined, and are garbage
-/// when [`garbage_fill`] is on.
+/// Smallest buffer handed out: a binding must hold at least one element of its array type
+/// (16 bytes for `array<vec4<u32>>`), also when the array is logically empty.
+pub const MIN_BYTES: usize = 16;
+
+/// A fresh device buffer of at least `bytes` bytes (rounded up to a multiple of 16, at least
+/// [`MIN_BYTES`]). Contents are undefined, and are garbage when [`garbage_fill`] is on.
 pub fn empty(client: &Client, bytes: usize) -> Handle {
-    let bytes = bytes.max(4).next_multiple_of(4);
+    let bytes = bytes.max(MIN_BYTES).next_multiple_of(16);
     if garbage_fill() {
         let words: Vec<u32> = (0..bytes / 4).map(|i| PATTERN[i % PATTERN.len()]).collect();
         client.create_from_slice(bytemuck::cast_slice(&words))
@@ -56,7 +60,7 @@ pub fn empty(client: &Client, bytes: usize) -> Handle {
 /// A device buffer holding `data`.
 pub fn upload<T: bytemuck::Pod>(client: &Client, data: &[T]) -> Handle {
     if data.is_empty() {
-        return empty(client, 4);
+        return empty(client, MIN_BYTES);
     }
     client.create_from_slice(bytemuck::cast_slice(data))
 }

@@ -175,6 +175,9 @@ pub enum RenderError {
     /// No cameras were given.
     #[error("render needs at least one camera")]
     NoCameras,
+    /// The scene has no splats.
+    #[error("the scene has no splats")]
+    NoSplats,
     /// Cameras of one call must share an image size.
     #[error("camera {index} is {got:?}, but camera 0 is {want:?}: one render call takes one image size")]
     SizeMismatch {
@@ -216,7 +219,7 @@ pub enum RenderError {
 /// On an autodiff device, gradients flow to every splat tensor marked `require_grad()`.
 ///
 /// # Errors
-/// [`RenderError`] for empty or inconsistent cameras, wrong tensor shapes or dtypes, or a
+/// [`RenderError`] for an empty scene, empty or inconsistent cameras, wrong tensor shapes or dtypes, or a
 /// scene larger than the device's binding limit allows.
 pub fn render(splats: &Splats, cameras: &[Camera], opts: &RenderOptions) -> Result<RenderOutput, RenderError> {
     let first = cameras.first().ok_or(RenderError::NoCameras)?;
@@ -228,6 +231,9 @@ pub fn render(splats: &Splats, cameras: &[Camera], opts: &RenderOptions) -> Resu
         }
     }
     let n = splats.len();
+    if n == 0 {
+        return Err(RenderError::NoSplats);
+    }
     let check = |name: &'static str, dims: &[usize], dtype: DType, want: &[usize]| -> Result<(), RenderError> {
         if dtype != DType::F32 {
             return Err(RenderError::Tensor { name, message: format!("dtype {dtype:?}, expected F32") });
