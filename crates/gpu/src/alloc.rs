@@ -42,8 +42,9 @@ pub fn garbage_fill() -> bool {
 const PATTERN: [u32; 4] = [0x7FC0_1234, 0xFF7F_FFFF, 0x0000_0001, 0xDEAD_BEEF];
 
 /// Smallest buffer handed out: a binding must hold at least one element of its array type
-/// (16 bytes for `array<vec4<u32>>`), also when the array is logically empty.
-pub const MIN_BYTES: usize = 16;
+/// (40 bytes for `array<Projected>`, the largest element the kernels use), also when the
+/// array is logically empty.
+pub const MIN_BYTES: usize = 64;
 
 /// A fresh device buffer of at least `bytes` bytes (rounded up to a multiple of 16, at least
 /// [`MIN_BYTES`]). Contents are undefined, and are garbage when [`garbage_fill`] is on.
