@@ -292,8 +292,11 @@ fn cmd_bench_raster(ctx: &GpuContext, a: BenchRasterArgs) -> Result<()> {
     let cameras = Camera::orbit(Vec3::ZERO, -Vec3::Y, 4.0, 0.2, a.cameras, 50f32.to_radians(), a.width, a.height);
     let device: Device = ctx.burn.clone().autodiff();
     let opts = RenderOptions::default();
+    // Wait for the queue: burn's `try_into_data` is lazy, so touch the bytes.
     let sync = |t: Tensor<1>| -> Result<()> {
-        t.try_into_data().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let data = t.try_into_data().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let v = data.convert::<f32>().try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        anyhow::ensure!(v.iter().all(|x| x.is_finite()), "non-finite benchmark result");
         Ok(())
     };
     let mut fwd = vec![];

@@ -153,6 +153,29 @@ impl RasterConfig {
     }
 }
 
+/// Stage timer for `SPLATDREAM_PROFILE=1`: waits for the queue after each stage and prints
+/// the stage's wall time to stderr (off by default: the waits serialise the pipeline).
+struct Profiler {
+    on: bool,
+    last: std::time::Instant,
+}
+
+impl Profiler {
+    fn new() -> Self {
+        Self { on: std::env::var("SPLATDREAM_PROFILE").is_ok_and(|v| v == "1"), last: std::time::Instant::now() }
+    }
+
+    fn stage(&mut self, client: &Client, name: &str, probe: &Handle) {
+        if !self.on {
+            return;
+        }
+        let _ = alloc::read::<u32>(client, slice(probe, 0, 4));
+        let now = std::time::Instant::now();
+        eprintln!("[profile] {name:<22} {:9.3} ms", (now - self.last).as_secs_f64() * 1e3);
+        self.last = now;
+    }
+}
+
 fn client_of(t: &CubeTensor) -> &Client {
     &t.client
 }
@@ -234,6 +257,8 @@ fn slice(h: &Handle, start: u64, len: u64) -> Handle {
 pub fn forward(inputs: [CubeTensor; 5], cfg: &RasterConfig) -> (CubeTensor, ForwardState) {
     let inputs = inputs.map(into_contiguous);
     let client = client_of(&inputs[0]).clone();
+    let mut prof = Profiler::new();
+    prof.stage(&client, "inputs ready", &inputs[0].handle);
     let device = inputs[0].device.clone();
     let n = inputs[0].meta.shape()[0];
     let c = cfg.cameras.len();
@@ -282,8 +307,10 @@ pub fn forward(inputs: [CubeTensor; 5], cfg: &RasterConfig) -> (CubeTensor, Forw
         start += len;
     }
 
+    prof.stage(&client, "project", &depth_vals);
     // 2. Depth sort.
     let (_, sorted_ids) = radix_sort(&client, depth_keys, depth_vals, nc, 32);
+    prof.stage(&client, "depth sort", &sorted_ids);
 
     // 3. Intersection counts in depth order (+ a trailing zero) and their scan.
     let counts = alloc::empty(&client, (n * c + 1) * 4);
@@ -292,6 +319,7 @@ pub fn forward(inputs: [CubeTensor; 5], cfg: &RasterConfig) -> (CubeTensor, Forw
     // indexes rects.
     launch(&client, k::ISECT_COUNT, grid_1d((nc + 1).div_ceil(256)), vec![p, sorted_ids.clone(), rects.clone(), counts.clone()]);
     let offsets = exclusive_scan(&client, &counts, nc + 1);
+    prof.stage(&client, "count + scan", &offsets);
     let total_bytes = alloc::read::<u32>(&client, slice(&offsets, 4 * nc as u64, 4)).unwrap_or_default();
     let mut num_isects = total_bytes.first().copied().unwrap_or(0);
     let capacity = (alloc::max_binding_size() / 4) as u32;
@@ -315,7 +343,9 @@ pub fn forward(inputs: [CubeTensor; 5], cfg: &RasterConfig) -> (CubeTensor, Forw
         // whose union is 0..num_isects (exclusive scan of the same areas).
         launch(&client, k::ISECT_EMIT, grid_1d(nc.div_ceil(256)), vec![p, sorted_ids, rects, offsets, isect_keys.clone(), isect_vals.clone()]);
     }
+    prof.stage(&client, "emit", &isect_keys);
     let (isect_keys, isect_vals) = radix_sort(&client, isect_keys, isect_vals, num_isects, key_bits);
+    prof.stage(&client, "tile sort", &isect_keys);
 
     // 6. Tile ranges.
     let ranges = alloc::empty(&client, (c * tiles_per_cam as usize) * 8);
@@ -339,6 +369,7 @@ pub fn forward(inputs: [CubeTensor; 5], cfg: &RasterConfig) -> (CubeTensor, Forw
         CubeCount::Static(tiles_x, tiles_y, c as u32),
         vec![p, ranges.clone(), isect_vals.clone(), projected.clone(), out_handle.clone(), last_count.clone()],
     );
+    prof.stage(&client, "ranges + rasterize", &last_count);
     let out = CubeTensor::new_contiguous(client.clone(), device, Shape::new([c, h, w, 5]), out_handle, DType::F32);
     let state = ForwardState {
         cfg: cfg.clone(),
