@@ -15,8 +15,8 @@
 @group(0) @binding(1) var<storage, read_write> ranges: array<vec2<u32>>;
 @group(0) @binding(2) var<storage, read_write> isect_vals: array<u32>;
 @group(0) @binding(3) var<storage, read_write> projected: array<Projected>;
-// Forward outputs [C, H, W, 5] and [C, H, W].
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+// Forward's final transmittance [C, H, W] and walked counts [C, H, W].
+@group(0) @binding(4) var<storage, read_write> final_t: array<f32>;
 @group(0) @binding(5) var<storage, read_write> last_count: array<u32>;
 // dL/d out, [C, H, W, 5].
 @group(0) @binding(6) var<storage, read_write> v_out: array<f32>;
@@ -82,7 +82,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var v_alpha_out = 0.0;
     var v_depth_out = 0.0;
     if inside {
-        t_final = 1.0 - out[5u * p + 3u];
+        t_final = final_t[p];
         walked = last_count[p];
         v_rgb = vec3<f32>(v_out[5u * p], v_out[5u * p + 1u], v_out[5u * p + 2u]);
         v_alpha_out = v_out[5u * p + 3u];

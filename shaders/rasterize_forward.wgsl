@@ -16,6 +16,9 @@
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 // [C, H, W]: entries walked up to and including the last contributor (0: none).
 @group(0) @binding(5) var<storage, read_write> last_count: array<u32>;
+// [C, H, W]: final transmittance T, kept for the backward pass (recovering it as 1 − alpha
+// in float32 loses its relative precision when T is small, behind near-opaque splats).
+@group(0) @binding(6) var<storage, read_write> final_t: array<f32>;
 
 var<workgroup> batch: array<Projected, 256>;
 var<workgroup> range_shared: vec2<u32>;
@@ -99,5 +102,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         out[5u * p + 3u] = 1.0 - t;
         out[5u * p + 4u] = depth;
         last_count[p] = walked;
+        final_t[p] = t;
     }
 }

@@ -91,16 +91,10 @@ fn run_case(path: &Path, subgroups: bool) -> Result<f64, String> {
     }
     let grads = loss.backward();
 
-    // Known precision gap (see tests/cases/raster/README.md): in the two cases whose splats sit
-    // at the 0.999 alpha clamp or stack into near-opaque layers, our float32 gradients on
-    // lavapipe differ from the float64 reference by up to 3.3× the standard tolerance (images
-    // are within it). Their gradients get a 4× tolerance until the cause is found.
-    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
-    let grad_scale = if matches!(stem, "alpha_clamp" | "opaque_stack") { 4.0 } else { 1.0 };
     let mut worst = 0.0f64;
     let mut failures = vec![];
     let mut check = |name: &str, got: Vec<f32>| match f64s(&st, &format!("{name}_f64")).or_else(|_| f64s(&st, name)) {
-        Ok((want, _)) => match common::compare_scaled(name, &got, &want, if name.starts_with("grad.") { grad_scale } else { 1.0 }) {
+        Ok((want, _)) => match common::compare(name, &got, &want) {
             Ok(r) => worst = worst.max(r),
             Err(e) => failures.push(e),
         },

@@ -46,16 +46,11 @@ pub fn case_files(dir: &Path, var: &str) -> Vec<PathBuf> {
 /// Worst absolute error of `got` against `want` under tolerance `1e-4·max|want| + 1e-5`.
 /// Returns Err with the worst element's index and values when out of tolerance.
 pub fn compare(name: &str, got: &[f32], want: &[f64]) -> Result<f64, String> {
-    compare_scaled(name, got, want, 1.0)
-}
-
-/// [`compare`] with the tolerance multiplied by `scale`.
-pub fn compare_scaled(name: &str, got: &[f32], want: &[f64], scale: f64) -> Result<f64, String> {
     if got.len() != want.len() {
         return Err(format!("{name}: {} values, reference has {}", got.len(), want.len()));
     }
     let max_ref = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    let tol = scale * (1e-4 * max_ref + 1e-5);
+    let tol = 1e-4 * max_ref + 1e-5;
     let mut worst = (0usize, 0.0f64);
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         let err = if g.is_finite() { (*g as f64 - w).abs() } else { f64::INFINITY };

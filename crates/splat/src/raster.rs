@@ -81,7 +81,7 @@ pub struct ForwardState {
     projected: Handle,
     isect_vals: Handle,
     ranges: Handle,
-    out: CubeTensor,
+    final_t: Handle,
     last_count: Handle,
     num_isects: u32,
 }
@@ -360,6 +360,7 @@ pub fn forward(inputs: [CubeTensor; 5], cfg: &RasterConfig) -> (CubeTensor, Forw
     // 7. Rasterize.
     let out_handle = alloc::empty(&client, c * h * w * 5 * 4);
     let last_count = alloc::empty(&client, c * h * w * 4);
+    let final_t = alloc::empty(&client, c * h * w * 4);
     let p = alloc::upload(&client, &[cfg.params(n as u32, 0, n as u32)]);
     // SAFETY: one workgroup per (tile, camera); pixels outside the image write nothing; list
     // entries come from ranges within 0..num_isects and ids < N·C.
@@ -367,7 +368,7 @@ pub fn forward(inputs: [CubeTensor; 5], cfg: &RasterConfig) -> (CubeTensor, Forw
         &client,
         k::RASTERIZE_FORWARD,
         CubeCount::Static(tiles_x, tiles_y, c as u32),
-        vec![p, ranges.clone(), isect_vals.clone(), projected.clone(), out_handle.clone(), last_count.clone()],
+        vec![p, ranges.clone(), isect_vals.clone(), projected.clone(), out_handle.clone(), last_count.clone(), final_t.clone()],
     );
     prof.stage(&client, "ranges + rasterize", &last_count);
     let out = CubeTensor::new_contiguous(client.clone(), device, Shape::new([c, h, w, 5]), out_handle, DType::F32);
@@ -378,7 +379,7 @@ pub fn forward(inputs: [CubeTensor; 5], cfg: &RasterConfig) -> (CubeTensor, Forw
         projected,
         isect_vals,
         ranges,
-        out: out.clone(),
+        final_t,
         last_count,
         num_isects,
     };
@@ -406,7 +407,7 @@ pub fn backward(state: ForwardState, v_out: CubeTensor) -> [CubeTensor; 6] {
             &client,
             kernel,
             CubeCount::Static(tiles_x, tiles_y, c as u32),
-            vec![p, state.ranges.clone(), state.isect_vals.clone(), state.projected.clone(), state.out.handle.clone(), state.last_count.clone(), v_out.handle.clone(), v_projected.clone()],
+            vec![p, state.ranges.clone(), state.isect_vals.clone(), state.projected.clone(), state.final_t.clone(), state.last_count.clone(), v_out.handle.clone(), v_projected.clone()],
         );
     }
 
