@@ -21,7 +21,9 @@ mod common;
 use std::time::Instant;
 
 use burn::tensor::{Device, Gradients, Tensor, TensorData};
-use splat::{Camera, RasterizeMode, RenderError, RenderOptions, RenderOutput, SplatData, Splats, render};
+use splat::{
+    Camera, RasterizeMode, RenderError, RenderOptions, RenderOutput, SplatData, Splats, render,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -53,7 +55,10 @@ impl Lcg {
 
     /// 31 high-quality bits (the high bits of an LCG are the good ones).
     fn next_u32(&mut self) -> u32 {
-        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
         (self.0 >> 33) as u32
     }
 
@@ -132,8 +137,19 @@ fn random_scene(rng: &mut Lcg, n: usize, sh_degree: u32) -> SplatData {
 fn random_camera(rng: &mut Lcg, radius: f32, width: u32, height: u32) -> Camera {
     let phi = rng.range(0.0, std::f32::consts::TAU);
     let elev = rng.range(-0.8, 0.8);
-    let eye = [radius * elev.cos() * phi.cos(), radius * elev.cos() * phi.sin(), radius * elev.sin()];
-    Camera::look_at(eye.into(), [0.0; 3].into(), [0.0, 0.0, 1.0].into(), 1.0, width, height)
+    let eye = [
+        radius * elev.cos() * phi.cos(),
+        radius * elev.cos() * phi.sin(),
+        radius * elev.sin(),
+    ];
+    Camera::look_at(
+        eye.into(),
+        [0.0; 3].into(),
+        [0.0, 0.0, 1.0].into(),
+        1.0,
+        width,
+        height,
+    )
 }
 
 /// Upload a host scene as leaf tensors; with `grad`, mark every tensor `require_grad()`.
@@ -176,7 +192,11 @@ struct Cotangents {
 
 impl Cotangents {
     fn random(rng: &mut Lcg, c: usize, h: usize, w: usize) -> Self {
-        Self { g: rng.normals(c * h * w * 3, 1.0), h: rng.normals(c * h * w, 1.0), d: rng.normals(c * h * w, 0.1) }
+        Self {
+            g: rng.normals(c * h * w * 3, 1.0),
+            h: rng.normals(c * h * w, 1.0),
+            d: rng.normals(c * h * w, 0.1),
+        }
     }
 
     /// The loss of `out` restricted to cameras `cams` of the cotangents (so a single-camera
@@ -185,33 +205,78 @@ impl Cotangents {
         let [c, h, w, _] = out.rgb.dims();
         assert_eq!(c, cams.len());
         let px = h * w;
-        let g = tensor(self.g[cams.start * px * 3..cams.end * px * 3].to_vec(), [c, h, w, 3], device);
-        let hh = tensor(self.h[cams.start * px..cams.end * px].to_vec(), [c, h, w], device);
-        let d = tensor(self.d[cams.start * px..cams.end * px].to_vec(), [c, h, w], device);
+        let g = tensor(
+            self.g[cams.start * px * 3..cams.end * px * 3].to_vec(),
+            [c, h, w, 3],
+            device,
+        );
+        let hh = tensor(
+            self.h[cams.start * px..cams.end * px].to_vec(),
+            [c, h, w],
+            device,
+        );
+        let d = tensor(
+            self.d[cams.start * px..cams.end * px].to_vec(),
+            [c, h, w],
+            device,
+        );
         (out.rgb.clone() * g).sum() + (out.alpha.clone() * hh).sum() + (out.depth.clone() * d).sum()
     }
 }
 
 /// The gradients [`gradients`] returns, in its order.
-const GRAD_NAMES: [&str; 6] = ["means", "quats", "log_scales", "opacity_logits", "sh", "means2d"];
+const GRAD_NAMES: [&str; 6] = [
+    "means",
+    "quats",
+    "log_scales",
+    "opacity_logits",
+    "sh",
+    "means2d",
+];
 
 /// All gradients of a render on the host, in [`GRAD_NAMES`] order (`means2d` is `[C, N, 2]`,
 /// the others have their tensor's shape). Panics if one is missing or unreadable.
 fn gradients(splats: &Splats, out: &RenderOutput, grads: &Gradients) -> [Vec<f32>; 6] {
-    let need = |name: &str, t: Option<Vec<f32>>| t.unwrap_or_else(|| panic!("no gradient for {name}"));
+    let need =
+        |name: &str, t: Option<Vec<f32>>| t.unwrap_or_else(|| panic!("no gradient for {name}"));
     [
-        need("means", splats.means.grad(grads).map(|t| host("grad.means", t))),
-        need("quats", splats.quats.grad(grads).map(|t| host("grad.quats", t))),
-        need("log_scales", splats.log_scales.grad(grads).map(|t| host("grad.log_scales", t))),
-        need("opacity_logits", splats.opacity_logits.grad(grads).map(|t| host("grad.opacity_logits", t))),
+        need(
+            "means",
+            splats.means.grad(grads).map(|t| host("grad.means", t)),
+        ),
+        need(
+            "quats",
+            splats.quats.grad(grads).map(|t| host("grad.quats", t)),
+        ),
+        need(
+            "log_scales",
+            splats
+                .log_scales
+                .grad(grads)
+                .map(|t| host("grad.log_scales", t)),
+        ),
+        need(
+            "opacity_logits",
+            splats
+                .opacity_logits
+                .grad(grads)
+                .map(|t| host("grad.opacity_logits", t)),
+        ),
         need("sh", splats.sh.grad(grads).map(|t| host("grad.sh", t))),
-        need("means2d", out.means2d.grad(grads).map(|t| host("grad.means2d", t))),
+        need(
+            "means2d",
+            out.means2d.grad(grads).map(|t| host("grad.means2d", t)),
+        ),
     ]
 }
 
 /// Host copies of a render's images: (rgb [C,H,W,3], alpha [C,H,W], depth [C,H,W]).
 fn images(out: &RenderOutput) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    (host("rgb", out.rgb.clone()), host("alpha", out.alpha.clone()), host("depth", out.depth.clone()))
+    (
+        host("rgb", out.rgb.clone()),
+        host("alpha", out.alpha.clone()),
+        host("depth", out.depth.clone()),
+    )
 }
 
 /// Index and value of the first non-finite element, if any.
@@ -262,7 +327,14 @@ const BAD_KINDS: [Bad; 9] = [
 
 /// Apply `bad` to splat `i` of `s`; `eye` and `axes` ([forward, right, down]) are camera 0's
 /// (see [`camera_frame`]).
-fn inject(rng: &mut Lcg, s: &mut SplatData, i: usize, bad: Bad, eye: [f32; 3], axes: [[f32; 3]; 3]) {
+fn inject(
+    rng: &mut Lcg,
+    s: &mut SplatData,
+    i: usize,
+    bad: Bad,
+    eye: [f32; 3],
+    axes: [[f32; 3]; 3],
+) {
     let k3 = s.sh.len() / s.len();
     // (tensor index, element) of a random element of splat i.
     let pick = |rng: &mut Lcg| -> (usize, usize) {
@@ -309,11 +381,21 @@ fn inject(rng: &mut Lcg, s: &mut SplatData, i: usize, bad: Bad, eye: [f32; 3], a
         }
         Bad::AtCamera => s.means[3 * i..3 * i + 3].copy_from_slice(&eye),
         Bad::BehindCamera => {
-            let p = comb(&[(1.0, eye), (-rng.range(0.05, 3.0), fwd), (rng.range(-1.0, 1.0), right), (rng.range(-1.0, 1.0), down)]);
+            let p = comb(&[
+                (1.0, eye),
+                (-rng.range(0.05, 3.0), fwd),
+                (rng.range(-1.0, 1.0), right),
+                (rng.range(-1.0, 1.0), down),
+            ]);
             s.means[3 * i..3 * i + 3].copy_from_slice(&p);
         }
         Bad::NearPlane => {
-            let p = comb(&[(1.0, eye), (rng.range(0.0101, 0.05), fwd), (rng.range(-2.0, 2.0), right), (rng.range(-2.0, 2.0), down)]);
+            let p = comb(&[
+                (1.0, eye),
+                (rng.range(0.0101, 0.05), fwd),
+                (rng.range(-2.0, 2.0), right),
+                (rng.range(-2.0, 2.0), down),
+            ]);
             s.means[3 * i..3 * i + 3].copy_from_slice(&p);
         }
     }
@@ -346,12 +428,18 @@ fn fuzz_bad_values_no_panic_finite_outputs() {
     for seed in 0..SCENES {
         let mut rng = Lcg::new(1000 + seed);
         let sh_degree = if seed % 2 == 0 { 0 } else { 3 };
-        let mode = if seed % 4 >= 2 { RasterizeMode::Antialiased } else { RasterizeMode::Classic };
+        let mode = if seed % 4 >= 2 {
+            RasterizeMode::Antialiased
+        } else {
+            RasterizeMode::Classic
+        };
         let num_cams = if seed % 3 == 2 { 2 } else { 1 };
         let subgroups = ctx.subgroups && (seed / 4) % 2 == 0;
         // Some degree-0 scenes use the coefficients as plain RGB (the RGB kernel variants).
         let rgb_colors = sh_degree == 0 && matches!(seed % 8, 0 | 6);
-        let cameras: Vec<Camera> = (0..num_cams).map(|_| random_camera(&mut rng, 4.0, W, H)).collect();
+        let cameras: Vec<Camera> = (0..num_cams)
+            .map(|_| random_camera(&mut rng, 4.0, W, H))
+            .collect();
         let (eye, axes) = camera_frame(&cameras[0]);
         let mut scene = random_scene(&mut rng, N, sh_degree);
         let mut injected = vec![vec![]; N];
@@ -369,11 +457,25 @@ fn fuzz_bad_values_no_panic_finite_outputs() {
         let background = [rng.uniform(), rng.uniform(), rng.uniform()];
         let cot = Cotangents::random(&mut rng, num_cams, H as usize, W as usize);
 
-        let colors = if rgb_colors { "rgb".to_string() } else { format!("sh {sh_degree}") };
-        let tag = format!("scene seed {seed} ({colors}, {mode:?}, {num_cams} camera(s), subgroups {subgroups})");
+        let colors = if rgb_colors {
+            "rgb".to_string()
+        } else {
+            format!("sh {sh_degree}")
+        };
+        let tag = format!(
+            "scene seed {seed} ({colors}, {mode:?}, {num_cams} camera(s), subgroups {subgroups})"
+        );
         let splats = upload(&scene, &device, true);
-        let opts = RenderOptions { background, mode, rgb_colors, means2d_grad: true, subgroups, ..Default::default() };
-        let out = render(&splats, &cameras, &opts).unwrap_or_else(|e| panic!("{tag}: render failed: {e}"));
+        let opts = RenderOptions {
+            background,
+            mode,
+            rgb_colors,
+            means2d_grad: true,
+            subgroups,
+            ..Default::default()
+        };
+        let out = render(&splats, &cameras, &opts)
+            .unwrap_or_else(|e| panic!("{tag}: render failed: {e}"));
         let grads = cot.loss(&out, 0..num_cams, &device).backward();
 
         // Images: finite, alpha a probability, depth a non-negative sum.
@@ -383,7 +485,11 @@ fn fuzz_bad_values_no_panic_finite_outputs() {
                 failures.push(format!("{tag}: {name}[{i}] = {x}"));
             }
         }
-        if let Some((i, a)) = alpha.iter().enumerate().find(|(_, a)| !(**a >= 0.0 && **a <= 1.0)) {
+        if let Some((i, a)) = alpha
+            .iter()
+            .enumerate()
+            .find(|(_, a)| !(**a >= 0.0 && **a <= 1.0))
+        {
             failures.push(format!("{tag}: alpha[{i}] = {a} outside [0, 1]"));
         }
         if let Some((i, d)) = depth.iter().enumerate().find(|(_, d)| **d < 0.0) {
@@ -392,7 +498,9 @@ fn fuzz_bad_values_no_panic_finite_outputs() {
         // The scene must actually be seen, or the test checks nothing.
         let max_alpha = alpha.iter().fold(0.0f32, |m, a| m.max(*a));
         if max_alpha < 0.5 {
-            failures.push(format!("{tag}: max alpha {max_alpha}: the scene is not visible, test is vacuous"));
+            failures.push(format!(
+                "{tag}: max alpha {max_alpha}: the scene is not visible, test is vacuous"
+            ));
         }
 
         // Gradients: all readable (host() panics otherwise); finite for every finite splat.
@@ -400,14 +508,25 @@ fn fuzz_bad_values_no_panic_finite_outputs() {
         let k3 = scene.sh.len() / N;
         let per_splat = [3, 4, 3, 1, k3];
         for (t, name) in GRAD_NAMES.iter().enumerate() {
-            let want_len = if t == 5 { num_cams * N * 2 } else { per_splat[t] * N };
+            let want_len = if t == 5 {
+                num_cams * N * 2
+            } else {
+                per_splat[t] * N
+            };
             if g[t].len() != want_len {
-                failures.push(format!("{tag}: grad.{name} has {} values, want {want_len}", g[t].len()));
+                failures.push(format!(
+                    "{tag}: grad.{name} has {} values, want {want_len}",
+                    g[t].len()
+                ));
                 continue;
             }
             for (e, v) in g[t].iter().enumerate() {
                 // means2d is [C, N, 2]; the others [N, ...].
-                let i = if t == 5 { (e / 2) % N } else { e / per_splat[t] };
+                let i = if t == 5 {
+                    (e / 2) % N
+                } else {
+                    e / per_splat[t]
+                };
                 if finite[i] && !v.is_finite() {
                     failures.push(format!(
                         "{tag}: grad.{name}[{e}] = {v} for splat {i}, whose inputs are finite (injected: {:?})",
@@ -419,10 +538,17 @@ fn fuzz_bad_values_no_panic_finite_outputs() {
         }
         let bad = injected.iter().filter(|v| !v.is_empty()).count();
         let non_finite = finite.iter().filter(|f| !**f).count();
-        eprintln!("{tag}: {bad} splats injected, {non_finite} with non-finite inputs, max alpha {max_alpha:.3}");
+        eprintln!(
+            "{tag}: {bad} splats injected, {non_finite} with non-finite inputs, max alpha {max_alpha:.3}"
+        );
     }
     eprintln!("fuzz: {SCENES} scenes in {:.1?}", started.elapsed());
-    assert!(failures.is_empty(), "{} failure(s):\n  {}", failures.len(), failures.join("\n  "));
+    assert!(
+        failures.is_empty(),
+        "{} failure(s):\n  {}",
+        failures.len(),
+        failures.join("\n  ")
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -448,10 +574,22 @@ fn camera_batch_matches_single_renders() {
     let scene = random_scene(&mut rng, N, 3);
     let cameras: Vec<Camera> = (0..C).map(|_| random_camera(&mut rng, 3.5, W, H)).collect();
     let cot = Cotangents::random(&mut rng, C, H as usize, W as usize);
-    let (px, modes): (usize, &[bool]) = ((W * H) as usize, if ctx.subgroups { &[true, false] } else { &[false] });
+    let (px, modes): (usize, &[bool]) = (
+        (W * H) as usize,
+        if ctx.subgroups {
+            &[true, false]
+        } else {
+            &[false]
+        },
+    );
 
     for &subgroups in modes {
-        let opts = RenderOptions { background: [0.2, 0.4, 0.6], means2d_grad: true, subgroups, ..Default::default() };
+        let opts = RenderOptions {
+            background: [0.2, 0.4, 0.6],
+            means2d_grad: true,
+            subgroups,
+            ..Default::default()
+        };
         let splats = upload(&scene, &device, true);
 
         // The batch.
@@ -486,9 +624,15 @@ fn camera_batch_matches_single_renders() {
         // The test is only meaningful if every camera sees the scene and sees it differently.
         for c in 0..C {
             let a = &alpha_s[c * px..(c + 1) * px];
-            assert!(a.iter().any(|x| *x > 0.5), "camera {c} barely sees the scene");
+            assert!(
+                a.iter().any(|x| *x > 0.5),
+                "camera {c} barely sees the scene"
+            );
             if c > 0 {
-                assert!(rgb_s[c * px * 3..(c + 1) * px * 3] != rgb_s[..px * 3], "camera {c} renders like camera 0");
+                assert!(
+                    rgb_s[c * px * 3..(c + 1) * px * 3] != rgb_s[..px * 3],
+                    "camera {c} renders like camera 0"
+                );
             }
         }
 
@@ -498,7 +642,11 @@ fn camera_batch_matches_single_renders() {
             assert_eq!(got.len(), want.len(), "{name}: length");
             for (i, (g, w)) in got.iter().zip(want).enumerate() {
                 let tol = if rel { 1e-5 * w.abs().max(1.0) } else { 1e-5 };
-                assert!((g - w).abs() <= tol, "{name}[{i}] (camera {}): batch {g}, single {w} (subgroups {subgroups})", i / (px * if name == "rgb" { 3 } else { 1 }));
+                assert!(
+                    (g - w).abs() <= tol,
+                    "{name}[{i}] (camera {}): batch {g}, single {w} (subgroups {subgroups})",
+                    i / (px * if name == "rgb" { 3 } else { 1 })
+                );
             }
         };
         close("rgb", &rgb_b, &rgb_s, false);
@@ -509,12 +657,23 @@ fn camera_batch_matches_single_renders() {
         // 1e-4·max + 1e-5 of the reference tests.
         let mut failures = vec![];
         for (t, name) in GRAD_NAMES.iter().enumerate() {
-            if let Err(e) = common::compare(&format!("grad.{name} (subgroups {subgroups})"), &grad_b[t], &grad_s[t]) {
+            if let Err(e) = common::compare(
+                &format!("grad.{name} (subgroups {subgroups})"),
+                &grad_b[t],
+                &grad_s[t],
+            ) {
                 failures.push(e);
             }
-            assert!(grad_s[t].iter().any(|x| *x != 0.0), "grad.{name} is all zero: vacuous comparison");
+            assert!(
+                grad_s[t].iter().any(|x| *x != 0.0),
+                "grad.{name} is all zero: vacuous comparison"
+            );
         }
-        assert!(failures.is_empty(), "batch gradients differ from the summed single-camera gradients:\n  {}", failures.join("\n  "));
+        assert!(
+            failures.is_empty(),
+            "batch gradients differ from the summed single-camera gradients:\n  {}",
+            failures.join("\n  ")
+        );
     }
     eprintln!("camera batch: {:.1?}", started.elapsed());
 }
@@ -530,9 +689,14 @@ fn grid_of(groups: u32) -> [u64; 3] {
     let nums: Vec<u64> = s
         .trim_matches(|c| c == '(' || c == ')')
         .split(',')
-        .map(|x| x.trim().parse().unwrap_or_else(|e| panic!("grid_1d({groups}) = {s}: {e}")))
+        .map(|x| {
+            x.trim()
+                .parse()
+                .unwrap_or_else(|e| panic!("grid_1d({groups}) = {s}: {e}"))
+        })
         .collect();
-    nums.try_into().unwrap_or_else(|_| panic!("grid_1d({groups}) = {s}: not (x, y, z)"))
+    nums.try_into()
+        .unwrap_or_else(|_| panic!("grid_1d({groups}) = {s}: not (x, y, z)"))
 }
 
 /// `grid_1d` covers any workgroup count within the 65,535-per-dimension limit; then ~100k tiny
@@ -542,16 +706,38 @@ fn grid_of(groups: u32) -> [u64; 3] {
 fn many_splats_many_tiles() {
     let max = gpu::launch::MAX_WORKGROUPS_PER_DIM as u64;
     assert_eq!(max, 65_535);
-    for groups in [0u32, 1, 255, 65_535, 65_536, 70_000, 131_071, 1 << 24, 65_535 * 65_535] {
+    for groups in [
+        0u32,
+        1,
+        255,
+        65_535,
+        65_536,
+        70_000,
+        131_071,
+        1 << 24,
+        65_535 * 65_535,
+    ] {
         let [x, y, z] = grid_of(groups);
         let want = (groups as u64).max(1);
-        assert!(x * y * z >= want, "grid_1d({groups}) = ({x}, {y}, {z}) covers fewer groups");
-        assert!((1..=max).contains(&x) && (1..=max).contains(&y) && z == 1, "grid_1d({groups}) = ({x}, {y}, {z}) exceeds the per-dimension limit");
+        assert!(
+            x * y * z >= want,
+            "grid_1d({groups}) = ({x}, {y}, {z}) covers fewer groups"
+        );
+        assert!(
+            (1..=max).contains(&x) && (1..=max).contains(&y) && z == 1,
+            "grid_1d({groups}) = ({x}, {y}, {z}) exceeds the per-dimension limit"
+        );
         // Kernels bounds-check the linear index; the documented waste is under one row.
-        assert!(x * y - want < x, "grid_1d({groups}) = ({x}, {y}, {z}) wastes a whole row or more");
+        assert!(
+            x * y - want < x,
+            "grid_1d({groups}) = ({x}, {y}, {z}) wastes a whole row or more"
+        );
     }
     let [x, y, _] = grid_of(70_000);
-    assert!(y >= 2, "70,000 workgroups need a second grid dimension, got ({x}, {y})");
+    assert!(
+        y >= 2,
+        "70,000 workgroups need a second grid dimension, got ({x}, {y})"
+    );
 
     const N: usize = 100_000;
     const SIZE: u32 = 256;
@@ -566,24 +752,43 @@ fn many_splats_many_tiles() {
     for m in &mut scene.means {
         *m *= 1.5;
     }
-    let camera = Camera::look_at([4.0, 3.0, 2.0].into(), [0.0; 3].into(), [0.0, 0.0, 1.0].into(), 1.0, SIZE, SIZE);
+    let camera = Camera::look_at(
+        [4.0, 3.0, 2.0].into(),
+        [0.0; 3].into(),
+        [0.0, 0.0, 1.0].into(),
+        1.0,
+        SIZE,
+        SIZE,
+    );
     let splats = upload(&scene, &ctx.burn, false);
     let started = Instant::now();
     let out = render(&splats, &[camera], &RenderOptions::default()).expect("render");
     let (rgb, alpha, depth) = images(&out);
     let elapsed = started.elapsed();
     for (name, v) in [("rgb", &rgb), ("alpha", &alpha), ("depth", &depth)] {
-        assert_eq!(v.len(), (SIZE * SIZE) as usize * if name == "rgb" { 3 } else { 1 });
+        assert_eq!(
+            v.len(),
+            (SIZE * SIZE) as usize * if name == "rgb" { 3 } else { 1 }
+        );
         if let Some((i, x)) = first_non_finite(v) {
             panic!("{name}[{i}] = {x}");
         }
     }
-    assert!(alpha.iter().all(|a| (0.0..=1.0).contains(a)), "alpha outside [0, 1]");
+    assert!(
+        alpha.iter().all(|a| (0.0..=1.0).contains(a)),
+        "alpha outside [0, 1]"
+    );
     let covered = alpha.iter().filter(|a| **a > 0.0).count();
-    eprintln!("{N} splats, {SIZE}×{SIZE}: forward and read-back in {elapsed:.1?}; {covered} pixels covered");
+    eprintln!(
+        "{N} splats, {SIZE}×{SIZE}: forward and read-back in {elapsed:.1?}; {covered} pixels covered"
+    );
     assert!(covered > 0, "nothing was drawn");
     // 100k splats in a cube filling most of the view cover most pixels.
-    assert!(covered > alpha.len() / 4, "only {covered} of {} pixels have alpha > 0", alpha.len());
+    assert!(
+        covered > alpha.len() / 4,
+        "only {covered} of {} pixels have alpha > 0",
+        alpha.len()
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -592,7 +797,10 @@ fn many_splats_many_tiles() {
 
 /// The text of a caught panic.
 fn panic_text(e: &(dyn std::any::Any + Send)) -> String {
-    e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_else(|| "<non-string panic>".into())
+    e.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "<non-string panic>".into())
 }
 
 /// Host results of a render and its backward: (rgb, alpha, depth, gradients in
@@ -601,7 +809,12 @@ type Rendered = (Vec<f32>, Vec<f32>, Vec<f32>, [Vec<f32>; 6]);
 
 /// Render `scene` from `cameras` on the autodiff device with the loss of random cotangents and
 /// backpropagate.
-fn render_and_backward(scene: &SplatData, cameras: &[Camera], opts: &RenderOptions, seed: u64) -> Result<Rendered, String> {
+fn render_and_backward(
+    scene: &SplatData,
+    cameras: &[Camera],
+    opts: &RenderOptions,
+    seed: u64,
+) -> Result<Rendered, String> {
     let device = common::gpu().burn.clone().autodiff();
     let splats = upload(scene, &device, true);
     let out = render(&splats, cameras, opts).map_err(|e| e.to_string())?;
@@ -625,7 +838,14 @@ fn render_and_backward(scene: &SplatData, cameras: &[Camera], opts: &RenderOptio
 #[test]
 fn empty_and_degenerate_scenes() {
     let (_lock, _ctx) = exclusive_gpu();
-    let camera = Camera::look_at([3.0, -2.0, 1.0].into(), [0.0; 3].into(), [0.0, 0.0, 1.0].into(), 1.0, 40, 24);
+    let camera = Camera::look_at(
+        [3.0, -2.0, 1.0].into(),
+        [0.0; 3].into(),
+        [0.0, 0.0, 1.0].into(),
+        1.0,
+        40,
+        24,
+    );
     let (eye, [fwd, right, down]) = camera_frame(&camera);
     let background = [0.25, 0.5, 0.75];
     let mut failures: Vec<String> = vec![];
@@ -636,28 +856,70 @@ fn empty_and_degenerate_scenes() {
     let mut behind = random_scene(&mut rng, n, 3);
     let mut mixed = random_scene(&mut rng, n, 0);
     for i in 0..n {
-        let p = comb(&[(1.0, eye), (-rng.range(0.1, 5.0), fwd), (rng.range(-3.0, 3.0), right), (rng.range(-3.0, 3.0), down)]);
+        let p = comb(&[
+            (1.0, eye),
+            (-rng.range(0.1, 5.0), fwd),
+            (rng.range(-3.0, 3.0), right),
+            (rng.range(-3.0, 3.0), down),
+        ]);
         behind.means[3 * i..3 * i + 3].copy_from_slice(&p);
         // A third each: behind the camera, past the far plane (20), 90° off to the side.
         let p = match i % 3 {
-            0 => comb(&[(1.0, eye), (-rng.range(0.1, 5.0), fwd), (rng.range(-1.0, 1.0), right)]),
-            1 => comb(&[(1.0, eye), (rng.range(25.0, 40.0), fwd), (rng.range(-1.0, 1.0), down)]),
-            _ => comb(&[(1.0, eye), (rng.range(0.5, 3.0), fwd), (if i % 2 == 0 { 20.0 } else { -20.0 }, right)]),
+            0 => comb(&[
+                (1.0, eye),
+                (-rng.range(0.1, 5.0), fwd),
+                (rng.range(-1.0, 1.0), right),
+            ]),
+            1 => comb(&[
+                (1.0, eye),
+                (rng.range(25.0, 40.0), fwd),
+                (rng.range(-1.0, 1.0), down),
+            ]),
+            _ => comb(&[
+                (1.0, eye),
+                (rng.range(0.5, 3.0), fwd),
+                (if i % 2 == 0 { 20.0 } else { -20.0 }, right),
+            ]),
         };
         mixed.means[3 * i..3 * i + 3].copy_from_slice(&p);
     }
     let culled_cases = [
-        ("all behind the camera, SH 3, classic", &behind, RasterizeMode::Classic),
-        ("all behind the camera, SH 3, antialiased", &behind, RasterizeMode::Antialiased),
-        ("behind / past far / off to the side, SH 0, classic", &mixed, RasterizeMode::Classic),
+        (
+            "all behind the camera, SH 3, classic",
+            &behind,
+            RasterizeMode::Classic,
+        ),
+        (
+            "all behind the camera, SH 3, antialiased",
+            &behind,
+            RasterizeMode::Antialiased,
+        ),
+        (
+            "behind / past far / off to the side, SH 0, classic",
+            &mixed,
+            RasterizeMode::Classic,
+        ),
     ];
     for (name, scene, mode) in culled_cases {
-        let opts = RenderOptions { background, mode, far: 20.0, means2d_grad: true, ..Default::default() };
+        let opts = RenderOptions {
+            background,
+            mode,
+            far: 20.0,
+            means2d_grad: true,
+            ..Default::default()
+        };
         match render_and_backward(scene, &[camera], &opts, 5) {
             Err(e) => failures.push(format!("{name}: render failed: {e}")),
             Ok((rgb, alpha, depth, grads)) => {
-                if let Some((i, v)) = rgb.iter().enumerate().find(|(i, v)| **v != background[i % 3]) {
-                    failures.push(format!("{name}: rgb[{i}] = {v}, want the background {}", background[i % 3]));
+                if let Some((i, v)) = rgb
+                    .iter()
+                    .enumerate()
+                    .find(|(i, v)| **v != background[i % 3])
+                {
+                    failures.push(format!(
+                        "{name}: rgb[{i}] = {v}, want the background {}",
+                        background[i % 3]
+                    ));
                 }
                 if let Some((i, v)) = alpha.iter().enumerate().find(|(_, v)| **v != 0.0) {
                     failures.push(format!("{name}: alpha[{i}] = {v}, want 0"));
@@ -667,7 +929,9 @@ fn empty_and_degenerate_scenes() {
                 }
                 for (g, gname) in grads.iter().zip(GRAD_NAMES) {
                     if let Some((i, v)) = g.iter().enumerate().find(|(_, v)| **v != 0.0) {
-                        failures.push(format!("{name}: grad.{gname}[{i}] = {v}, want 0 (culled splat)"));
+                        failures.push(format!(
+                            "{name}: grad.{gname}[{i}] = {v}, want 0 (culled splat)"
+                        ));
                     }
                 }
             }
@@ -679,32 +943,63 @@ fn empty_and_degenerate_scenes() {
     one.means = vec![0.1, -0.1, 0.05];
     one.log_scales = vec![-1.5; 3];
     one.opacity_logits = vec![2.0];
-    let small = Camera::look_at([2.0, 1.0, 1.0].into(), [0.0; 3].into(), [0.0, 0.0, 1.0].into(), 1.0, 5, 3);
-    let small2 = Camera::look_at([-1.0, 2.0, -0.5].into(), [0.0; 3].into(), [0.0, 0.0, 1.0].into(), 1.2, 5, 3);
+    let small = Camera::look_at(
+        [2.0, 1.0, 1.0].into(),
+        [0.0; 3].into(),
+        [0.0, 0.0, 1.0].into(),
+        1.0,
+        5,
+        3,
+    );
+    let small2 = Camera::look_at(
+        [-1.0, 2.0, -0.5].into(),
+        [0.0; 3].into(),
+        [0.0, 0.0, 1.0].into(),
+        1.2,
+        5,
+        3,
+    );
     let tiny_cases = [
         ("one splat, 40×24", &one, vec![camera]),
         ("one splat, 5×3 image, 2 cameras", &one, vec![small, small2]),
-        ("64 splats, 5×3 image, 2 cameras", &random_scene(&mut Lcg::new(6), 64, 3), vec![small, small2]),
+        (
+            "64 splats, 5×3 image, 2 cameras",
+            &random_scene(&mut Lcg::new(6), 64, 3),
+            vec![small, small2],
+        ),
     ];
     for (name, scene, cams) in tiny_cases {
-        let opts = RenderOptions { background, means2d_grad: true, ..Default::default() };
+        let opts = RenderOptions {
+            background,
+            means2d_grad: true,
+            ..Default::default()
+        };
         match render_and_backward(scene, &cams, &opts, 7) {
             Err(e) => failures.push(format!("{name}: render failed: {e}")),
             Ok((rgb, alpha, depth, grads)) => {
-                for (v, vname) in [(&rgb, "rgb"), (&alpha, "alpha"), (&depth, "depth")].into_iter().chain(grads.iter().zip(GRAD_NAMES)) {
+                for (v, vname) in [(&rgb, "rgb"), (&alpha, "alpha"), (&depth, "depth")]
+                    .into_iter()
+                    .chain(grads.iter().zip(GRAD_NAMES))
+                {
                     if let Some((i, x)) = first_non_finite(v) {
                         failures.push(format!("{name}: {vname}[{i}] = {x}"));
                     }
                 }
                 let px = alpha.len() / cams.len();
                 for c in 0..cams.len() {
-                    let max = alpha[c * px..(c + 1) * px].iter().fold(0.0f32, |m, a| m.max(*a));
+                    let max = alpha[c * px..(c + 1) * px]
+                        .iter()
+                        .fold(0.0f32, |m, a| m.max(*a));
                     if !(max > 0.1 && max <= 1.0) {
-                        failures.push(format!("{name}: camera {c}: max alpha {max}, the splat should be visible"));
+                        failures.push(format!(
+                            "{name}: camera {c}: max alpha {max}, the splat should be visible"
+                        ));
                     }
                 }
                 if grads[0].iter().all(|g| *g == 0.0) {
-                    failures.push(format!("{name}: grad.means is all zero for a visible splat"));
+                    failures.push(format!(
+                        "{name}: grad.means is all zero for a visible splat"
+                    ));
                 }
             }
         }
@@ -714,11 +1009,23 @@ fn empty_and_degenerate_scenes() {
     // `render` documents an empty scene as `RenderError::NoSplats` (checked before any GPU
     // work). It once went on to bind 4-byte buffers to kernels whose arrays need 16- or 40-byte
     // elements, and wgpu's validation error surfaced as a panic. Pinned on both devices.
-    let empty = SplatData { sh_degree: 0, ..Default::default() };
-    let opts = RenderOptions { background, means2d_grad: true, ..Default::default() };
-    for (device, dname) in [(common::gpu().burn.clone(), "plain"), (common::gpu().burn.clone().autodiff(), "autodiff")] {
+    let empty = SplatData {
+        sh_degree: 0,
+        ..Default::default()
+    };
+    let opts = RenderOptions {
+        background,
+        means2d_grad: true,
+        ..Default::default()
+    };
+    for (device, dname) in [
+        (common::gpu().burn.clone(), "plain"),
+        (common::gpu().burn.clone().autodiff(), "autodiff"),
+    ] {
         let splats = upload(&empty, &device, dname == "autodiff");
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| render(&splats, &[camera], &opts).map(|out| images(&out))));
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            render(&splats, &[camera], &opts).map(|out| images(&out))
+        }));
         match result {
             Err(e) => failures.push(format!("0 splats ({dname} device): render panicked: {}", panic_text(&*e))),
             Ok(Err(RenderError::NoSplats)) => {}
@@ -734,12 +1041,22 @@ fn empty_and_degenerate_scenes() {
     let again = std::panic::catch_unwind(|| render_and_backward(&one, &[camera], &opts, 7));
     match again {
         Ok(Ok((_, alpha, _, _))) if alpha.iter().any(|a| *a > 0.1) => {}
-        Ok(Ok(_)) => failures.push("after the 0-splat render, a visible splat renders nothing".into()),
+        Ok(Ok(_)) => {
+            failures.push("after the 0-splat render, a visible splat renders nothing".into())
+        }
         Ok(Err(e)) => failures.push(format!("after the 0-splat render, rendering fails: {e}")),
-        Err(e) => failures.push(format!("after the 0-splat render, rendering panics: {}", panic_text(&*e))),
+        Err(e) => failures.push(format!(
+            "after the 0-splat render, rendering panics: {}",
+            panic_text(&*e)
+        )),
     }
 
-    assert!(failures.is_empty(), "{} failure(s):\n  {}", failures.len(), failures.join("\n  "));
+    assert!(
+        failures.is_empty(),
+        "{} failure(s):\n  {}",
+        failures.len(),
+        failures.join("\n  ")
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -752,5 +1069,8 @@ fn empty_and_degenerate_scenes() {
 #[test]
 fn garbage_fill_is_on() {
     let (_lock, _ctx) = exclusive_gpu();
-    assert!(gpu::alloc::garbage_fill(), "common::gpu() must turn on gpu::alloc garbage filling");
+    assert!(
+        gpu::alloc::garbage_fill(),
+        "common::gpu() must turn on gpu::alloc garbage filling"
+    );
 }

@@ -15,11 +15,25 @@ use safetensors::{Dtype, SafeTensors};
 use splat::{Camera, RasterizeMode, RenderOptions, Splats, render};
 
 fn f64s(st: &SafeTensors, name: &str) -> Result<(Vec<f64>, Vec<usize>), String> {
-    let t = st.tensor(name).map_err(|e| format!("tensor `{name}`: {e}"))?;
+    let t = st
+        .tensor(name)
+        .map_err(|e| format!("tensor `{name}`: {e}"))?;
     let v: Vec<f64> = match t.dtype() {
-        Dtype::F64 => t.data().chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap())).collect(),
-        Dtype::F32 => t.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64).collect(),
-        Dtype::I64 => t.data().chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f64).collect(),
+        Dtype::F64 => t
+            .data()
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
+            .collect(),
+        Dtype::F32 => t
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64)
+            .collect(),
+        Dtype::I64 => t
+            .data()
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f64)
+            .collect(),
         d => return Err(format!("tensor `{name}`: unsupported dtype {d:?}")),
     };
     Ok((v, t.shape().to_vec()))
@@ -30,17 +44,26 @@ fn f32s(st: &SafeTensors, name: &str) -> Result<Vec<f32>, String> {
 }
 
 fn scalar(st: &SafeTensors, name: &str) -> Result<Option<f64>, String> {
-    if st.names().iter().any(|n| *n == name) { Ok(Some(f64s(st, name)?.0[0])) } else { Ok(None) }
+    if st.names().iter().any(|n| *n == name) {
+        Ok(Some(f64s(st, name)?.0[0]))
+    } else {
+        Ok(None)
+    }
 }
 
 fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.try_into_data().unwrap_or_else(|e| panic!("read back: {e:?}")).convert::<f32>().try_to_vec::<f32>().unwrap()
+    t.try_into_data()
+        .unwrap_or_else(|e| panic!("read back: {e:?}"))
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap()
 }
 
 /// Run one case; returns the worst error/tolerance ratio, or a description of every failure.
 fn run_case(path: &Path, subgroups: bool) -> Result<f64, String> {
     let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| format!("not a safetensors file: {e}"))?;
+    let st =
+        SafeTensors::deserialize(&bytes).map_err(|e| format!("not a safetensors file: {e}"))?;
     let ctx = common::gpu();
     let device = ctx.burn.clone().autodiff();
     let (means, mshape) = f64s(&st, "in.means")?;
@@ -50,31 +73,58 @@ fn run_case(path: &Path, subgroups: bool) -> Result<f64, String> {
     let vm = f32s(&st, "in.viewmat")?;
     let kk = f32s(&st, "in.K")?;
     let camera = Camera {
-        viewmat: [[vm[0], vm[1], vm[2], vm[3]], [vm[4], vm[5], vm[6], vm[7]], [vm[8], vm[9], vm[10], vm[11]], [vm[12], vm[13], vm[14], vm[15]]],
-        k: [[kk[0], kk[1], kk[2]], [kk[3], kk[4], kk[5]], [kk[6], kk[7], kk[8]]],
+        viewmat: [
+            [vm[0], vm[1], vm[2], vm[3]],
+            [vm[4], vm[5], vm[6], vm[7]],
+            [vm[8], vm[9], vm[10], vm[11]],
+            [vm[12], vm[13], vm[14], vm[15]],
+        ],
+        k: [
+            [kk[0], kk[1], kk[2]],
+            [kk[3], kk[4], kk[5]],
+            [kk[6], kk[7], kk[8]],
+        ],
         width,
         height,
     };
     let bg = f32s(&st, "in.background")?;
     let has_sh = st.names().iter().any(|n| *n == "in.sh");
-    let (colors, cshape) = if has_sh { f64s(&st, "in.sh")? } else { f64s(&st, "in.colors")? };
+    let (colors, cshape) = if has_sh {
+        f64s(&st, "in.sh")?
+    } else {
+        f64s(&st, "in.colors")?
+    };
     let k = if has_sh { cshape[1] } else { 1 };
     let sh_degree = scalar(&st, "in.sh_degree")?.unwrap_or(3.0) as u32;
     let antialiased = scalar(&st, "in.antialiased")?.unwrap_or(0.0) != 0.0;
 
     let t = |v: Vec<f32>, shape: Vec<usize>| TensorData::new(v, shape);
     let splats = Splats {
-        means: Tensor::from_data(t(means.iter().map(|x| *x as f32).collect(), vec![n, 3]), &device).require_grad(),
+        means: Tensor::from_data(
+            t(means.iter().map(|x| *x as f32).collect(), vec![n, 3]),
+            &device,
+        )
+        .require_grad(),
         quats: Tensor::from_data(t(f32s(&st, "in.quats")?, vec![n, 4]), &device).require_grad(),
-        log_scales: Tensor::from_data(t(f32s(&st, "in.log_scales")?, vec![n, 3]), &device).require_grad(),
-        opacity_logits: Tensor::from_data(t(f32s(&st, "in.opacity_logits")?, vec![n]), &device).require_grad(),
-        sh: Tensor::from_data(t(colors.iter().map(|x| *x as f32).collect(), vec![n, k, 3]), &device).require_grad(),
+        log_scales: Tensor::from_data(t(f32s(&st, "in.log_scales")?, vec![n, 3]), &device)
+            .require_grad(),
+        opacity_logits: Tensor::from_data(t(f32s(&st, "in.opacity_logits")?, vec![n]), &device)
+            .require_grad(),
+        sh: Tensor::from_data(
+            t(colors.iter().map(|x| *x as f32).collect(), vec![n, k, 3]),
+            &device,
+        )
+        .require_grad(),
         sh_degree,
     };
     let opts = RenderOptions {
         background: [bg[0], bg[1], bg[2]],
         sh_degree: Some(sh_degree),
-        mode: if antialiased { RasterizeMode::Antialiased } else { RasterizeMode::Classic },
+        mode: if antialiased {
+            RasterizeMode::Antialiased
+        } else {
+            RasterizeMode::Classic
+        },
         rgb_colors: !has_sh,
         means2d_grad: true,
         subgroups,
@@ -93,7 +143,9 @@ fn run_case(path: &Path, subgroups: bool) -> Result<f64, String> {
 
     let mut worst = 0.0f64;
     let mut failures = vec![];
-    let mut check = |name: &str, got: Vec<f32>| match f64s(&st, &format!("{name}_f64")).or_else(|_| f64s(&st, name)) {
+    let mut check = |name: &str, got: Vec<f32>| match f64s(&st, &format!("{name}_f64"))
+        .or_else(|_| f64s(&st, name))
+    {
         Ok((want, _)) => match common::compare(name, &got, &want) {
             Ok(r) => worst = worst.max(r),
             Err(e) => failures.push(e),
@@ -103,22 +155,59 @@ fn run_case(path: &Path, subgroups: bool) -> Result<f64, String> {
     check("out.rgb", host(out.rgb.clone()));
     check("out.alpha", host(out.alpha.clone()));
     check("out.depth_accum", host(out.depth.clone()));
-    let grad = |t: Option<Vec<f32>>, name: &str| t.unwrap_or_else(|| panic!("no gradient for {name}"));
-    check("grad.means", grad(splats.means.grad(&grads).map(host), "means"));
-    check("grad.quats", grad(splats.quats.grad(&grads).map(host), "quats"));
-    check("grad.log_scales", grad(splats.log_scales.grad(&grads).map(host), "log_scales"));
-    check("grad.opacity_logits", grad(splats.opacity_logits.grad(&grads).map(host), "opacity_logits"));
-    check(if has_sh { "grad.sh" } else { "grad.colors" }, grad(splats.sh.grad(&grads).map(host), "sh"));
-    check("grad.means2d", grad(out.means2d.grad(&grads).map(host), "means2d"));
-    if failures.is_empty() { Ok(worst) } else { Err(failures.join("\n    ")) }
+    let grad =
+        |t: Option<Vec<f32>>, name: &str| t.unwrap_or_else(|| panic!("no gradient for {name}"));
+    check(
+        "grad.means",
+        grad(splats.means.grad(&grads).map(host), "means"),
+    );
+    check(
+        "grad.quats",
+        grad(splats.quats.grad(&grads).map(host), "quats"),
+    );
+    check(
+        "grad.log_scales",
+        grad(splats.log_scales.grad(&grads).map(host), "log_scales"),
+    );
+    check(
+        "grad.opacity_logits",
+        grad(
+            splats.opacity_logits.grad(&grads).map(host),
+            "opacity_logits",
+        ),
+    );
+    check(
+        if has_sh { "grad.sh" } else { "grad.colors" },
+        grad(splats.sh.grad(&grads).map(host), "sh"),
+    );
+    check(
+        "grad.means2d",
+        grad(out.means2d.grad(&grads).map(host), "means2d"),
+    );
+    if failures.is_empty() {
+        Ok(worst)
+    } else {
+        Err(failures.join("\n    "))
+    }
 }
 
 #[test]
 fn gsplat_reference_cases() {
-    let files = common::case_files(&common::root().join("tests/cases/raster"), "SPLATDREAM_RASTER_CASES");
-    assert!(files.len() >= 10, "expected the committed raster cases, found {}", files.len());
+    let files = common::case_files(
+        &common::root().join("tests/cases/raster"),
+        "SPLATDREAM_RASTER_CASES",
+    );
+    assert!(
+        files.len() >= 10,
+        "expected the committed raster cases, found {}",
+        files.len()
+    );
     let ctx = common::gpu();
-    let modes: &[bool] = if ctx.subgroups { &[true, false] } else { &[false] };
+    let modes: &[bool] = if ctx.subgroups {
+        &[true, false]
+    } else {
+        &[false]
+    };
     let mut failed = vec![];
     for f in &files {
         for &sg in modes {
@@ -132,5 +221,9 @@ fn gsplat_reference_cases() {
             }
         }
     }
-    assert!(failed.is_empty(), "{} raster case run(s) failed: {failed:?}", failed.len());
+    assert!(
+        failed.is_empty(),
+        "{} raster case run(s) failed: {failed:?}",
+        failed.len()
+    );
 }

@@ -9,12 +9,28 @@ fn main() {
     let variants = [
         V::new("project_forward", "PROJECT_FORWARD_RGB", &[]),
         V::new("project_forward", "PROJECT_FORWARD_SH", &["SH"]),
-        V::new("project_forward", "PROJECT_FORWARD_RGB_AA", &["ANTIALIASED"]),
-        V::new("project_forward", "PROJECT_FORWARD_SH_AA", &["SH", "ANTIALIASED"]),
+        V::new(
+            "project_forward",
+            "PROJECT_FORWARD_RGB_AA",
+            &["ANTIALIASED"],
+        ),
+        V::new(
+            "project_forward",
+            "PROJECT_FORWARD_SH_AA",
+            &["SH", "ANTIALIASED"],
+        ),
         V::new("project_backward", "PROJECT_BACKWARD_RGB", &[]),
         V::new("project_backward", "PROJECT_BACKWARD_SH", &["SH"]),
-        V::new("project_backward", "PROJECT_BACKWARD_RGB_AA", &["ANTIALIASED"]),
-        V::new("project_backward", "PROJECT_BACKWARD_SH_AA", &["SH", "ANTIALIASED"]),
+        V::new(
+            "project_backward",
+            "PROJECT_BACKWARD_RGB_AA",
+            &["ANTIALIASED"],
+        ),
+        V::new(
+            "project_backward",
+            "PROJECT_BACKWARD_SH_AA",
+            &["SH", "ANTIALIASED"],
+        ),
         V::new("fill_u32", "FILL_U32", &[]),
         V::new("scan_blocks", "SCAN_BLOCKS", &[]),
         V::new("scan_add", "SCAN_ADD", &[]),
@@ -25,15 +41,23 @@ fn main() {
         V::new("tile_ranges", "TILE_RANGES", &[]),
         V::new("rasterize_forward", "RASTERIZE_FORWARD", &[]),
         V::new("rasterize_backward", "RASTERIZE_BACKWARD", &[]),
-        V::new("rasterize_backward", "RASTERIZE_BACKWARD_SUBGROUPS", &["SUBGROUPS"]),
+        V::new(
+            "rasterize_backward",
+            "RASTERIZE_BACKWARD_SUBGROUPS",
+            &["SUBGROUPS"],
+        ),
     ];
     match build_kernels(&shader_dir, &variants) {
         Ok((code, files)) => {
             for f in files {
                 println!("cargo:rerun-if-changed={}", f.display());
             }
-            println!("cargo:rerun-if-changed={}", shader_dir.join("lib").display());
-            let out = std::path::PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("kernels.rs");
+            println!(
+                "cargo:rerun-if-changed={}",
+                shader_dir.join("lib").display()
+            );
+            let out =
+                std::path::PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("kernels.rs");
             std::fs::write(&out, code).unwrap_or_else(|e| panic!("writing {}: {e}", out.display()));
         }
         Err(e) => {

@@ -11,7 +11,8 @@ pub fn gpu() -> &'static GpuContext {
     static CTX: OnceLock<GpuContext> = OnceLock::new();
     CTX.get_or_init(|| {
         gpu::alloc::set_garbage_fill(true);
-        let ctx = GpuContext::new(&GpuOptions::default()).unwrap_or_else(|e| panic!("no GPU device: {e}"));
+        let ctx = GpuContext::new(&GpuOptions::default())
+            .unwrap_or_else(|e| panic!("no GPU device: {e}"));
         splat::render::set_subgroups(ctx.subgroups);
         ctx
     })
@@ -27,7 +28,11 @@ pub fn case_files(dir: &Path, var: &str) -> Vec<PathBuf> {
     let mut dirs = vec![dir.to_path_buf()];
     if let Ok(extra) = std::env::var(var) {
         let extra = PathBuf::from(extra);
-        assert!(extra.is_dir(), "${var} = {} is not a directory", extra.display());
+        assert!(
+            extra.is_dir(),
+            "${var} = {} is not a directory",
+            extra.display()
+        );
         dirs.push(extra);
     }
     let mut files = vec![];
@@ -47,13 +52,21 @@ pub fn case_files(dir: &Path, var: &str) -> Vec<PathBuf> {
 /// Returns Err with the worst element's index and values when out of tolerance.
 pub fn compare(name: &str, got: &[f32], want: &[f64]) -> Result<f64, String> {
     if got.len() != want.len() {
-        return Err(format!("{name}: {} values, reference has {}", got.len(), want.len()));
+        return Err(format!(
+            "{name}: {} values, reference has {}",
+            got.len(),
+            want.len()
+        ));
     }
     let max_ref = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
     let tol = 1e-4 * max_ref + 1e-5;
     let mut worst = (0usize, 0.0f64);
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        let err = if g.is_finite() { (*g as f64 - w).abs() } else { f64::INFINITY };
+        let err = if g.is_finite() {
+            (*g as f64 - w).abs()
+        } else {
+            f64::INFINITY
+        };
         if err > worst.1 {
             worst = (i, err);
         }

@@ -13,7 +13,11 @@ use gpu::{BackendChoice, GpuContext, GpuOptions};
 use splat::{Camera, RasterizeMode, RenderOptions, SplatData, Splats, render};
 
 #[derive(Parser)]
-#[command(name = "splatdream", version, about = "Gaussian splats on any GPU: rasterize, fit, distill")]
+#[command(
+    name = "splatdream",
+    version,
+    about = "Gaussian splats on any GPU: rasterize, fit, distill"
+)]
 struct Cli {
     #[command(flatten)]
     gpu: GpuArgs,
@@ -110,7 +114,10 @@ struct BenchRasterArgs {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SPLATDREAM_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SPLATDREAM_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -126,7 +133,10 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     let backend: BackendChoice = cli.gpu.backend.parse().context("--backend")?;
     let ctx = || -> Result<GpuContext> {
-        let ctx = GpuContext::new(&GpuOptions { backend, ..Default::default() })?;
+        let ctx = GpuContext::new(&GpuOptions {
+            backend,
+            ..Default::default()
+        })?;
         splat::render::set_subgroups(ctx.subgroups);
         Ok(ctx)
     };
@@ -166,7 +176,12 @@ fn parse_axis(s: &str) -> Result<Vec3> {
 
 /// Robust scene centre and radius: median position and the 90th-percentile distance.
 fn framing(data: &SplatData) -> (Vec3, f32) {
-    let pts: Vec<Vec3> = data.means.chunks_exact(3).map(|m| Vec3::new(m[0], m[1], m[2])).filter(|p| p.is_finite()).collect();
+    let pts: Vec<Vec3> = data
+        .means
+        .chunks_exact(3)
+        .map(|m| Vec3::new(m[0], m[1], m[2]))
+        .filter(|p| p.is_finite())
+        .collect();
     if pts.is_empty() {
         return (Vec3::ZERO, 1.0);
     }
@@ -174,7 +189,11 @@ fn framing(data: &SplatData) -> (Vec3, f32) {
         v.sort_by(f32::total_cmp);
         v[v.len() / 2]
     };
-    let c = Vec3::new(median(pts.iter().map(|p| p.x).collect()), median(pts.iter().map(|p| p.y).collect()), median(pts.iter().map(|p| p.z).collect()));
+    let c = Vec3::new(
+        median(pts.iter().map(|p| p.x).collect()),
+        median(pts.iter().map(|p| p.y).collect()),
+        median(pts.iter().map(|p| p.z).collect()),
+    );
     let mut d: Vec<f32> = pts.iter().map(|p| (*p - c).length()).collect();
     d.sort_by(f32::total_cmp);
     (c, d[(d.len() * 9 / 10).min(d.len() - 1)].max(1e-3))
@@ -182,12 +201,23 @@ fn framing(data: &SplatData) -> (Vec3, f32) {
 
 /// Write bytes atomically: temp file in the same folder, then rename.
 fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     if !dir.is_dir() {
-        bail!("{}: output folder {} does not exist", path.display(), dir.display());
+        bail!(
+            "{}: output folder {} does not exist",
+            path.display(),
+            dir.display()
+        );
     }
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("tmp");
-    let tmp = dir.join(format!(".{}.{}.{ext}", path.file_stem().and_then(|s| s.to_str()).unwrap_or("out"), std::process::id()));
+    let tmp = dir.join(format!(
+        ".{}.{}.{ext}",
+        path.file_stem().and_then(|s| s.to_str()).unwrap_or("out"),
+        std::process::id()
+    ));
     write(&tmp).with_context(|| format!("writing {}", path.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
@@ -201,7 +231,10 @@ fn to_rgb8(rgb: Tensor<3>) -> Result<image::RgbImage> {
         .convert::<f32>()
         .try_to_vec::<f32>()
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let bytes: Vec<u8> = v.iter().map(|x| (x.clamp(0.0, 1.0) * 255.0 + 0.5) as u8).collect();
+    let bytes: Vec<u8> = v
+        .iter()
+        .map(|x| (x.clamp(0.0, 1.0) * 255.0 + 0.5) as u8)
+        .collect();
     image::RgbImage::from_raw(w as u32, h as u32, bytes).context("image size")
 }
 
@@ -211,7 +244,11 @@ fn cmd_render(ctx: &GpuContext, a: RenderArgs) -> Result<()> {
     let opts = RenderOptions {
         background: parse_rgb(&a.background, "--background")?,
         sh_degree: a.sh_degree,
-        mode: if a.antialiased { RasterizeMode::Antialiased } else { RasterizeMode::Classic },
+        mode: if a.antialiased {
+            RasterizeMode::Antialiased
+        } else {
+            RasterizeMode::Classic
+        },
         ..Default::default()
     };
     let (centre, radius) = framing(&data);
@@ -220,9 +257,27 @@ fn cmd_render(ctx: &GpuContext, a: RenderArgs) -> Result<()> {
     let cameras: Vec<Camera> = match (a.orbit, &a.camera) {
         (Some(_), Some(_)) => bail!("--orbit and --camera are exclusive"),
         (Some(0), _) => bail!("--orbit needs at least one frame"),
-        (Some(n), None) => Camera::orbit(centre, up, distance, a.elevation.to_radians(), n, fov, a.width, a.height),
+        (Some(n), None) => Camera::orbit(
+            centre,
+            up,
+            distance,
+            a.elevation.to_radians(),
+            n,
+            fov,
+            a.width,
+            a.height,
+        ),
         (None, Some(path)) => vec![Camera::load(path)?],
-        (None, None) => Camera::orbit(centre, up, distance, a.elevation.to_radians(), 1, fov, a.width, a.height),
+        (None, None) => Camera::orbit(
+            centre,
+            up,
+            distance,
+            a.elevation.to_radians(),
+            1,
+            fov,
+            a.width,
+            a.height,
+        ),
     };
     let splats = data.to_splats(&ctx.burn);
     let mut frames = vec![];
@@ -231,7 +286,10 @@ fn cmd_render(ctx: &GpuContext, a: RenderArgs) -> Result<()> {
         let [_, h, w, _] = out.rgb.dims();
         frames.push(to_rgb8(out.rgb.reshape([h, w, 3]))?);
     }
-    let is_gif = a.out.extension().is_some_and(|e| e.eq_ignore_ascii_case("gif"));
+    let is_gif = a
+        .out
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gif"));
     if is_gif {
         write_atomic(&a.out, |tmp| {
             let file = std::fs::File::create(tmp)?;
@@ -239,41 +297,69 @@ fn cmd_render(ctx: &GpuContext, a: RenderArgs) -> Result<()> {
             enc.set_repeat(image::codecs::gif::Repeat::Infinite)?;
             for f in &frames {
                 let rgba = image::DynamicImage::ImageRgb8(f.clone()).to_rgba8();
-                enc.encode_frame(image::Frame::from_parts(rgba, 0, 0, image::Delay::from_numer_denom_ms(50, 1)))?;
+                enc.encode_frame(image::Frame::from_parts(
+                    rgba,
+                    0,
+                    0,
+                    image::Delay::from_numer_denom_ms(50, 1),
+                ))?;
             }
             Ok(())
         })?;
     } else if frames.len() == 1 {
-        write_atomic(&a.out, |tmp| Ok(frames[0].save_with_format(tmp, image::ImageFormat::Png)?))?;
+        write_atomic(&a.out, |tmp| {
+            Ok(frames[0].save_with_format(tmp, image::ImageFormat::Png)?)
+        })?;
     } else {
         let stem = a.out.with_extension("");
         for (i, f) in frames.iter().enumerate() {
             let p = PathBuf::from(format!("{}_{i:03}.png", stem.display()));
-            write_atomic(&p, |tmp| Ok(f.save_with_format(tmp, image::ImageFormat::Png)?))?;
+            write_atomic(&p, |tmp| {
+                Ok(f.save_with_format(tmp, image::ImageFormat::Png)?)
+            })?;
         }
     }
-    eprintln!("rendered {} splats, {} frame(s) → {}", data.len(), frames.len(), a.out.display());
+    eprintln!(
+        "rendered {} splats, {} frame(s) → {}",
+        data.len(),
+        frames.len(),
+        a.out.display()
+    );
     Ok(())
 }
 
 /// Deterministic random scene for benchmarks: splats in a unit cube, 4 units in front of
 /// cameras on a small arc.
 fn random_scene(n: usize, sh_degree: u32, seed: u64) -> SplatData {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let mut rnd = move || {
-        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((s >> 40) as f32) / (1u64 << 24) as f32
     };
     let k = splat::scene::sh_coeffs(sh_degree);
-    let mut d = SplatData { sh_degree, ..Default::default() };
+    let mut d = SplatData {
+        sh_degree,
+        ..Default::default()
+    };
     for _ in 0..n {
-        d.means.extend([rnd() * 2.0 - 1.0, rnd() * 2.0 - 1.0, rnd() * 2.0 - 1.0]);
-        d.quats.extend([rnd() - 0.5, rnd() - 0.5, rnd() - 0.5, rnd() - 0.5]);
+        d.means
+            .extend([rnd() * 2.0 - 1.0, rnd() * 2.0 - 1.0, rnd() * 2.0 - 1.0]);
+        d.quats
+            .extend([rnd() - 0.5, rnd() - 0.5, rnd() - 0.5, rnd() - 0.5]);
         let base = -4.5 - rnd();
-        d.log_scales.extend([base + rnd(), base + rnd(), base + rnd()]);
+        d.log_scales
+            .extend([base + rnd(), base + rnd(), base + rnd()]);
         d.opacity_logits.push(rnd() * 4.0 - 2.0);
         for c in 0..k * 3 {
-            d.sh.push(if c < 3 { rnd() * 2.0 - 1.0 } else { (rnd() - 0.5) * 0.2 });
+            d.sh.push(if c < 3 {
+                rnd() * 2.0 - 1.0
+            } else {
+                (rnd() - 0.5) * 0.2
+            });
         }
     }
     d
@@ -289,14 +375,29 @@ fn cmd_bench_raster(ctx: &GpuContext, a: BenchRasterArgs) -> Result<()> {
         bail!("--splats, --repeats and --cameras must be positive");
     }
     let data = random_scene(a.splats, a.sh_degree, 7);
-    let cameras = Camera::orbit(Vec3::ZERO, -Vec3::Y, 4.0, 0.2, a.cameras, 50f32.to_radians(), a.width, a.height);
+    let cameras = Camera::orbit(
+        Vec3::ZERO,
+        -Vec3::Y,
+        4.0,
+        0.2,
+        a.cameras,
+        50f32.to_radians(),
+        a.width,
+        a.height,
+    );
     let device: Device = ctx.burn.clone().autodiff();
     let opts = RenderOptions::default();
     // Wait for the queue: burn's `try_into_data` is lazy, so touch the bytes.
     let sync = |t: Tensor<1>| -> Result<()> {
         let data = t.try_into_data().map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        let v = data.convert::<f32>().try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        anyhow::ensure!(v.iter().all(|x| x.is_finite()), "non-finite benchmark result");
+        let v = data
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        anyhow::ensure!(
+            v.iter().all(|x| x.is_finite()),
+            "non-finite benchmark result"
+        );
         Ok(())
     };
     let mut fwd = vec![];
@@ -345,7 +446,10 @@ fn cmd_bench_raster(ctx: &GpuContext, a: BenchRasterArgs) -> Result<()> {
         });
         println!("{j}");
     } else {
-        println!("raster on {} ({:?}): {} splats, {}×{}, {} camera(s), SH {}", info.name, info.backend, a.splats, a.width, a.height, a.cameras, a.sh_degree);
+        println!(
+            "raster on {} ({:?}): {} splats, {}×{}, {} camera(s), SH {}",
+            info.name, info.backend, a.splats, a.width, a.height, a.cameras, a.sh_degree
+        );
         println!("forward  {f:9.3} ms (median of {})", a.repeats);
         println!("backward {b:9.3} ms (median of {})", a.repeats);
     }

@@ -69,9 +69,18 @@ fn render_donut_top_view_is_a_donut() {
     eprintln!("hole {hole:?} ring {ring:?} outside {outside:?}");
     // Hole and corners show the green background; the ring is icing with blue sprinkles
     // (red and blue well above the background's, green well below).
-    assert!(hole[1] > 200.0 && hole[0] < 80.0, "hole is not background: {hole:?}");
-    assert!(outside[1] > 200.0 && outside[0] < 80.0, "outside is not background: {outside:?}");
-    assert!(ring[0] > 80.0 && ring[2] > 150.0 && ring[1] < 180.0 && ring[2] > ring[1], "ring is not icing: {ring:?}");
+    assert!(
+        hole[1] > 200.0 && hole[0] < 80.0,
+        "hole is not background: {hole:?}"
+    );
+    assert!(
+        outside[1] > 200.0 && outside[0] < 80.0,
+        "outside is not background: {outside:?}"
+    );
+    assert!(
+        ring[0] > 80.0 && ring[2] > 150.0 && ring[1] < 180.0 && ring[2] > ring[1],
+        "ring is not icing: {ring:?}"
+    );
 }
 
 #[test]
@@ -80,7 +89,9 @@ fn render_turntable_gif_and_errors() {
     let st = bin()
         .args(["render", "--ply"])
         .arg(root().join("assets/donut.ply"))
-        .args(["--orbit", "3", "--up", "z", "--width", "48", "--height", "48", "--out"])
+        .args([
+            "--orbit", "3", "--up", "z", "--width", "48", "--height", "48", "--out",
+        ])
         .arg(&out)
         .status()
         .unwrap();
@@ -90,19 +101,39 @@ fn render_turntable_gif_and_errors() {
 
     // Bad inputs: non-zero exit, the file named, no panic.
     let missing = tmp("nope.ply");
-    let o = bin().args(["render", "--ply"]).arg(&missing).arg("--out").arg(tmp("x.png")).output().unwrap();
+    let o = bin()
+        .args(["render", "--ply"])
+        .arg(&missing)
+        .arg("--out")
+        .arg(tmp("x.png"))
+        .output()
+        .unwrap();
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("nope.ply") && !err.contains("panicked"), "{err}");
+    assert!(
+        err.contains("nope.ply") && !err.contains("panicked"),
+        "{err}"
+    );
 
     let bad_cam = tmp("bad.json");
     std::fs::write(&bad_cam, r#"{"viewmat": [[1,0,0,0],[0,1,0,0],[0,0,1,0],[0,0,0,1]], "K": [[0,0,0],[0,1,0],[0,0,1]], "width": 8, "height": 8}"#).unwrap();
-    let o = bin().args(["render", "--ply"]).arg(root().join("assets/donut.ply")).arg("--camera").arg(&bad_cam).arg("--out").arg(tmp("y.png")).output().unwrap();
+    let o = bin()
+        .args(["render", "--ply"])
+        .arg(root().join("assets/donut.ply"))
+        .arg("--camera")
+        .arg(&bad_cam)
+        .arg("--out")
+        .arg(tmp("y.png"))
+        .output()
+        .unwrap();
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("bad.json") && err.contains("`K`"), "{err}");
 
-    let o = bin().args(["--backend", "quantum", "info"]).output().unwrap();
+    let o = bin()
+        .args(["--backend", "quantum", "info"])
+        .output()
+        .unwrap();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("quantum"));
 }
@@ -110,7 +141,19 @@ fn render_turntable_gif_and_errors() {
 #[test]
 fn bench_raster_json() {
     let o = bin()
-        .args(["bench", "raster", "--splats", "2000", "--width", "64", "--height", "48", "--repeats", "2", "--json"])
+        .args([
+            "bench",
+            "raster",
+            "--splats",
+            "2000",
+            "--width",
+            "64",
+            "--height",
+            "48",
+            "--repeats",
+            "2",
+            "--json",
+        ])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -127,5 +170,8 @@ fn info_reports_adapter() {
     let o = bin().arg("info").output().unwrap();
     assert!(o.status.success());
     let s = String::from_utf8_lossy(&o.stdout);
-    assert!(s.contains("adapter:") && s.contains("max_storage_buffer_binding_size"), "{s}");
+    assert!(
+        s.contains("adapter:") && s.contains("max_storage_buffer_binding_size"),
+        "{s}"
+    );
 }

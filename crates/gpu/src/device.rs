@@ -77,7 +77,9 @@ pub enum GpuError {
     #[error("unknown backend `{0}`: expected one of auto, vulkan, metal, dx12, gl")]
     UnknownBackend(String),
     /// No adapter for the requested backend.
-    #[error("no GPU adapter found for backend `{backend}` ({detail}); on Linux without a GPU install Mesa's lavapipe: apt-get install mesa-vulkan-drivers libvulkan1")]
+    #[error(
+        "no GPU adapter found for backend `{backend}` ({detail}); on Linux without a GPU install Mesa's lavapipe: apt-get install mesa-vulkan-drivers libvulkan1"
+    )]
     NoAdapter {
         /// The backend asked for.
         backend: BackendChoice,
@@ -171,7 +173,10 @@ impl GpuContext {
             adapter: info.name.clone(),
             missing,
         };
-        if !downlevel.flags.contains(wgpu::DownlevelFlags::COMPUTE_SHADERS) {
+        if !downlevel
+            .flags
+            .contains(wgpu::DownlevelFlags::COMPUTE_SHADERS)
+        {
             return Err(missing("compute shaders are not supported".into()));
         }
         if limits.max_compute_invocations_per_workgroup < REQUIRED_WORKGROUP_INVOCATIONS {

@@ -99,7 +99,15 @@ impl Camera {
 
     /// OpenGL/Blender camera-to-world (+x right, +y up, −z forward) → OpenCV world→camera.
     /// The only place this conversion happens.
-    pub fn from_opengl_c2w(c2w: Mat4, fx: f32, fy: f32, cx: f32, cy: f32, width: u32, height: u32) -> Self {
+    pub fn from_opengl_c2w(
+        c2w: Mat4,
+        fx: f32,
+        fy: f32,
+        cx: f32,
+        cy: f32,
+        width: u32,
+        height: u32,
+    ) -> Self {
         let flip = Mat4::from_diagonal(glam::Vec4::new(1.0, -1.0, -1.0, 1.0));
         let view = (c2w * flip).inverse();
         Self {
@@ -128,7 +136,16 @@ impl Camera {
 
     /// `frames` cameras on a circle of `radius` around `target` at `elevation` radians above
     /// the plane perpendicular to `up` (a turntable).
-    pub fn orbit(target: Vec3, up: Vec3, radius: f32, elevation: f32, frames: usize, fov_x: f32, width: u32, height: u32) -> Vec<Self> {
+    pub fn orbit(
+        target: Vec3,
+        up: Vec3,
+        radius: f32,
+        elevation: f32,
+        frames: usize,
+        fov_x: f32,
+        width: u32,
+        height: u32,
+    ) -> Vec<Self> {
         let up = up.normalize();
         let side = if up.x.abs() < 0.9 { Vec3::X } else { Vec3::Y };
         let a = up.cross(side).normalize();
@@ -147,12 +164,22 @@ impl Camera {
     /// # Errors
     /// [`CameraError::Invalid`] naming `path` and the field.
     pub fn validate(&self, path: &str) -> Result<(), CameraError> {
-        let bad = |field, message: String| CameraError::Invalid { path: path.to_string(), field, message };
+        let bad = |field, message: String| CameraError::Invalid {
+            path: path.to_string(),
+            field,
+            message,
+        };
         if self.width == 0 || self.height == 0 {
-            return Err(bad("width", format!("image size {}×{} is empty", self.width, self.height)));
+            return Err(bad(
+                "width",
+                format!("image size {}×{} is empty", self.width, self.height),
+            ));
         }
         if self.width > 16384 || self.height > 16384 {
-            return Err(bad("width", format!("image size {}×{} exceeds 16384", self.width, self.height)));
+            return Err(bad(
+                "width",
+                format!("image size {}×{} exceeds 16384", self.width, self.height),
+            ));
         }
         if self.viewmat.iter().flatten().any(|v| !v.is_finite()) {
             return Err(bad("viewmat", "contains NaN or Inf".into()));
@@ -162,7 +189,10 @@ impl Camera {
         }
         let (fx, fy) = self.focal();
         if !(fx > 0.0 && fy > 0.0 && fx.is_finite() && fy.is_finite()) {
-            return Err(bad("K", format!("focal lengths must be positive and finite, got fx={fx}, fy={fy}")));
+            return Err(bad(
+                "K",
+                format!("focal lengths must be positive and finite, got fx={fx}, fy={fy}"),
+            ));
         }
         let (cx, cy) = self.principal();
         if !(cx.is_finite() && cy.is_finite()) {
@@ -177,8 +207,14 @@ impl Camera {
     /// [`CameraError`] naming the file (and the field, for invalid values).
     pub fn load(path: &Path) -> Result<Self, CameraError> {
         let p = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| CameraError::Io { path: p.clone(), source })?;
-        let cam: Camera = serde_json::from_str(&text).map_err(|source| CameraError::Json { path: p.clone(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| CameraError::Io {
+            path: p.clone(),
+            source,
+        })?;
+        let cam: Camera = serde_json::from_str(&text).map_err(|source| CameraError::Json {
+            path: p.clone(),
+            source,
+        })?;
         cam.validate(&p)?;
         Ok(cam)
     }

@@ -11,7 +11,8 @@ use std::path::Path;
 
 use ply_rs_bw::parser::Parser;
 use ply_rs_bw::ply::{
-    Addable, DefaultElement, ElementDef, Encoding, Ply, Property, PropertyDef, PropertyType, ScalarType,
+    Addable, DefaultElement, ElementDef, Encoding, Ply, Property, PropertyDef, PropertyType,
+    ScalarType,
 };
 use ply_rs_bw::writer::Writer;
 
@@ -80,12 +81,21 @@ fn scalar(p: &Property) -> Option<f32> {
 /// values / zero quaternions (with the vertex and property).
 pub fn read_ply(path: &Path) -> Result<SplatData, PlyError> {
     let p = path.display().to_string();
-    let file = std::fs::File::open(path).map_err(|source| PlyError::Io { path: p.clone(), source })?;
+    let file = std::fs::File::open(path).map_err(|source| PlyError::Io {
+        path: p.clone(),
+        source,
+    })?;
     let mut reader = BufReader::new(file);
     let ply = Parser::<DefaultElement>::new()
         .read_ply(&mut reader)
-        .map_err(|e| PlyError::Parse { path: p.clone(), message: e.to_string() })?;
-    let layout = |message: String| PlyError::Layout { path: p.clone(), message };
+        .map_err(|e| PlyError::Parse {
+            path: p.clone(),
+            message: e.to_string(),
+        })?;
+    let layout = |message: String| PlyError::Layout {
+        path: p.clone(),
+        message,
+    };
     let vdef = ply
         .header
         .elements
@@ -98,19 +108,28 @@ pub fn read_ply(path: &Path) -> Result<SplatData, PlyError> {
         9 => 1,
         24 => 2,
         45 => 3,
-        n => return Err(layout(format!("{n} `f_rest_*` properties; expected 0, 9, 24 or 45 (SH degree 0–3)"))),
+        n => {
+            return Err(layout(format!(
+                "{n} `f_rest_*` properties; expected 0, 9, 24 or 45 (SH degree 0–3)"
+            )));
+        }
     };
     let k = sh_coeffs(sh_degree);
-    let mut required: Vec<String> = ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut required: Vec<String> = [
+        "x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2",
+        "rot_0", "rot_1", "rot_2", "rot_3",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     required.extend((0..n_rest).map(|i| format!("f_rest_{i}")));
     for r in &required {
         match vdef.properties.get(r) {
             None => return Err(layout(format!("vertex property `{r}` is missing"))),
             Some(def) if !matches!(def.data_type, PropertyType::Scalar(_)) => {
-                return Err(layout(format!("vertex property `{r}` is a list, expected a scalar")));
+                return Err(layout(format!(
+                    "vertex property `{r}` is a list, expected a scalar"
+                )));
             }
             _ => {}
         }
@@ -119,7 +138,10 @@ pub fn read_ply(path: &Path) -> Result<SplatData, PlyError> {
     let verts = ply.payload.get("vertex").unwrap_or(&empty);
     let n = verts.len();
     if n != vdef.count {
-        return Err(PlyError::Parse { path: p.clone(), message: format!("header declares {} vertices, body has {n}", vdef.count) });
+        return Err(PlyError::Parse {
+            path: p.clone(),
+            message: format!("header declares {} vertices, body has {n}", vdef.count),
+        });
     }
     let mut d = SplatData {
         means: Vec::with_capacity(3 * n),
@@ -131,12 +153,20 @@ pub fn read_ply(path: &Path) -> Result<SplatData, PlyError> {
     };
     for (index, v) in verts.iter().enumerate() {
         let get = |name: &str| -> Result<f32, PlyError> {
-            let x = v.get(name).and_then(scalar).ok_or_else(|| PlyError::Layout {
-                path: p.clone(),
-                message: format!("vertex {index}: property `{name}` missing or not a scalar"),
-            })?;
+            let x = v
+                .get(name)
+                .and_then(scalar)
+                .ok_or_else(|| PlyError::Layout {
+                    path: p.clone(),
+                    message: format!("vertex {index}: property `{name}` missing or not a scalar"),
+                })?;
             if !x.is_finite() {
-                return Err(PlyError::Value { path: p.clone(), index, property: name.into(), message: format!("value {x} is not finite") });
+                return Err(PlyError::Value {
+                    path: p.clone(),
+                    index,
+                    property: name.into(),
+                    message: format!("value {x} is not finite"),
+                });
             }
             Ok(x)
         };
@@ -145,7 +175,12 @@ pub fn read_ply(path: &Path) -> Result<SplatData, PlyError> {
         }
         let q = [get("rot_0")?, get("rot_1")?, get("rot_2")?, get("rot_3")?];
         if q.iter().map(|x| x * x).sum::<f32>() < 1e-20 {
-            return Err(PlyError::Value { path: p.clone(), index, property: "rot_0".into(), message: "zero quaternion (rot_0..rot_3 all zero)".into() });
+            return Err(PlyError::Value {
+                path: p.clone(),
+                index,
+                property: "rot_0".into(),
+                message: "zero quaternion (rot_0..rot_3 all zero)".into(),
+            });
         }
         d.quats.extend(q);
         for a in ["scale_0", "scale_1", "scale_2"] {
@@ -173,15 +208,29 @@ pub fn write_ply(path: &Path, data: &SplatData) -> Result<(), PlyError> {
     let p = path.display().to_string();
     let k = sh_coeffs(data.sh_degree);
     let n = data.len();
-    let mut names: Vec<String> = ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"].iter().map(|s| s.to_string()).collect();
+    let mut names: Vec<String> = [
+        "x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     names.extend((0..3 * (k - 1)).map(|i| format!("f_rest_{i}")));
-    names.extend(["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"].iter().map(|s| s.to_string()));
+    names.extend(
+        [
+            "opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
     let mut ply = Ply::<DefaultElement>::new();
     ply.header.encoding = Encoding::BinaryLittleEndian;
     ply.header.comments.push("written by splatdream".into());
     let mut el = ElementDef::new("vertex".into());
     for name in &names {
-        el.properties.add(PropertyDef::new(name.clone(), PropertyType::Scalar(ScalarType::Float)));
+        el.properties.add(PropertyDef::new(
+            name.clone(),
+            PropertyType::Scalar(ScalarType::Float),
+        ));
     }
     ply.header.elements.add(el);
     let mut verts = Vec::with_capacity(n);
@@ -202,7 +251,10 @@ pub fn write_ply(path: &Path, data: &SplatData) -> Result<(), PlyError> {
         }
         for coeff in 1..k {
             for c in 0..3 {
-                put(&format!("f_rest_{}", c * (k - 1) + coeff - 1), sh[3 * coeff + c]);
+                put(
+                    &format!("f_rest_{}", c * (k - 1) + coeff - 1),
+                    sh[3 * coeff + c],
+                );
             }
         }
         put("opacity", data.opacity_logits[i]);
@@ -215,13 +267,26 @@ pub fn write_ply(path: &Path, data: &SplatData) -> Result<(), PlyError> {
         verts.push(v);
     }
     ply.payload.insert("vertex".into(), verts);
-    let io = |source| PlyError::Io { path: p.clone(), source };
+    let io = |source| PlyError::Io {
+        path: p.clone(),
+        source,
+    };
     let mut buf = Vec::new();
     Writer::new()
         .write_ply(&mut buf, &mut ply)
-        .map_err(|e| PlyError::Io { path: p.clone(), source: std::io::Error::other(e.to_string()) })?;
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".{}.tmp{}", path.file_name().and_then(|s| s.to_str()).unwrap_or("out"), std::process::id()));
+        .map_err(|e| PlyError::Io {
+            path: p.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        path.file_name().and_then(|s| s.to_str()).unwrap_or("out"),
+        std::process::id()
+    ));
     let mut f = std::fs::File::create(&tmp).map_err(io)?;
     f.write_all(&buf).map_err(io)?;
     f.sync_all().map_err(io)?;
@@ -267,7 +332,9 @@ mod tests {
         d.sh[3 + 1] = 7.0; // splat 0, coeff 1, green
         let path = std::env::temp_dir().join(format!("splat-ply-cm-{}.ply", std::process::id()));
         write_ply(&path, &d).unwrap();
-        let ply = Parser::<DefaultElement>::new().read_ply(&mut BufReader::new(std::fs::File::open(&path).unwrap())).unwrap();
+        let ply = Parser::<DefaultElement>::new()
+            .read_ply(&mut BufReader::new(std::fs::File::open(&path).unwrap()))
+            .unwrap();
         let v = &ply.payload["vertex"][0];
         assert_eq!(v["f_rest_3"], Property::Float(7.0));
         assert_eq!(v["f_rest_0"], Property::Float(0.0));
@@ -280,7 +347,12 @@ mod tests {
         d.quats[4..8].copy_from_slice(&[0.0; 4]);
         write_ply(&path, &d).unwrap();
         let e = read_ply(&path).unwrap_err().to_string();
-        assert!(e.contains(&path.display().to_string()) && e.contains("vertex 1") && e.contains("quaternion"), "{e}");
+        assert!(
+            e.contains(&path.display().to_string())
+                && e.contains("vertex 1")
+                && e.contains("quaternion"),
+            "{e}"
+        );
         std::fs::write(&path, b"ply\nformat binary_little_endian 1.0\nelement vertex 3\nproperty float x\nend_header\n\x00\x00").unwrap();
         let e = read_ply(&path).unwrap_err().to_string();
         assert!(e.contains(&path.display().to_string()), "{e}");

@@ -99,7 +99,10 @@ fn tile_bits(tiles: u32) -> u32 {
 
 impl RasterConfig {
     fn tiles(&self) -> (u32, u32) {
-        (self.width.div_ceil(TILE_SIZE), self.height.div_ceil(TILE_SIZE))
+        (
+            self.width.div_ceil(TILE_SIZE),
+            self.height.div_ceil(TILE_SIZE),
+        )
     }
 
     fn params(&self, chunk_len: u32, offset: u32, total: u32) -> RasterParams {
@@ -122,7 +125,12 @@ impl RasterConfig {
             near: self.near,
             far: self.far,
             eps2d: self.eps2d,
-            background: [self.background[0], self.background[1], self.background[2], 0.0],
+            background: [
+                self.background[0],
+                self.background[1],
+                self.background[2],
+                0.0,
+            ],
             ..Default::default()
         }
     }
@@ -134,7 +142,10 @@ impl RasterConfig {
             ColorMode::Rgb => 12,
             ColorMode::Sh { num_coeffs } => 12 * num_coeffs as u64,
         };
-        colors.max(PROJECTED_BYTES * c).max(GRAD_STRIDE as u64 * 4 * c).max(16 * c)
+        colors
+            .max(PROJECTED_BYTES * c)
+            .max(GRAD_STRIDE as u64 * 4 * c)
+            .max(16 * c)
     }
 
     /// Splats per chunk of the per-splat kernels: slices fit one binding and start on a
@@ -162,7 +173,10 @@ struct Profiler {
 
 impl Profiler {
     fn new() -> Self {
-        Self { on: std::env::var("SPLATDREAM_PROFILE").is_ok_and(|v| v == "1"), last: std::time::Instant::now() }
+        Self {
+            on: std::env::var("SPLATDREAM_PROFILE").is_ok_and(|v| v == "1"),
+            last: std::time::Instant::now(),
+        }
     }
 
     fn stage(&mut self, client: &Client, name: &str, probe: &Handle) {
@@ -171,7 +185,10 @@ impl Profiler {
         }
         let _ = alloc::read::<u32>(client, slice(probe, 0, 4));
         let now = std::time::Instant::now();
-        eprintln!("[profile] {name:<22} {:9.3} ms", (now - self.last).as_secs_f64() * 1e3);
+        eprintln!(
+            "[profile] {name:<22} {:9.3} ms",
+            (now - self.last).as_secs_f64() * 1e3
+        );
         self.last = now;
     }
 }
@@ -181,7 +198,12 @@ fn client_of(t: &CubeTensor) -> &Client {
 }
 
 fn sort_params(count: u32, shift: u32, num_blocks: u32, value: u32) -> SortParams {
-    SortParams { count, shift, num_blocks, value }
+    SortParams {
+        count,
+        shift,
+        num_blocks,
+        value,
+    }
 }
 
 /// Fill `count` u32s of `buf` with `value`.
@@ -191,7 +213,12 @@ fn fill(client: &Client, buf: &Handle, count: u32, value: u32) {
     }
     let p = alloc::upload(client, &[sort_params(count, 0, 0, value)]);
     // SAFETY: one thread per element, bounds-checked against params.count (≤ buffer length).
-    launch(client, k::FILL_U32, grid_1d(count.div_ceil(256)), vec![p, buf.clone()]);
+    launch(
+        client,
+        k::FILL_U32,
+        grid_1d(count.div_ceil(256)),
+        vec![p, buf.clone()],
+    );
 }
 
 /// Exclusive prefix sum of `n` u32s (multi-level). Returns a new buffer of `n` u32s.
@@ -205,30 +232,54 @@ pub(crate) fn exclusive_scan(client: &Client, input: &Handle, n: u32) -> Handle 
     let p = alloc::upload(client, &[sort_params(n, 0, blocks, 0)]);
     // SAFETY: reads input[i] and writes out[i] only for i < n; block_sums[block] only for
     // block < num_blocks (extra workgroups of the 2-D grid do nothing).
-    launch(client, k::SCAN_BLOCKS, grid_1d(blocks), vec![p.clone(), input.clone(), out.clone(), sums.clone()]);
+    launch(
+        client,
+        k::SCAN_BLOCKS,
+        grid_1d(blocks),
+        vec![p.clone(), input.clone(), out.clone(), sums.clone()],
+    );
     if blocks > 1 {
         let offsets = exclusive_scan(client, &sums, blocks);
         // SAFETY: data[i] for i < n; block_offsets has one entry per block.
-        launch(client, k::SCAN_ADD, grid_1d(blocks), vec![p, offsets, out.clone()]);
+        launch(
+            client,
+            k::SCAN_ADD,
+            grid_1d(blocks),
+            vec![p, offsets, out.clone()],
+        );
     }
     out
 }
 
 /// Stable LSD radix sort of `n` (key, value) u32 pairs on the low `bits` bits of the keys.
 /// Returns the sorted (keys, values) buffers.
-pub(crate) fn radix_sort(client: &Client, keys: Handle, vals: Handle, n: u32, bits: u32) -> (Handle, Handle) {
+pub(crate) fn radix_sort(
+    client: &Client,
+    keys: Handle,
+    vals: Handle,
+    n: u32,
+    bits: u32,
+) -> (Handle, Handle) {
     if n <= 1 || bits == 0 {
         return (keys, vals);
     }
     let blocks = n.div_ceil(256);
     let hist = alloc::empty(client, 16 * blocks as usize * 4);
     let (mut k_in, mut v_in) = (keys, vals);
-    let (mut k_out, mut v_out) = (alloc::empty(client, n as usize * 4), alloc::empty(client, n as usize * 4));
+    let (mut k_out, mut v_out) = (
+        alloc::empty(client, n as usize * 4),
+        alloc::empty(client, n as usize * 4),
+    );
     for pass in 0..bits.div_ceil(4) {
         let p = alloc::upload(client, &[sort_params(n, 4 * pass, blocks, 0)]);
         // SAFETY: keys[i] read for i < count; hist written at digit·num_blocks + block for
         // block < num_blocks (hist has 16·num_blocks entries).
-        launch(client, k::SORT_COUNT, grid_1d(blocks), vec![p.clone(), k_in.clone(), hist.clone()]);
+        launch(
+            client,
+            k::SORT_COUNT,
+            grid_1d(blocks),
+            vec![p.clone(), k_in.clone(), hist.clone()],
+        );
         let scanned = exclusive_scan(client, &hist, 16 * blocks);
         // SAFETY: element i < count is written to scanned[digit, block] + rank, a permutation
         // of 0..count (the scan of the block histograms); invalid threads write nothing.
@@ -236,7 +287,14 @@ pub(crate) fn radix_sort(client: &Client, keys: Handle, vals: Handle, n: u32, bi
             client,
             k::SORT_SCATTER,
             grid_1d(blocks),
-            vec![p, k_in.clone(), v_in.clone(), scanned, k_out.clone(), v_out.clone()],
+            vec![
+                p,
+                k_in.clone(),
+                v_in.clone(),
+                scanned,
+                k_out.clone(),
+                v_out.clone(),
+            ],
         );
         std::mem::swap(&mut k_in, &mut k_out);
         std::mem::swap(&mut v_in, &mut v_out);
@@ -247,8 +305,13 @@ pub(crate) fn radix_sort(client: &Client, keys: Handle, vals: Handle, n: u32, bi
 /// The byte range `[start, start + len)` of a buffer (composes with offsets it already has).
 fn slice(h: &Handle, start: u64, len: u64) -> Handle {
     let used = h.size_in_used();
-    debug_assert!(start + len <= used, "slice {start}+{len} of a {used}-byte buffer");
-    h.clone().offset_start(start).offset_end(used.saturating_sub(start + len))
+    debug_assert!(
+        start + len <= used,
+        "slice {start}+{len} of a {used}-byte buffer"
+    );
+    h.clone()
+        .offset_start(start)
+        .offset_end(used.saturating_sub(start + len))
 }
 
 /// Forward pass on the cubecl backend. Inputs (f32, any layout): `means [N,3]`,
@@ -296,14 +359,23 @@ pub fn forward(inputs: [CubeTensor; 5], cfg: &RasterConfig) -> (CubeTensor, Forw
             slice(&inputs[2].handle, 12 * s, 12 * l),
             slice(&inputs[3].handle, 4 * s, 4 * l),
             slice(&inputs[4].handle, color_stride * s, color_stride * l),
-            slice(&projected, PROJECTED_BYTES * s * cc, PROJECTED_BYTES * l * cc),
+            slice(
+                &projected,
+                PROJECTED_BYTES * s * cc,
+                PROJECTED_BYTES * l * cc,
+            ),
             slice(&rects, 16 * s * cc, 16 * l * cc),
             slice(&depth_keys, 4 * s * cc, 4 * l * cc),
             slice(&depth_vals, 4 * s * cc, 4 * l * cc),
         ];
         // SAFETY: one thread per (splat, camera) of the chunk, bounds-checked against
         // num_splats·num_cameras; every binding is a slice holding exactly that many entries.
-        launch(&client, kernel_fwd, grid_1d(((len * c) as u32).div_ceil(256)), bufs);
+        launch(
+            &client,
+            kernel_fwd,
+            grid_1d(((len * c) as u32).div_ceil(256)),
+            bufs,
+        );
         start += len;
     }
 
@@ -317,10 +389,16 @@ pub fn forward(inputs: [CubeTensor; 5], cfg: &RasterConfig) -> (CubeTensor, Forw
     let p = alloc::upload(&client, &[sort_params(nc, 0, 0, 0)]);
     // SAFETY: threads s ≤ count write counts[s] (count + 1 entries); sorted_ids[s] < N·C
     // indexes rects.
-    launch(&client, k::ISECT_COUNT, grid_1d((nc + 1).div_ceil(256)), vec![p, sorted_ids.clone(), rects.clone(), counts.clone()]);
+    launch(
+        &client,
+        k::ISECT_COUNT,
+        grid_1d((nc + 1).div_ceil(256)),
+        vec![p, sorted_ids.clone(), rects.clone(), counts.clone()],
+    );
     let offsets = exclusive_scan(&client, &counts, nc + 1);
     prof.stage(&client, "count + scan", &offsets);
-    let total_bytes = alloc::read::<u32>(&client, slice(&offsets, 4 * nc as u64, 4)).unwrap_or_default();
+    let total_bytes =
+        alloc::read::<u32>(&client, slice(&offsets, 4 * nc as u64, 4)).unwrap_or_default();
     let mut num_isects = total_bytes.first().copied().unwrap_or(0);
     let capacity = (alloc::max_binding_size() / 4) as u32;
     if num_isects > capacity {
@@ -338,23 +416,57 @@ pub fn forward(inputs: [CubeTensor; 5], cfg: &RasterConfig) -> (CubeTensor, Forw
     let isect_keys = alloc::empty(&client, num_isects as usize * 4);
     let isect_vals = alloc::empty(&client, num_isects as usize * 4);
     if num_isects > 0 {
-        let p = alloc::upload(&client, &[EmitParams { count: nc, num_cameras: c as u32, tiles_x, tile_bits: tb }]);
+        let p = alloc::upload(
+            &client,
+            &[EmitParams {
+                count: nc,
+                num_cameras: c as u32,
+                tiles_x,
+                tile_bits: tb,
+            }],
+        );
         // SAFETY: splat s writes slots offsets[s] .. offsets[s] + area(rect), disjoint ranges
         // whose union is 0..num_isects (exclusive scan of the same areas).
-        launch(&client, k::ISECT_EMIT, grid_1d(nc.div_ceil(256)), vec![p, sorted_ids, rects, offsets, isect_keys.clone(), isect_vals.clone()]);
+        launch(
+            &client,
+            k::ISECT_EMIT,
+            grid_1d(nc.div_ceil(256)),
+            vec![
+                p,
+                sorted_ids,
+                rects,
+                offsets,
+                isect_keys.clone(),
+                isect_vals.clone(),
+            ],
+        );
     }
     prof.stage(&client, "emit", &isect_keys);
-    let (isect_keys, isect_vals) = radix_sort(&client, isect_keys, isect_vals, num_isects, key_bits);
+    let (isect_keys, isect_vals) =
+        radix_sort(&client, isect_keys, isect_vals, num_isects, key_bits);
     prof.stage(&client, "tile sort", &isect_keys);
 
     // 6. Tile ranges.
     let ranges = alloc::empty(&client, (c * tiles_per_cam as usize) * 8);
     fill(&client, &ranges, 2 * c as u32 * tiles_per_cam, 0);
     if num_isects > 0 {
-        let p = alloc::upload(&client, &[RangeParams { count: num_isects, tile_bits: tb, tiles_per_camera: tiles_per_cam, _pad: 0 }]);
+        let p = alloc::upload(
+            &client,
+            &[RangeParams {
+                count: num_isects,
+                tile_bits: tb,
+                tiles_per_camera: tiles_per_cam,
+                _pad: 0,
+            }],
+        );
         // SAFETY: thread i < count reads keys[i ± 1] within 0..count; keys decode to
         // camera < C and tile < tiles_per_camera, inside ranges.
-        launch(&client, k::TILE_RANGES, grid_1d(num_isects.div_ceil(256)), vec![p, isect_keys.clone(), ranges.clone()]);
+        launch(
+            &client,
+            k::TILE_RANGES,
+            grid_1d(num_isects.div_ceil(256)),
+            vec![p, isect_keys.clone(), ranges.clone()],
+        );
     }
 
     // 7. Rasterize.
@@ -368,10 +480,24 @@ pub fn forward(inputs: [CubeTensor; 5], cfg: &RasterConfig) -> (CubeTensor, Forw
         &client,
         k::RASTERIZE_FORWARD,
         CubeCount::Static(tiles_x, tiles_y, c as u32),
-        vec![p, ranges.clone(), isect_vals.clone(), projected.clone(), out_handle.clone(), last_count.clone(), final_t.clone()],
+        vec![
+            p,
+            ranges.clone(),
+            isect_vals.clone(),
+            projected.clone(),
+            out_handle.clone(),
+            last_count.clone(),
+            final_t.clone(),
+        ],
     );
     prof.stage(&client, "ranges + rasterize", &last_count);
-    let out = CubeTensor::new_contiguous(client.clone(), device, Shape::new([c, h, w, 5]), out_handle, DType::F32);
+    let out = CubeTensor::new_contiguous(
+        client.clone(),
+        device,
+        Shape::new([c, h, w, 5]),
+        out_handle,
+        DType::F32,
+    );
     let state = ForwardState {
         cfg: cfg.clone(),
         inputs,
@@ -401,13 +527,26 @@ pub fn backward(state: ForwardState, v_out: CubeTensor) -> [CubeTensor; 6] {
     fill(&client, &v_projected, (n * c * GRAD_STRIDE) as u32, 0); // 0u32 == 0.0f32
     if state.num_isects > 0 {
         let p = alloc::upload(&client, &[cfg.params(n as u32, 0, n as u32)]);
-        let kernel = if cfg.subgroups { k::RASTERIZE_BACKWARD_SUBGROUPS } else { k::RASTERIZE_BACKWARD };
+        let kernel = if cfg.subgroups {
+            k::RASTERIZE_BACKWARD_SUBGROUPS
+        } else {
+            k::RASTERIZE_BACKWARD
+        };
         // SAFETY: as the forward; gradients are added at id·10 + k for ids < N·C.
         launch(
             &client,
             kernel,
             CubeCount::Static(tiles_x, tiles_y, c as u32),
-            vec![p, state.ranges.clone(), state.isect_vals.clone(), state.projected.clone(), state.final_t.clone(), state.last_count.clone(), v_out.handle.clone(), v_projected.clone()],
+            vec![
+                p,
+                state.ranges.clone(),
+                state.isect_vals.clone(),
+                state.projected.clone(),
+                state.final_t.clone(),
+                state.last_count.clone(),
+                v_out.handle.clone(),
+                v_projected.clone(),
+            ],
         );
     }
 
@@ -417,8 +556,15 @@ pub fn backward(state: ForwardState, v_out: CubeTensor) -> [CubeTensor; 6] {
         (ColorMode::Sh { num_coeffs }, false) => (k::PROJECT_BACKWARD_SH, 12 * num_coeffs as u64),
         (ColorMode::Sh { num_coeffs }, true) => (k::PROJECT_BACKWARD_SH_AA, 12 * num_coeffs as u64),
     };
-    let shapes: Vec<Shape> = state.inputs.iter().map(|t| t.meta.shape().clone()).collect();
-    let grads: Vec<Handle> = shapes.iter().map(|s| alloc::empty(&client, s.num_elements() * 4)).collect();
+    let shapes: Vec<Shape> = state
+        .inputs
+        .iter()
+        .map(|t| t.meta.shape().clone())
+        .collect();
+    let grads: Vec<Handle> = shapes
+        .iter()
+        .map(|s| alloc::empty(&client, s.num_elements() * 4))
+        .collect();
     let v_means2d = alloc::empty(&client, c * n * 2 * 4);
     let chunk = cfg.chunk_len(n);
     let mut start = 0usize;
@@ -431,7 +577,11 @@ pub fn backward(state: ForwardState, v_out: CubeTensor) -> [CubeTensor; 6] {
         for (t, st) in state.inputs.iter().zip(strides) {
             bufs.push(slice(&t.handle, st * s, st * l));
         }
-        bufs.push(slice(&v_projected, 4 * GRAD_STRIDE as u64 * s * cc, 4 * GRAD_STRIDE as u64 * l * cc));
+        bufs.push(slice(
+            &v_projected,
+            4 * GRAD_STRIDE as u64 * s * cc,
+            4 * GRAD_STRIDE as u64 * l * cc,
+        ));
         for (g, st) in grads.iter().zip(strides) {
             bufs.push(slice(g, st * s, st * l));
         }
@@ -447,7 +597,13 @@ pub fn backward(state: ForwardState, v_out: CubeTensor) -> [CubeTensor; 6] {
         .zip(shapes)
         .map(|(h, s)| CubeTensor::new_contiguous(client.clone(), device.clone(), s, h, DType::F32))
         .collect();
-    out.push(CubeTensor::new_contiguous(client.clone(), device.clone(), Shape::new([c, n, 2]), v_means2d, DType::F32));
+    out.push(CubeTensor::new_contiguous(
+        client.clone(),
+        device.clone(),
+        Shape::new([c, n, 2]),
+        v_means2d,
+        DType::F32,
+    ));
     out.try_into().expect("six gradients")
 }
 
@@ -457,9 +613,15 @@ pub trait RasterKernels: burn::backend::Backend {
     /// State kept from forward to backward.
     type State: Clone + Send + std::fmt::Debug + 'static;
     /// See [`forward`].
-    fn raster_forward(inputs: [Self::FloatTensorPrimitive; 5], cfg: &RasterConfig) -> (Self::FloatTensorPrimitive, Self::State);
+    fn raster_forward(
+        inputs: [Self::FloatTensorPrimitive; 5],
+        cfg: &RasterConfig,
+    ) -> (Self::FloatTensorPrimitive, Self::State);
     /// See [`backward`].
-    fn raster_backward(state: Self::State, v_out: Self::FloatTensorPrimitive) -> [Self::FloatTensorPrimitive; 6];
+    fn raster_backward(
+        state: Self::State,
+        v_out: Self::FloatTensorPrimitive,
+    ) -> [Self::FloatTensorPrimitive; 6];
 }
 
 impl RasterKernels for CubeBackend {

@@ -5,11 +5,11 @@
 //! registered on burn's autodiff backend. Losses computed with burn ops on the returned images
 //! backpropagate into the splat tensors.
 
+use burn::backend::autodiff::Autodiff;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-use burn::backend::autodiff::Autodiff;
 use burn::backend::wgpu::{CubeBackend, CubeTensor};
 use burn::backend::{Dispatch, backend_extension, tensor::FloatTensor};
 use burn::tensor::{DType, Tensor};
@@ -92,7 +92,11 @@ impl<B: SplatBackend + RasterKernels, C: CheckpointStrategy> SplatBackend for Au
             opacity_logits.into_primitive(),
             colors.into_primitive(),
         ];
-        match RenderBackward.prepare::<C>(nodes).compute_bound().stateful() {
+        match RenderBackward
+            .prepare::<C>(nodes)
+            .compute_bound()
+            .stateful()
+        {
             OpsKind::Tracked(prep) => {
                 let (out, state) = B::raster_forward(inputs, &cfg);
                 prep.finish(state, out)
@@ -179,7 +183,9 @@ pub enum RenderError {
     #[error("the scene has no splats")]
     NoSplats,
     /// Cameras of one call must share an image size.
-    #[error("camera {index} is {got:?}, but camera 0 is {want:?}: one render call takes one image size")]
+    #[error(
+        "camera {index} is {got:?}, but camera 0 is {want:?}: one render call takes one image size"
+    )]
     SizeMismatch {
         /// Camera index.
         index: usize,
@@ -200,7 +206,9 @@ pub enum RenderError {
         message: String,
     },
     /// The scene does not fit the device's storage-binding limit.
-    #[error("{splats} splats × {cameras} cameras exceed this device's storage-binding limit ({limit} splats per call); render fewer cameras per call or fewer splats")]
+    #[error(
+        "{splats} splats × {cameras} cameras exceed this device's storage-binding limit ({limit} splats per call); render fewer cameras per call or fewer splats"
+    )]
     TooLarge {
         /// Splats.
         splats: usize,
@@ -221,42 +229,79 @@ pub enum RenderError {
 /// # Errors
 /// [`RenderError`] for an empty scene, empty or inconsistent cameras, wrong tensor shapes or dtypes, or a
 /// scene larger than the device's binding limit allows.
-pub fn render(splats: &Splats, cameras: &[Camera], opts: &RenderOptions) -> Result<RenderOutput, RenderError> {
+pub fn render(
+    splats: &Splats,
+    cameras: &[Camera],
+    opts: &RenderOptions,
+) -> Result<RenderOutput, RenderError> {
     let first = cameras.first().ok_or(RenderError::NoCameras)?;
     let (width, height) = (first.width, first.height);
     for (index, cam) in cameras.iter().enumerate() {
         cam.validate(&format!("<camera {index}>"))?;
         if (cam.width, cam.height) != (width, height) {
-            return Err(RenderError::SizeMismatch { index, got: (cam.width, cam.height), want: (width, height) });
+            return Err(RenderError::SizeMismatch {
+                index,
+                got: (cam.width, cam.height),
+                want: (width, height),
+            });
         }
     }
     let n = splats.len();
     if n == 0 {
         return Err(RenderError::NoSplats);
     }
-    let check = |name: &'static str, dims: &[usize], dtype: DType, want: &[usize]| -> Result<(), RenderError> {
+    let check = |name: &'static str,
+                 dims: &[usize],
+                 dtype: DType,
+                 want: &[usize]|
+     -> Result<(), RenderError> {
         if dtype != DType::F32 {
-            return Err(RenderError::Tensor { name, message: format!("dtype {dtype:?}, expected F32") });
+            return Err(RenderError::Tensor {
+                name,
+                message: format!("dtype {dtype:?}, expected F32"),
+            });
         }
         if dims != want {
-            return Err(RenderError::Tensor { name, message: format!("shape {dims:?}, expected {want:?}") });
+            return Err(RenderError::Tensor {
+                name,
+                message: format!("shape {dims:?}, expected {want:?}"),
+            });
         }
         Ok(())
     };
     check("means", &splats.means.dims(), splats.means.dtype(), &[n, 3])?;
     check("quats", &splats.quats.dims(), splats.quats.dtype(), &[n, 4])?;
-    check("log_scales", &splats.log_scales.dims(), splats.log_scales.dtype(), &[n, 3])?;
-    check("opacity_logits", &splats.opacity_logits.dims(), splats.opacity_logits.dtype(), &[n])?;
+    check(
+        "log_scales",
+        &splats.log_scales.dims(),
+        splats.log_scales.dtype(),
+        &[n, 3],
+    )?;
+    check(
+        "opacity_logits",
+        &splats.opacity_logits.dims(),
+        splats.opacity_logits.dtype(),
+        &[n],
+    )?;
     let sh_dims = splats.sh.dims();
     let color_mode = if opts.rgb_colors {
         check("sh", &sh_dims, splats.sh.dtype(), &[n, 1, 3])?;
         ColorMode::Rgb
     } else {
-        if sh_dims.len() != 3 || sh_dims[0] != n || sh_dims[2] != 3 || !matches!(sh_dims[1], 1 | 4 | 9 | 16) {
-            return Err(RenderError::Tensor { name: "sh", message: format!("shape {sh_dims:?}, expected [{n}, K, 3] with K in 1, 4, 9, 16") });
+        if sh_dims.len() != 3
+            || sh_dims[0] != n
+            || sh_dims[2] != 3
+            || !matches!(sh_dims[1], 1 | 4 | 9 | 16)
+        {
+            return Err(RenderError::Tensor {
+                name: "sh",
+                message: format!("shape {sh_dims:?}, expected [{n}, K, 3] with K in 1, 4, 9, 16"),
+            });
         }
         check("sh", &sh_dims, splats.sh.dtype(), &sh_dims)?;
-        ColorMode::Sh { num_coeffs: sh_dims[1] as u32 }
+        ColorMode::Sh {
+            num_coeffs: sh_dims[1] as u32,
+        }
     };
     let max_degree = ((sh_dims[1] as f32).sqrt() as u32).saturating_sub(1);
     let sh_degree = opts.sh_degree.unwrap_or(splats.sh_degree).min(max_degree);
@@ -277,14 +322,22 @@ pub fn render(splats: &Splats, cameras: &[Camera], opts: &RenderOptions) -> Resu
     };
     let limit = cfg.max_splats();
     if n > limit {
-        return Err(RenderError::TooLarge { splats: n, cameras: cameras.len(), limit });
+        return Err(RenderError::TooLarge {
+            splats: n,
+            cameras: cameras.len(),
+            limit,
+        });
     }
     let c = cameras.len();
     let mut probe = Tensor::<3>::zeros([c, n, 2], &device);
     if opts.means2d_grad {
         probe = probe.require_grad();
     }
-    let colors = if opts.rgb_colors { splats.sh.clone().reshape([n, 3]).into_dispatch() } else { splats.sh.clone().into_dispatch() };
+    let colors = if opts.rgb_colors {
+        splats.sh.clone().reshape([n, 3]).into_dispatch()
+    } else {
+        splats.sh.clone().into_dispatch()
+    };
     let out: Tensor<4> = Tensor::from_dispatch(<Dispatch as SplatBackend>::splat_render(
         splats.means.clone().into_dispatch(),
         splats.quats.clone().into_dispatch(),
@@ -297,7 +350,10 @@ pub fn render(splats: &Splats, cameras: &[Camera], opts: &RenderOptions) -> Resu
     let (h, w) = (height as usize, width as usize);
     Ok(RenderOutput {
         rgb: out.clone().slice([0..c, 0..h, 0..w, 0..3]),
-        alpha: out.clone().slice([0..c, 0..h, 0..w, 3..4]).reshape([c, h, w]),
+        alpha: out
+            .clone()
+            .slice([0..c, 0..h, 0..w, 3..4])
+            .reshape([c, h, w]),
         depth: out.slice([0..c, 0..h, 0..w, 4..5]).reshape([c, h, w]),
         means2d: probe,
     })

@@ -53,7 +53,11 @@ impl SplatData {
                 hi = hi.max(p);
             }
         }
-        if lo.x > hi.x { (glam::Vec3::ZERO, glam::Vec3::ZERO) } else { (lo, hi) }
+        if lo.x > hi.x {
+            (glam::Vec3::ZERO, glam::Vec3::ZERO)
+        } else {
+            (lo, hi)
+        }
     }
 
     /// Upload to `device` as tensors (f32).
@@ -64,7 +68,10 @@ impl SplatData {
             means: Tensor::from_data(TensorData::new(self.means.clone(), [n, 3]), device),
             quats: Tensor::from_data(TensorData::new(self.quats.clone(), [n, 4]), device),
             log_scales: Tensor::from_data(TensorData::new(self.log_scales.clone(), [n, 3]), device),
-            opacity_logits: Tensor::from_data(TensorData::new(self.opacity_logits.clone(), [n]), device),
+            opacity_logits: Tensor::from_data(
+                TensorData::new(self.opacity_logits.clone(), [n]),
+                device,
+            ),
             sh: Tensor::from_data(TensorData::new(self.sh.clone(), [n, k, 3]), device),
             sh_degree: self.sh_degree,
         }
