@@ -152,20 +152,20 @@ fn random_camera(rng: &mut Lcg, radius: f32, width: u32, height: u32) -> Camera 
     )
 }
 
+/// Fail the test with every collected failure, one per line.
+fn assert_no_failures(failures: &[String]) {
+    assert!(
+        failures.is_empty(),
+        "{} failure(s):\n  {}",
+        failures.len(),
+        failures.join("\n  ")
+    );
+}
+
 /// Upload a host scene as leaf tensors; with `grad`, mark every tensor `require_grad()`.
 fn upload(data: &SplatData, device: &Device, grad: bool) -> Splats {
     let s = data.to_splats(device);
-    if !grad {
-        return s;
-    }
-    Splats {
-        means: s.means.require_grad(),
-        quats: s.quats.require_grad(),
-        log_scales: s.log_scales.require_grad(),
-        opacity_logits: s.opacity_logits.require_grad(),
-        sh: s.sh.require_grad(),
-        sh_degree: s.sh_degree,
-    }
+    if grad { s.require_grad() } else { s }
 }
 
 /// Read a tensor back. Panics (failing the test) when the read reports a device error, which
@@ -543,12 +543,7 @@ fn fuzz_bad_values_no_panic_finite_outputs() {
         );
     }
     eprintln!("fuzz: {SCENES} scenes in {:.1?}", started.elapsed());
-    assert!(
-        failures.is_empty(),
-        "{} failure(s):\n  {}",
-        failures.len(),
-        failures.join("\n  ")
-    );
+    assert_no_failures(&failures);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1051,12 +1046,7 @@ fn empty_and_degenerate_scenes() {
         )),
     }
 
-    assert!(
-        failures.is_empty(),
-        "{} failure(s):\n  {}",
-        failures.len(),
-        failures.join("\n  ")
-    );
+    assert_no_failures(&failures);
 }
 
 // ---------------------------------------------------------------------------------------------

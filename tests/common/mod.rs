@@ -13,7 +13,6 @@ pub fn gpu() -> &'static GpuContext {
         gpu::alloc::set_garbage_fill(true);
         let ctx = GpuContext::new(&GpuOptions::default())
             .unwrap_or_else(|e| panic!("no GPU device: {e}"));
-        splat::render::set_subgroups(ctx.subgroups);
         ctx
     })
 }

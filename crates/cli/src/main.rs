@@ -10,7 +10,7 @@ use burn::tensor::{Device, Tensor};
 use clap::{Args, Parser, Subcommand};
 use glam::Vec3;
 use gpu::{BackendChoice, GpuContext, GpuOptions};
-use splat::{Camera, RasterizeMode, RenderOptions, SplatData, Splats, render};
+use splat::{Camera, RasterizeMode, RenderOptions, SplatData, render};
 
 #[derive(Parser)]
 #[command(
@@ -137,7 +137,6 @@ fn run(cli: Cli) -> Result<()> {
             backend,
             ..Default::default()
         })?;
-        splat::render::set_subgroups(ctx.subgroups);
         Ok(ctx)
     };
     match cli.command {
@@ -257,23 +256,14 @@ fn cmd_render(ctx: &GpuContext, a: RenderArgs) -> Result<()> {
     let cameras: Vec<Camera> = match (a.orbit, &a.camera) {
         (Some(_), Some(_)) => bail!("--orbit and --camera are exclusive"),
         (Some(0), _) => bail!("--orbit needs at least one frame"),
-        (Some(n), None) => Camera::orbit(
-            centre,
-            up,
-            distance,
-            a.elevation.to_radians(),
-            n,
-            fov,
-            a.width,
-            a.height,
-        ),
         (None, Some(path)) => vec![Camera::load(path)?],
-        (None, None) => Camera::orbit(
+        // A turntable, or its first frame as the automatic camera.
+        (frames, None) => Camera::orbit(
             centre,
             up,
             distance,
             a.elevation.to_radians(),
-            1,
+            frames.unwrap_or(1),
             fov,
             a.width,
             a.height,
@@ -403,15 +393,7 @@ fn cmd_bench_raster(ctx: &GpuContext, a: BenchRasterArgs) -> Result<()> {
     let mut fwd = vec![];
     let mut bwd = vec![];
     for rep in 0..=a.repeats {
-        let s = data.to_splats(&device);
-        let s = Splats {
-            means: s.means.require_grad(),
-            quats: s.quats.require_grad(),
-            log_scales: s.log_scales.require_grad(),
-            opacity_logits: s.opacity_logits.require_grad(),
-            sh: s.sh.require_grad(),
-            sh_degree: s.sh_degree,
-        };
+        let s = data.to_splats(&device).require_grad();
         sync(s.opacity_logits.clone().inner().sum())?;
         let t0 = Instant::now();
         let out = render(&s, &cameras, &opts)?;

@@ -1,4 +1,5 @@
-//! Buffer allocation on burn's cubecl client.
+//! Buffer allocation on burn's cubecl client, and the device facts kernels consult when
+//! they size bindings or pick variants (recorded by `GpuContext::new` for the device it opens).
 //!
 //! Kernels must never rely on zero-initialised memory. [`empty`] is the one allocation path the
 //! splat kernels use for fresh buffers; with garbage filling on (tests call
@@ -24,6 +25,19 @@ pub fn set_max_binding_size(bytes: u64) {
 /// The largest storage-buffer binding kernels may use, in bytes.
 pub fn max_binding_size() -> u64 {
     MAX_BINDING.load(Ordering::Relaxed)
+}
+
+static SUBGROUPS: AtomicBool = AtomicBool::new(false);
+
+/// Record whether kernels may use subgroup operations (done by `GpuContext::new`).
+pub fn set_subgroups(on: bool) {
+    SUBGROUPS.store(on, Ordering::Relaxed);
+}
+
+/// Whether kernels may use subgroup operations on the device (off until a `GpuContext` says
+/// otherwise: the portable path).
+pub fn subgroups() -> bool {
+    SUBGROUPS.load(Ordering::Relaxed)
 }
 
 /// Turn garbage filling of fresh buffers on or off for the whole process.
@@ -64,6 +78,32 @@ pub fn upload<T: bytemuck::Pod>(client: &Client, data: &[T]) -> Handle {
         return empty(client, MIN_BYTES);
     }
     client.create_from_slice(bytemuck::cast_slice(data))
+}
+
+/// Upload several small parameter structs into one buffer and return one binding per item.
+/// Each item starts on a 256-byte boundary (WebGPU's maximum
+/// `min_storage_buffer_offset_alignment`), so every slice is a valid storage binding.
+pub fn upload_each<T: bytemuck::Pod>(client: &Client, items: &[T]) -> Vec<Handle> {
+    const STRIDE: usize = 256;
+    let size = std::mem::size_of::<T>();
+    assert!(size <= STRIDE, "parameter structs must fit {STRIDE} bytes");
+    if items.is_empty() {
+        return vec![];
+    }
+    let mut bytes = vec![0u8; STRIDE * items.len()];
+    for (i, item) in items.iter().enumerate() {
+        bytes[i * STRIDE..i * STRIDE + size].copy_from_slice(bytemuck::bytes_of(item));
+    }
+    let all = client.create_from_slice(&bytes);
+    let total = all.size_in_used();
+    (0..items.len() as u64)
+        .map(|i| {
+            let start = i * STRIDE as u64;
+            all.clone()
+                .offset_start(start)
+                .offset_end(total - start - size as u64)
+        })
+        .collect()
 }
 
 /// Read a whole buffer back as `T`s (blocks until the queue reaches it).

@@ -228,6 +228,7 @@ impl GpuContext {
         crate::alloc::set_max_binding_size(limits.max_storage_buffer_binding_size as u64);
         let subgroups = features.contains(wgpu::Features::SUBGROUP)
             && std::env::var("SPLATDREAM_NO_SUBGROUPS").is_err();
+        crate::alloc::set_subgroups(subgroups);
         tracing::debug!(adapter = %info.name, backend = ?info.backend, subgroups, "gpu ready");
         Ok(Self {
             instance,

@@ -193,10 +193,6 @@ impl Profiler {
     }
 }
 
-fn client_of(t: &CubeTensor) -> &Client {
-    &t.client
-}
-
 fn sort_params(count: u32, shift: u32, num_blocks: u32, value: u32) -> SortParams {
     SortParams {
         count,
@@ -221,38 +217,74 @@ fn fill(client: &Client, buf: &Handle, count: u32, value: u32) {
     );
 }
 
-/// Exclusive prefix sum of `n` u32s (multi-level). Returns a new buffer of `n` u32s.
+/// A multi-level exclusive prefix sum of `n` u32s, planned once: the per-level parameters
+/// and buffers are allocated at creation, so a plan run many times (every radix-sort pass)
+/// allocates and uploads nothing.
+struct ScanPlan {
+    /// Per level: (blocks, params, scanned output, block totals). Level i + 1
+    /// scans the block totals of level i.
+    levels: Vec<(u32, Handle, Handle, Handle)>,
+}
+
+impl ScanPlan {
+    fn new(client: &Client, n: u32) -> Self {
+        let mut levels = vec![];
+        let mut count = n;
+        let mut params = vec![];
+        loop {
+            let blocks = count.div_ceil(256).max(1);
+            params.push(sort_params(count, 0, blocks, 0));
+            if blocks == 1 {
+                break;
+            }
+            count = blocks;
+        }
+        let handles = alloc::upload_each(client, &params);
+        for (p, h) in params.iter().zip(handles) {
+            let out = alloc::empty(client, p.count as usize * 4);
+            let sums = alloc::empty(client, p.num_blocks as usize * 4);
+            levels.push((p.num_blocks, h, out, sums));
+        }
+        Self { levels }
+    }
+
+    /// Scan `input` (n u32s); returns the buffer holding the result (owned by the plan:
+    /// the next run overwrites it).
+    fn run(&self, client: &Client, input: &Handle) -> Handle {
+        for (i, (blocks, p, out, sums)) in self.levels.iter().enumerate() {
+            let input = if i == 0 { input } else { &self.levels[i - 1].3 };
+            // SAFETY: reads input[i] and writes out[i] only for i < count; block_sums[block]
+            // only for block < num_blocks (extra workgroups of the 2-D grid do nothing).
+            launch(
+                client,
+                k::SCAN_BLOCKS,
+                grid_1d(*blocks),
+                vec![p.clone(), input.clone(), out.clone(), sums.clone()],
+            );
+        }
+        for i in (0..self.levels.len().saturating_sub(1)).rev() {
+            let (blocks, p, out, _) = &self.levels[i];
+            // SAFETY: data[i] for i < count; block_offsets (the next level's scan) has one
+            // entry per block.
+            launch(
+                client,
+                k::SCAN_ADD,
+                grid_1d(*blocks),
+                vec![p.clone(), self.levels[i + 1].2.clone(), out.clone()],
+            );
+        }
+        self.levels[0].2.clone()
+    }
+}
+
+/// Exclusive prefix sum of `n` u32s. Returns a new buffer of `n` u32s.
 pub(crate) fn exclusive_scan(client: &Client, input: &Handle, n: u32) -> Handle {
-    let out = alloc::empty(client, n as usize * 4);
-    if n == 0 {
-        return out;
-    }
-    let blocks = n.div_ceil(256);
-    let sums = alloc::empty(client, blocks as usize * 4);
-    let p = alloc::upload(client, &[sort_params(n, 0, blocks, 0)]);
-    // SAFETY: reads input[i] and writes out[i] only for i < n; block_sums[block] only for
-    // block < num_blocks (extra workgroups of the 2-D grid do nothing).
-    launch(
-        client,
-        k::SCAN_BLOCKS,
-        grid_1d(blocks),
-        vec![p.clone(), input.clone(), out.clone(), sums.clone()],
-    );
-    if blocks > 1 {
-        let offsets = exclusive_scan(client, &sums, blocks);
-        // SAFETY: data[i] for i < n; block_offsets has one entry per block.
-        launch(
-            client,
-            k::SCAN_ADD,
-            grid_1d(blocks),
-            vec![p, offsets, out.clone()],
-        );
-    }
-    out
+    ScanPlan::new(client, n).run(client, input)
 }
 
 /// Stable LSD radix sort of `n` (key, value) u32 pairs on the low `bits` bits of the keys.
-/// Returns the sorted (keys, values) buffers.
+/// Returns the sorted (keys, values) buffers. Everything the passes need (parameters,
+/// histogram, scan plan, ping-pong buffers) is created once per call.
 pub(crate) fn radix_sort(
     client: &Client,
     keys: Handle,
@@ -264,14 +296,19 @@ pub(crate) fn radix_sort(
         return (keys, vals);
     }
     let blocks = n.div_ceil(256);
+    let passes = bits.div_ceil(4);
+    let params: Vec<SortParams> = (0..passes)
+        .map(|pass| sort_params(n, 4 * pass, blocks, 0))
+        .collect();
+    let params = alloc::upload_each(client, &params);
     let hist = alloc::empty(client, 16 * blocks as usize * 4);
+    let scan = ScanPlan::new(client, 16 * blocks);
     let (mut k_in, mut v_in) = (keys, vals);
     let (mut k_out, mut v_out) = (
         alloc::empty(client, n as usize * 4),
         alloc::empty(client, n as usize * 4),
     );
-    for pass in 0..bits.div_ceil(4) {
-        let p = alloc::upload(client, &[sort_params(n, 4 * pass, blocks, 0)]);
+    for p in params {
         // SAFETY: keys[i] read for i < count; hist written at digit·num_blocks + block for
         // block < num_blocks (hist has 16·num_blocks entries).
         launch(
@@ -280,7 +317,7 @@ pub(crate) fn radix_sort(
             grid_1d(blocks),
             vec![p.clone(), k_in.clone(), hist.clone()],
         );
-        let scanned = exclusive_scan(client, &hist, 16 * blocks);
+        let scanned = scan.run(client, &hist);
         // SAFETY: element i < count is written to scanned[digit, block] + rank, a permutation
         // of 0..count (the scan of the block histograms); invalid threads write nothing.
         launch(
@@ -319,7 +356,7 @@ fn slice(h: &Handle, start: u64, len: u64) -> Handle {
 /// Returns `out [C, H, W, 5]` (r, g, b, alpha, depth) and the state for [`backward`].
 pub fn forward(inputs: [CubeTensor; 5], cfg: &RasterConfig) -> (CubeTensor, ForwardState) {
     let inputs = inputs.map(into_contiguous);
-    let client = client_of(&inputs[0]).clone();
+    let client = inputs[0].client.clone();
     let mut prof = Profiler::new();
     prof.stage(&client, "inputs ready", &inputs[0].handle);
     let device = inputs[0].device.clone();

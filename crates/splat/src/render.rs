@@ -298,7 +298,12 @@ pub fn render(
                 message: format!("shape {sh_dims:?}, expected [{n}, K, 3] with K in 1, 4, 9, 16"),
             });
         }
-        check("sh", &sh_dims, splats.sh.dtype(), &sh_dims)?;
+        if splats.sh.dtype() != DType::F32 {
+            return Err(RenderError::Tensor {
+                name: "sh",
+                message: format!("dtype {:?}, expected F32", splats.sh.dtype()),
+            });
+        }
         ColorMode::Sh {
             num_coeffs: sh_dims[1] as u32,
         }
@@ -306,7 +311,7 @@ pub fn render(
     let max_degree = ((sh_dims[1] as f32).sqrt() as u32).saturating_sub(1);
     let sh_degree = opts.sh_degree.unwrap_or(splats.sh_degree).min(max_degree);
     let device = splats.means.device();
-    let subgroups = opts.subgroups && gpu_subgroups();
+    let subgroups = opts.subgroups && gpu::alloc::subgroups();
     let cfg = RasterConfig {
         cameras: cameras.to_vec(),
         width,
@@ -357,17 +362,4 @@ pub fn render(
         depth: out.slice([0..c, 0..h, 0..w, 4..5]).reshape([c, h, w]),
         means2d: probe,
     })
-}
-
-/// Whether the kernels may use subgroup operations: set by [`set_subgroups`] from the
-/// device's features (default off, the portable path).
-pub fn gpu_subgroups() -> bool {
-    SUBGROUPS.load(std::sync::atomic::Ordering::Relaxed)
-}
-
-static SUBGROUPS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Record whether the device supports subgroup operations (call with `GpuContext::subgroups`).
-pub fn set_subgroups(on: bool) {
-    SUBGROUPS.store(on, std::sync::atomic::Ordering::Relaxed);
 }

@@ -108,6 +108,18 @@ impl Splats {
         self.len() == 0
     }
 
+    /// Mark every parameter tensor as a leaf that tracks gradients (on an autodiff device).
+    pub fn require_grad(self) -> Self {
+        Self {
+            means: self.means.require_grad(),
+            quats: self.quats.require_grad(),
+            log_scales: self.log_scales.require_grad(),
+            opacity_logits: self.opacity_logits.require_grad(),
+            sh: self.sh.require_grad(),
+            sh_degree: self.sh_degree,
+        }
+    }
+
     /// Download to the host.
     ///
     /// # Errors
