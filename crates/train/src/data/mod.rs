@@ -1,0 +1,1 @@
+//! Posed-image datasets (NeRF-synthetic, instant-ngp, COLMAP).
