@@ -11,37 +11,9 @@ mod common;
 use std::path::Path;
 
 use burn::tensor::{Tensor, TensorData};
-use safetensors::{Dtype, SafeTensors};
+use common::{f32s, f64s};
+use safetensors::SafeTensors;
 use splat::{Camera, RasterizeMode, RenderOptions, Splats, render};
-
-fn f64s(st: &SafeTensors, name: &str) -> Result<(Vec<f64>, Vec<usize>), String> {
-    let t = st
-        .tensor(name)
-        .map_err(|e| format!("tensor `{name}`: {e}"))?;
-    let v: Vec<f64> = match t.dtype() {
-        Dtype::F64 => t
-            .data()
-            .chunks_exact(8)
-            .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
-            .collect(),
-        Dtype::F32 => t
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64)
-            .collect(),
-        Dtype::I64 => t
-            .data()
-            .chunks_exact(8)
-            .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f64)
-            .collect(),
-        d => return Err(format!("tensor `{name}`: unsupported dtype {d:?}")),
-    };
-    Ok((v, t.shape().to_vec()))
-}
-
-fn f32s(st: &SafeTensors, name: &str) -> Result<Vec<f32>, String> {
-    Ok(f64s(st, name)?.0.into_iter().map(|x| x as f32).collect())
-}
 
 fn scalar(st: &SafeTensors, name: &str) -> Result<Option<f64>, String> {
     if st.names().iter().any(|n| *n == name) {

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use gpu::{GpuContext, GpuOptions};
+use safetensors::{Dtype, SafeTensors};
 
 /// One GPU context per test process (lavapipe in CI), with garbage-filled fresh buffers.
 pub fn gpu() -> &'static GpuContext {
@@ -77,4 +78,35 @@ pub fn compare(name: &str, got: &[f32], want: &[f64]) -> Result<f64, String> {
         ));
     }
     Ok(worst.1 / tol)
+}
+
+/// A tensor of a safetensors case as f64 values (F64, F32 or I64 files) and its shape.
+pub fn f64s(st: &SafeTensors, name: &str) -> Result<(Vec<f64>, Vec<usize>), String> {
+    let t = st
+        .tensor(name)
+        .map_err(|e| format!("tensor `{name}`: {e}"))?;
+    let v: Vec<f64> = match t.dtype() {
+        Dtype::F64 => t
+            .data()
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
+            .collect(),
+        Dtype::F32 => t
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64)
+            .collect(),
+        Dtype::I64 => t
+            .data()
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f64)
+            .collect(),
+        d => return Err(format!("tensor `{name}`: unsupported dtype {d:?}")),
+    };
+    Ok((v, t.shape().to_vec()))
+}
+
+/// A tensor of a safetensors case as f32 values.
+pub fn f32s(st: &SafeTensors, name: &str) -> Result<Vec<f32>, String> {
+    Ok(f64s(st, name)?.0.into_iter().map(|x| x as f32).collect())
 }

@@ -2,3 +2,10 @@
 //! strategies, and the `fit` loop.
 
 pub mod data;
+pub mod adam;
+pub mod densify;
+//pub mod fit;
+pub mod init;
+pub mod loss;
+pub mod output;
+pub mod params;

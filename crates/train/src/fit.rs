@@ -1,0 +1,835 @@
+//! `fit`: optimise Gaussian splats to posed photographs (3DGS, Kerbl et al. 2023), on the
+//! device: render a batch of training views, L = (1−λ)·L1 + λ·(1 − SSIM) against the photos,
+//! backpropagate through the rasterizer, Adam with per-group learning rates, densify, and
+//! evaluate PSNR/SSIM on held-out views. Defaults follow gsplat's `simple_trainer.py`.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use glam::{Mat3, Vec3};
+use rand::{Rng, SeedableRng, rngs::StdRng, seq::SliceRandom};
+use serde::{Deserialize, Serialize};
+use splat::{Camera, RasterizeMode, RenderOptions, render};
+
+use crate::adam::{Adam, exp_decay};
+use crate::data::{Dataset, View};
+use crate::densify::{DensifyReport, Densifier, Strategy};
+use crate::init::{InitConfig, InitKind, from_points, random_points};
+use crate::loss::{photometric, psnr, ssim};
+use crate::output::{OutputError, to_rgb8, write_gif, write_png, write_text};
+use crate::params::{Gaussians, host};
+
+/// Background composited behind the photos' alpha and the renders.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Background {
+    /// `"white"`, `"black"` or `"random"` (a new uniform colour every step, the NeRF-synthetic
+    /// trick that stops the splats from painting the background; evaluation uses white).
+    Named(NamedBackground),
+    /// A fixed RGB colour in [0, 1].
+    Rgb([f32; 3]),
+}
+
+/// Named backgrounds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NamedBackground {
+    /// (1, 1, 1).
+    White,
+    /// (0, 0, 0).
+    Black,
+    /// Uniform random per step.
+    Random,
+}
+
+impl Background {
+    /// The colour for one training step.
+    fn train(&self, rng: &mut StdRng) -> [f32; 3] {
+        match self {
+            Self::Named(NamedBackground::Random) => std::array::from_fn(|_| rng.random()),
+            other => other.eval(),
+        }
+    }
+
+    /// The colour for evaluation.
+    fn eval(&self) -> [f32; 3] {
+        match self {
+            Self::Named(NamedBackground::White | NamedBackground::Random) => [1.0; 3],
+            Self::Named(NamedBackground::Black) => [0.0; 3],
+            Self::Rgb(c) => *c,
+        }
+    }
+}
+
+/// Dataset settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataConfig {
+    /// Dataset folder (NeRF-synthetic, instant-ngp or COLMAP; detected).
+    pub path: PathBuf,
+    /// Integer downscale factor of the images.
+    pub downscale: u32,
+    /// Hold out every n-th view for evaluation where the dataset has no split (0 = none).
+    pub eval_every: usize,
+    /// Use at most this many views per split (0 = all).
+    pub max_views: usize,
+    /// Background behind transparent pixels.
+    pub background: Background,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("assets/spot-cow"),
+            downscale: 1,
+            eval_every: 8,
+            max_views: 0,
+            background: Background::Named(NamedBackground::White),
+        }
+    }
+}
+
+/// Optimisation settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Optimizer steps.
+    pub steps: u64,
+    /// Views per step (all views of one step must share an image size).
+    pub batch: usize,
+    /// λ of the D-SSIM term (3DGS: 0.2).
+    pub ssim_lambda: f64,
+    /// Highest SH degree.
+    pub sh_degree: u32,
+    /// The active SH degree rises by one every this many steps (3DGS: 1,000).
+    pub sh_degree_interval: u64,
+    /// Seed of view order, backgrounds, initialisation and densification.
+    pub seed: u64,
+    /// gsplat's antialiased rasterization mode.
+    pub antialiased: bool,
+    /// Read the loss back (and report it) every this many steps.
+    pub log_every: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            steps: 7_000,
+            batch: 1,
+            ssim_lambda: 0.2,
+            sh_degree: 3,
+            sh_degree_interval: 1_000,
+            seed: 0,
+            antialiased: false,
+            log_every: 10,
+        }
+    }
+}
+
+/// Per-group Adam learning rates (gsplat `simple_trainer.py`; the means' rates are multiplied
+/// by the scene scale and decay exponentially from `means` to `means_final` over the run).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LearningRates {
+    /// Initial means rate (× scene scale).
+    pub means: f64,
+    /// Final means rate (× scene scale).
+    pub means_final: f64,
+    /// Quaternions.
+    pub quats: f64,
+    /// Log scales.
+    pub log_scales: f64,
+    /// Opacity logits.
+    pub opacity_logits: f64,
+    /// SH DC.
+    pub sh_dc: f64,
+    /// Higher SH bands (3DGS: DC rate / 20).
+    pub sh_rest: f64,
+}
+
+impl Default for LearningRates {
+    fn default() -> Self {
+        Self {
+            means: 1.6e-4,
+            means_final: 1.6e-6,
+            quats: 1e-3,
+            log_scales: 5e-3,
+            opacity_logits: 5e-2,
+            sh_dc: 2.5e-3,
+            sh_rest: 2.5e-3 / 20.0,
+        }
+    }
+}
+
+/// Evaluation settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvalConfig {
+    /// Evaluate every this many steps (and always after the last; 0 = only after the last).
+    pub every: u64,
+    /// Evaluate at most this many held-out views, evenly spread (0 = all).
+    pub max_views: usize,
+    /// Write `renders/<view>.png` (render | photo) after the last evaluation.
+    pub save_renders: bool,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        Self {
+            every: 1_000,
+            max_views: 0,
+            save_renders: true,
+        }
+    }
+}
+
+/// Output settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutputConfig {
+    /// Run folder (created; files in it are replaced atomically).
+    pub dir: PathBuf,
+    /// Turntable frames (0 = no turntable).
+    pub turntable_frames: usize,
+    /// Longest side of the turntable frames in pixels.
+    pub turntable_size: u32,
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("runs/fit"),
+            turntable_frames: 60,
+            turntable_size: 320,
+        }
+    }
+}
+
+/// Everything `fit` needs; the TOML file form of `splatdream fit --config`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FitConfig {
+    /// Dataset.
+    pub data: DataConfig,
+    /// Initial splats.
+    pub init: InitConfig,
+    /// Optimisation.
+    pub train: TrainConfig,
+    /// Learning rates.
+    pub lr: LearningRates,
+    /// Adam.
+    pub adam: Adam,
+    /// Densification strategy.
+    pub densify: Strategy,
+    /// Evaluation.
+    pub eval: EvalConfig,
+    /// Outputs.
+    pub output: OutputConfig,
+}
+
+/// Errors of `fit`.
+#[derive(Debug, thiserror::Error)]
+pub enum FitError {
+    /// A setting is unusable.
+    #[error("config: `{field}`: {message}")]
+    Config {
+        /// Dotted field name.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Loading the dataset failed.
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
+    /// Reading the initial PLY failed.
+    #[error(transparent)]
+    Ply(#[from] splat::ply::PlyError),
+    /// Rendering failed.
+    #[error(transparent)]
+    Render(#[from] splat::RenderError),
+    /// Writing an output failed.
+    #[error(transparent)]
+    Output(#[from] OutputError),
+    /// Creating the run folder failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// Folder.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// A device read failed.
+    #[error("device: {0}")]
+    Device(String),
+    /// The loss became NaN or infinite.
+    #[error("the training loss is not finite at step {step} ({loss})")]
+    NotFinite {
+        /// Step.
+        step: u64,
+        /// Value.
+        loss: f32,
+    },
+}
+
+/// Metrics of one evaluation.
+#[derive(Clone, Debug, Serialize)]
+pub struct EvalRecord {
+    /// Step.
+    pub step: u64,
+    /// Mean PSNR over the evaluated views, dB.
+    pub psnr: f64,
+    /// Mean SSIM.
+    pub ssim: f64,
+    /// Number of views.
+    pub views: usize,
+    /// Splats.
+    pub splats: usize,
+    /// Seconds of training so far (evaluation time excluded).
+    pub train_seconds: f64,
+}
+
+/// One logged training step.
+#[derive(Clone, Debug, Serialize)]
+pub struct StepRecord {
+    /// Step.
+    pub step: u64,
+    /// Total loss.
+    pub loss: f32,
+    /// L1 term.
+    pub l1: f32,
+    /// SSIM.
+    pub ssim: f32,
+    /// Splats.
+    pub splats: usize,
+    /// Active SH degree.
+    pub sh_degree: u32,
+}
+
+/// Everything a run measured (`metrics.json`).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct FitReport {
+    /// Dataset folder.
+    pub dataset: PathBuf,
+    /// Training / evaluation views.
+    pub views: (usize, usize),
+    /// Scene scale used for learning rates and densification.
+    pub scene_scale: f32,
+    /// Initial splat count.
+    pub initial_splats: usize,
+    /// Evaluations, in order.
+    pub evals: Vec<EvalRecord>,
+    /// Logged steps.
+    pub steps: Vec<StepRecord>,
+    /// Densification events.
+    pub densify: Vec<DensifyReport>,
+    /// Training seconds (evaluation and output writing excluded).
+    pub train_seconds: f64,
+    /// Files written.
+    pub outputs: Vec<PathBuf>,
+}
+
+/// Progress notifications for a front end.
+pub enum Event<'a> {
+    /// A step finished (`loss` when it was read back this step).
+    Step {
+        /// Step (1-based).
+        step: u64,
+        /// Total steps.
+        total: u64,
+        /// Loss, on logged steps.
+        loss: Option<f32>,
+        /// Splats.
+        splats: usize,
+    },
+    /// An evaluation finished.
+    Eval(&'a EvalRecord),
+    /// Something worth telling the user.
+    Message(String),
+}
+
+/// Where a set of cameras looks: the point nearest to all optical axes in the least-squares
+/// sense (the camera centroid when the axes are near parallel), the mean camera up vector, the
+/// mean camera distance from that point and the mean elevation above it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Framing {
+    /// Look-at centre, world units.
+    pub centre: Vec3,
+    /// Unit up vector (mean of the cameras' −y axes).
+    pub up: Vec3,
+    /// Mean camera distance from `centre`.
+    pub radius: f32,
+    /// Mean camera elevation above the plane through `centre` normal to `up`, radians.
+    pub elevation: f32,
+}
+
+impl Framing {
+    /// The framing of `cams` (OpenCV cameras: +z forward, +y down); `None` for no cameras.
+    pub fn of(cams: &[Camera]) -> Option<Self> {
+        if cams.is_empty() {
+            return None;
+        }
+        let mut a = Mat3::ZERO;
+        let mut b = Vec3::ZERO;
+        let mut up = Vec3::ZERO;
+        let mut centroid = Vec3::ZERO;
+        for c in cams {
+            let v = c.viewmat;
+            let fwd = Vec3::new(v[2][0], v[2][1], v[2][2]).normalize_or_zero();
+            up -= Vec3::new(v[1][0], v[1][1], v[1][2]);
+            let p = c.position();
+            centroid += p;
+            // Σ (I − d dᵀ) x = Σ (I − d dᵀ) p: the point closest to every axis.
+            let m = Mat3::IDENTITY - Mat3::from_cols(fwd * fwd.x, fwd * fwd.y, fwd * fwd.z);
+            a += m;
+            b += m * p;
+        }
+        let n = cams.len() as f32;
+        centroid /= n;
+        let up = up.try_normalize().unwrap_or(Vec3::Z);
+        // Near-parallel axes (forward-facing captures) make the system singular.
+        let centre = if a.determinant().abs() > 1e-3 * n.powi(3) {
+            a.inverse() * b
+        } else {
+            centroid
+        };
+        let radius = cams.iter().map(|c| (c.position() - centre).length()).sum::<f32>() / n;
+        let elevation = cams
+            .iter()
+            .map(|c| {
+                (c.position() - centre)
+                    .normalize_or_zero()
+                    .dot(up)
+                    .clamp(-1.0, 1.0)
+                    .asin()
+            })
+            .sum::<f32>()
+            / n;
+        Some(Self {
+            centre,
+            up,
+            radius: radius.max(1e-6),
+            elevation,
+        })
+    }
+}
+
+/// `frames` turntable cameras around what `cams` look at ([`Framing`]), with the field of view
+/// of the first camera and its aspect ratio at `size` pixels on the longest side.
+pub fn turntable_cameras(cams: &[Camera], frames: usize, size: u32) -> Vec<Camera> {
+    let Some(f) = Framing::of(cams) else {
+        return vec![];
+    };
+    if frames == 0 {
+        return vec![];
+    }
+    let c0 = &cams[0];
+    let aspect = c0.height as f32 / c0.width as f32;
+    let (w, h) = if aspect <= 1.0 {
+        (size, ((size as f32 * aspect).round() as u32).max(1))
+    } else {
+        (((size as f32 / aspect).round() as u32).max(1), size)
+    };
+    // Keep the dataset's vertical field of view (square pixels in the orbit camera).
+    let fov_y = 2.0 * (0.5 * c0.height as f32 / c0.focal().1).atan();
+    let fov_x = 2.0 * ((0.5 * fov_y).tan() * w as f32 / h as f32).atan();
+    Camera::orbit(f.centre, f.up, f.radius, f.elevation, frames, fov_x, w, h)
+}
+
+/// The device copy of one view's photo, `[H, W, 4]` straight RGBA in [0, 1].
+struct Photo {
+    rgba: Tensor<3>,
+    camera: Camera,
+}
+
+fn upload(view: &View, device: &Device) -> Photo {
+    let (w, h) = view.image.dimensions();
+    let v: Vec<f32> = view.image.as_raw().iter().map(|&b| b as f32 / 255.0).collect();
+    Photo {
+        rgba: Tensor::from_data(TensorData::new(v, [h as usize, w as usize, 4]), device),
+        camera: view.camera,
+    }
+}
+
+impl Photo {
+    /// RGB composited over `bg`, `[H, W, 3]`.
+    fn target(&self, bg: [f32; 3]) -> Tensor<3> {
+        let [h, w, _] = self.rgba.dims();
+        let rgb = self.rgba.clone().slice([0..h, 0..w, 0..3]);
+        let a = self.rgba.clone().slice([0..h, 0..w, 3..4]);
+        let bg = Tensor::<3>::from_data(TensorData::new(bg.to_vec(), [1, 1, 3]), &rgb.device());
+        rgb * a.clone() + bg * (a.neg() + 1.0)
+    }
+}
+
+fn config_err(field: &str, message: impl Into<String>) -> FitError {
+    FitError::Config {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// Check a configuration before any work.
+///
+/// # Errors
+/// [`FitError::Config`] naming the first unusable field.
+pub fn validate(cfg: &FitConfig) -> Result<(), FitError> {
+    if cfg.train.steps == 0 {
+        return Err(config_err("train.steps", "must be at least 1"));
+    }
+    if cfg.train.batch == 0 {
+        return Err(config_err("train.batch", "must be at least 1"));
+    }
+    if cfg.train.sh_degree > 3 {
+        return Err(config_err("train.sh_degree", "must be 0–3"));
+    }
+    if !(0.0..=1.0).contains(&cfg.train.ssim_lambda) {
+        return Err(config_err("train.ssim_lambda", "must be in [0, 1]"));
+    }
+    if cfg.data.downscale == 0 {
+        return Err(config_err("data.downscale", "must be at least 1"));
+    }
+    if let Background::Rgb(c) = cfg.data.background
+        && c.iter().any(|v| !(0.0..=1.0).contains(v))
+    {
+        return Err(config_err("data.background", "RGB components must be in [0, 1]"));
+    }
+    if !(cfg.init.opacity > 0.0 && cfg.init.opacity < 1.0) {
+        return Err(config_err("init.opacity", "must be in (0, 1)"));
+    }
+    if cfg.init.kind == InitKind::Ply && cfg.init.ply.is_none() {
+        return Err(config_err("init.ply", "kind = \"ply\" needs a file"));
+    }
+    for (name, v) in [
+        ("lr.means", cfg.lr.means),
+        ("lr.means_final", cfg.lr.means_final),
+        ("lr.quats", cfg.lr.quats),
+        ("lr.log_scales", cfg.lr.log_scales),
+        ("lr.opacity_logits", cfg.lr.opacity_logits),
+        ("lr.sh_dc", cfg.lr.sh_dc),
+        ("lr.sh_rest", cfg.lr.sh_rest),
+    ] {
+        if !(v.is_finite() && v >= 0.0) {
+            return Err(config_err(name, "must be a finite non-negative number"));
+        }
+    }
+    if cfg.lr.means <= 0.0 || cfg.lr.means_final <= 0.0 {
+        return Err(config_err("lr.means", "means rates must be positive (log decay)"));
+    }
+    Ok(())
+}
+
+/// The initial splats for `dataset` under `cfg` (SH degree 0 unless read from a PLY).
+///
+/// # Errors
+/// [`FitError::Config`] when `kind = "points"` and the dataset has none, PLY errors.
+pub fn initial_splats(
+    dataset: &Dataset,
+    cfg: &InitConfig,
+    seed: u64,
+) -> Result<splat::SplatData, FitError> {
+    let cams: Vec<Camera> = dataset.train.iter().map(|v| v.camera).collect();
+    let random = || -> Result<splat::SplatData, FitError> {
+        let f = Framing::of(&cams).ok_or_else(|| {
+            config_err(
+                "data.path",
+                format!("{}: no training views", dataset.root.display()),
+            )
+        })?;
+        let (pos, col) =
+            random_points(cfg.random_points, f.centre, cfg.random_extent * f.radius, seed);
+        Ok(from_points(&pos, &col, cfg.opacity, cfg.scale_factor))
+    };
+    Ok(match cfg.kind {
+        InitKind::Ply => {
+            let path = cfg.ply.as_ref().ok_or_else(|| config_err("init.ply", "missing"))?;
+            splat::ply::read_ply(path)?
+        }
+        InitKind::Points => {
+            let pc = dataset.points.as_ref().ok_or_else(|| {
+                config_err(
+                    "init.kind",
+                    format!("\"points\": {} has no SfM points", dataset.root.display()),
+                )
+            })?;
+            from_points(&pc.positions, &pc.colors, cfg.opacity, cfg.scale_factor)
+        }
+        InitKind::Auto => match &dataset.points {
+            Some(pc) if !pc.positions.is_empty() => {
+                from_points(&pc.positions, &pc.colors, cfg.opacity, cfg.scale_factor)
+            }
+            _ => random()?,
+        },
+        InitKind::Random => random()?,
+    })
+}
+
+/// Run `fit` on a loaded dataset. Writes `config.toml` (resolved settings), `metrics.json`
+/// (after every evaluation), `point_cloud.ply`, `renders/*.png` and `turntable.gif` into
+/// `cfg.output.dir`, and calls `on_event` as it goes.
+///
+/// # Errors
+/// [`FitError`] for bad settings, a failing device read, a non-finite loss or an output that
+/// cannot be written (outputs written before the failure are kept).
+pub fn fit(
+    dataset: &Dataset,
+    cfg: &FitConfig,
+    device: &Device,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<FitReport, FitError> {
+    validate(cfg)?;
+    if dataset.train.is_empty() {
+        return Err(config_err(
+            "data.path",
+            format!("{}: no training views", dataset.root.display()),
+        ));
+    }
+    let out_dir = &cfg.output.dir;
+    std::fs::create_dir_all(out_dir).map_err(|source| FitError::Io {
+        path: out_dir.clone(),
+        source,
+    })?;
+    let config_text = toml::to_string_pretty(cfg).map_err(|e| config_err("<all>", e.to_string()))?;
+    write_text(&out_dir.join("config.toml"), &config_text)?;
+
+    let mut rng = StdRng::seed_from_u64(cfg.train.seed);
+    device.seed(cfg.train.seed);
+    let scene_scale = dataset.scene_extent().max(1e-6);
+    let init = initial_splats(dataset, &cfg.init, cfg.train.seed)?;
+    let mut report = FitReport {
+        dataset: dataset.root.clone(),
+        views: (dataset.train.len(), dataset.eval.len()),
+        scene_scale,
+        initial_splats: init.len(),
+        ..Default::default()
+    };
+    on_event(Event::Message(format!(
+        "{} training / {} evaluation views, scene scale {scene_scale:.3}, {} initial splats",
+        dataset.train.len(),
+        dataset.eval.len(),
+        init.len()
+    )));
+    let mut gaussians = Gaussians::from_data(&init, cfg.train.sh_degree, device);
+    let mut densifier = Densifier::new(cfg.densify.clone(), scene_scale as f64, cfg.train.seed);
+
+    let photos: Vec<Photo> = dataset.train.iter().map(|v| upload(v, device)).collect();
+    let eval_views = pick_eval(&dataset.eval, cfg.eval.max_views);
+    let eval_photos: Vec<Photo> = eval_views.iter().map(|v| upload(v, device)).collect();
+
+    let mode = if cfg.train.antialiased {
+        RasterizeMode::Antialiased
+    } else {
+        RasterizeMode::Classic
+    };
+    let mut order: Vec<usize> = vec![];
+    let mut train_time = 0.0f64;
+    let metrics_path = out_dir.join("metrics.json");
+    let steps = cfg.train.steps;
+    for step in 1..=steps {
+        let t0 = Instant::now();
+        // Views of this step (a fresh permutation every epoch).
+        let mut batch = Vec::with_capacity(cfg.train.batch);
+        while batch.len() < cfg.train.batch.min(photos.len()) {
+            if order.is_empty() {
+                order = (0..photos.len()).collect();
+                order.shuffle(&mut rng);
+            }
+            batch.push(order.pop().unwrap_or(0));
+        }
+        let size = (photos[batch[0]].camera.width, photos[batch[0]].camera.height);
+        batch.retain(|&i| (photos[i].camera.width, photos[i].camera.height) == size);
+        let bg = cfg.data.background.train(&mut rng);
+        let target = Tensor::stack(batch.iter().map(|&i| photos[i].target(bg)).collect(), 0);
+        let cameras: Vec<Camera> = batch.iter().map(|&i| photos[i].camera).collect();
+        let sh_degree =
+            (step.saturating_sub(1) / cfg.train.sh_degree_interval.max(1)).min(cfg.train.sh_degree as u64) as u32;
+        let want_means2d = densifier.wants_means2d_grad(step);
+        let leaves = gaussians.leaves();
+        let out = render(
+            &leaves.splats,
+            &cameras,
+            &RenderOptions {
+                background: bg,
+                sh_degree: Some(sh_degree),
+                mode,
+                means2d_grad: want_means2d,
+                ..Default::default()
+            },
+        )?;
+        let [loss, l1, ssim_v] = photometric(out.rgb.clone(), target, cfg.train.ssim_lambda);
+        let loss = match densifier.regulariser(&leaves.splats) {
+            Some(reg) => loss + reg,
+            None => loss,
+        };
+        let grads = loss.backward();
+        if want_means2d {
+            if let Some(g) = out.means2d.grad(&grads) {
+                densifier.observe(g, size.0, size.1);
+            }
+        }
+        let g: [Option<Tensor<2>>; 6] = std::array::from_fn(|k| leaves.leaves[k].grad(&grads));
+        let lr_means = exp_decay(
+            cfg.lr.means * scene_scale as f64,
+            cfg.lr.means_final * scene_scale as f64,
+            step - 1,
+            steps,
+        );
+        let lrs = [
+            lr_means,
+            cfg.lr.quats,
+            cfg.lr.log_scales,
+            cfg.lr.opacity_logits,
+            cfg.lr.sh_dc,
+            cfg.lr.sh_rest,
+        ];
+        gaussians.adam_step(&cfg.adam, step, &g, &lrs);
+        if let Some(r) = densifier
+            .after_step(step, &mut gaussians, lr_means)
+            .map_err(FitError::Device)?
+        {
+            report.densify.push(r);
+        }
+        let logged = step % cfg.train.log_every.max(1) == 0 || step == 1 || step == steps;
+        let mut loss_value = None;
+        if logged {
+            let vals = host(&Tensor::cat(
+                vec![loss.inner(), l1.inner(), ssim_v.inner()],
+                0,
+            ).reshape([1, 3]))
+            .map_err(FitError::Device)?;
+            if !vals[0].is_finite() {
+                return Err(FitError::NotFinite {
+                    step,
+                    loss: vals[0],
+                });
+            }
+            report.steps.push(StepRecord {
+                step,
+                loss: vals[0],
+                l1: vals[1],
+                ssim: vals[2],
+                splats: gaussians.len(),
+                sh_degree,
+            });
+            loss_value = Some(vals[0]);
+        }
+        train_time += t0.elapsed().as_secs_f64();
+        on_event(Event::Step {
+            step,
+            total: steps,
+            loss: loss_value,
+            splats: gaussians.len(),
+        });
+        let eval_now = step == steps || (cfg.eval.every > 0 && step % cfg.eval.every == 0);
+        if eval_now && !eval_photos.is_empty() {
+            let record = evaluate(&gaussians, &eval_photos, cfg, mode, step, train_time)?;
+            on_event(Event::Eval(&record));
+            report.evals.push(record);
+            report.train_seconds = train_time;
+            write_metrics(&metrics_path, &report)?;
+        }
+    }
+    report.train_seconds = train_time;
+
+    // Outputs.
+    let data = gaussians.to_data().map_err(FitError::Device)?;
+    let ply = out_dir.join("point_cloud.ply");
+    splat::ply::write_ply(&ply, &data)?;
+    report.outputs.push(ply);
+    let bg = cfg.data.background.eval();
+    let final_opts = RenderOptions {
+        background: bg,
+        mode,
+        ..Default::default()
+    };
+    if cfg.eval.save_renders && !eval_photos.is_empty() {
+        let dir = out_dir.join("renders");
+        std::fs::create_dir_all(&dir).map_err(|source| FitError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let splats = gaussians.splats();
+        for (view, photo) in eval_views.iter().zip(&eval_photos) {
+            let out = render(&splats, std::slice::from_ref(&photo.camera), &final_opts)?;
+            let [_, h, w, _] = out.rgb.dims();
+            let side = Tensor::cat(vec![out.rgb.reshape([h, w, 3]), photo.target(bg)], 1);
+            let name = Path::new(&view.name)
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("view")
+                .to_string();
+            let path = dir.join(format!("{name}.png"));
+            write_png(&path, &to_rgb8(side)?)?;
+            report.outputs.push(path);
+        }
+    }
+    if cfg.output.turntable_frames > 0 {
+        let cams: Vec<Camera> = dataset.train.iter().map(|v| v.camera).collect();
+        let orbit = turntable_cameras(&cams, cfg.output.turntable_frames, cfg.output.turntable_size);
+        let splats = gaussians.splats();
+        let mut frames = Vec::with_capacity(orbit.len());
+        for cam in &orbit {
+            let out = render(&splats, std::slice::from_ref(cam), &final_opts)?;
+            let [_, h, w, _] = out.rgb.dims();
+            frames.push(to_rgb8(out.rgb.reshape([h, w, 3]))?);
+        }
+        let path = out_dir.join("turntable.gif");
+        write_gif(&path, &frames, 50)?;
+        report.outputs.push(path);
+    }
+    write_metrics(&metrics_path, &report)?;
+    report.outputs.push(metrics_path);
+    Ok(report)
+}
+
+/// Up to `max` views spread evenly over `views` (0 = all).
+fn pick_eval(views: &[View], max: usize) -> Vec<View> {
+    if max == 0 || views.len() <= max {
+        return views.to_vec();
+    }
+    (0..max).map(|i| views[i * views.len() / max].clone()).collect()
+}
+
+fn evaluate(
+    gaussians: &Gaussians,
+    photos: &[Photo],
+    cfg: &FitConfig,
+    mode: RasterizeMode,
+    step: u64,
+    train_seconds: f64,
+) -> Result<EvalRecord, FitError> {
+    let bg = cfg.data.background.eval();
+    let splats = gaussians.splats();
+    let opts = RenderOptions {
+        background: bg,
+        mode,
+        ..Default::default()
+    };
+    let mut psnrs = vec![];
+    let mut ssims = vec![];
+    for photo in photos {
+        let out = render(&splats, std::slice::from_ref(&photo.camera), &opts)?;
+        let target = photo.target(bg).unsqueeze::<4>();
+        let rgb = out.rgb.clamp(0.0, 1.0);
+        let p = psnr(rgb.clone(), target.clone());
+        let s = ssim(rgb, target);
+        let v = host(&Tensor::cat(vec![p, s], 0).reshape([1, 2])).map_err(FitError::Device)?;
+        psnrs.push(v[0] as f64);
+        ssims.push(v[1] as f64);
+    }
+    let n = photos.len().max(1) as f64;
+    Ok(EvalRecord {
+        step,
+        psnr: psnrs.iter().sum::<f64>() / n,
+        ssim: ssims.iter().sum::<f64>() / n,
+        views: photos.len(),
+        splats: gaussians.len(),
+        train_seconds,
+    })
+}
+
+fn write_metrics(path: &Path, report: &FitReport) -> Result<(), FitError> {
+    let text = serde_json::to_string_pretty(report).map_err(|e| FitError::Device(e.to_string()))?;
+    write_text(path, &text)?;
+    Ok(())
+}
