@@ -1,7 +1,7 @@
 //! `splatdream`: the command-line tool. Argument parsing and I/O only; the work lives in the
 //! library crates.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -11,6 +11,9 @@ use clap::{Args, Parser, Subcommand};
 use glam::Vec3;
 use gpu::{BackendChoice, GpuContext, GpuOptions};
 use splat::{Camera, RasterizeMode, RenderOptions, SplatData, render};
+use train::output::{to_rgb8, write_gif, write_png};
+
+mod fit;
 
 #[derive(Parser)]
 #[command(
@@ -38,6 +41,8 @@ enum Command {
     Info,
     /// Render a splat PLY from a camera JSON, or a turntable around it.
     Render(RenderArgs),
+    /// Fit splats to posed photographs (3DGS): NeRF-synthetic, instant-ngp or COLMAP.
+    Fit(fit::FitArgs),
     /// Benchmarks (median milliseconds of repeats).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -145,6 +150,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Render(args) => cmd_render(&ctx()?, args),
+        Command::Fit(args) => fit::cmd_fit(ctx, args),
         Command::Bench(BenchCommand::Raster(args)) => cmd_bench_raster(&ctx()?, args),
     }
 }
@@ -198,45 +204,6 @@ fn framing(data: &SplatData) -> (Vec3, f32) {
     (c, d[(d.len() * 9 / 10).min(d.len() - 1)].max(1e-3))
 }
 
-/// Write bytes atomically: temp file in the same folder, then rename.
-fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    if !dir.is_dir() {
-        bail!(
-            "{}: output folder {} does not exist",
-            path.display(),
-            dir.display()
-        );
-    }
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("tmp");
-    let tmp = dir.join(format!(
-        ".{}.{}.{ext}",
-        path.file_stem().and_then(|s| s.to_str()).unwrap_or("out"),
-        std::process::id()
-    ));
-    write(&tmp).with_context(|| format!("writing {}", path.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
-}
-
-fn to_rgb8(rgb: Tensor<3>) -> Result<image::RgbImage> {
-    let [h, w, _] = rgb.dims();
-    let v: Vec<f32> = rgb
-        .try_into_data()
-        .map_err(|e| anyhow::anyhow!("reading the image back from the GPU: {e:?}"))?
-        .convert::<f32>()
-        .try_to_vec::<f32>()
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let bytes: Vec<u8> = v
-        .iter()
-        .map(|x| (x.clamp(0.0, 1.0) * 255.0 + 0.5) as u8)
-        .collect();
-    image::RgbImage::from_raw(w as u32, h as u32, bytes).context("image size")
-}
-
 fn cmd_render(ctx: &GpuContext, a: RenderArgs) -> Result<()> {
     let data = splat::ply::read_ply(&a.ply)?;
     let up = parse_axis(&a.up)?;
@@ -281,32 +248,13 @@ fn cmd_render(ctx: &GpuContext, a: RenderArgs) -> Result<()> {
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("gif"));
     if is_gif {
-        write_atomic(&a.out, |tmp| {
-            let file = std::fs::File::create(tmp)?;
-            let mut enc = image::codecs::gif::GifEncoder::new_with_speed(file, 10);
-            enc.set_repeat(image::codecs::gif::Repeat::Infinite)?;
-            for f in &frames {
-                let rgba = image::DynamicImage::ImageRgb8(f.clone()).to_rgba8();
-                enc.encode_frame(image::Frame::from_parts(
-                    rgba,
-                    0,
-                    0,
-                    image::Delay::from_numer_denom_ms(50, 1),
-                ))?;
-            }
-            Ok(())
-        })?;
+        write_gif(&a.out, &frames, 50)?;
     } else if frames.len() == 1 {
-        write_atomic(&a.out, |tmp| {
-            Ok(frames[0].save_with_format(tmp, image::ImageFormat::Png)?)
-        })?;
+        write_png(&a.out, &frames[0])?;
     } else {
         let stem = a.out.with_extension("");
         for (i, f) in frames.iter().enumerate() {
-            let p = PathBuf::from(format!("{}_{i:03}.png", stem.display()));
-            write_atomic(&p, |tmp| {
-                Ok(f.save_with_format(tmp, image::ImageFormat::Png)?)
-            })?;
+            write_png(&PathBuf::from(format!("{}_{i:03}.png", stem.display())), f)?;
         }
     }
     eprintln!(

@@ -462,6 +462,33 @@ impl Photo {
     }
 }
 
+/// Stage timer for `SPLATDREAM_PROFILE=1`: waits for the device after a stage (by reading one
+/// value of a tensor the stage produced) and prints the stage's wall time to stderr.
+struct StageTimer {
+    on: bool,
+    last: Instant,
+}
+
+impl StageTimer {
+    fn new() -> Self {
+        Self {
+            on: std::env::var("SPLATDREAM_PROFILE").is_ok_and(|v| v == "1"),
+            last: Instant::now(),
+        }
+    }
+
+    fn stage<const D: usize>(&mut self, name: &str, probe: &Tensor<D>) {
+        if !self.on {
+            return;
+        }
+        let flat = probe.clone().inner().reshape([-1]).slice([0..1]);
+        let _ = host(&flat);
+        let now = Instant::now();
+        eprintln!("[profile] fit {name:<14} {:9.3} ms", (now - self.last).as_secs_f64() * 1e3);
+        self.last = now;
+    }
+}
+
 fn config_err(field: &str, message: impl Into<String>) -> FitError {
     FitError::Config {
         field: field.into(),
@@ -627,6 +654,7 @@ pub fn fit(
     let steps = cfg.train.steps;
     for step in 1..=steps {
         let t0 = Instant::now();
+        let mut timer = StageTimer::new();
         // Views of this step (a fresh permutation every epoch).
         let mut batch = Vec::with_capacity(cfg.train.batch);
         while batch.len() < cfg.train.batch.min(photos.len()) {
@@ -644,6 +672,7 @@ pub fn fit(
         let sh_degree =
             (step.saturating_sub(1) / cfg.train.sh_degree_interval.max(1)).min(cfg.train.sh_degree as u64) as u32;
         let want_means2d = densifier.wants_means2d_grad(step);
+        timer.stage("targets", &target);
         let leaves = gaussians.leaves();
         let out = render(
             &leaves.splats,
@@ -656,11 +685,13 @@ pub fn fit(
                 ..Default::default()
             },
         )?;
+        timer.stage("render", &out.rgb);
         let [loss, l1, ssim_v] = photometric(out.rgb.clone(), target, cfg.train.ssim_lambda);
         let loss = match densifier.regulariser(&leaves.splats) {
             Some(reg) => loss + reg,
             None => loss,
         };
+        timer.stage("loss", &loss);
         let grads = loss.backward();
         if want_means2d {
             if let Some(g) = out.means2d.grad(&grads) {
@@ -668,6 +699,9 @@ pub fn fit(
             }
         }
         let g: [Option<Tensor<2>>; 6] = std::array::from_fn(|k| leaves.leaves[k].grad(&grads));
+        if let Some(g0) = &g[0] {
+            timer.stage("backward", g0);
+        }
         let lr_means = exp_decay(
             cfg.lr.means * scene_scale as f64,
             cfg.lr.means_final * scene_scale as f64,
@@ -683,6 +717,7 @@ pub fn fit(
             cfg.lr.sh_rest,
         ];
         gaussians.adam_step(&cfg.adam, step, &g, &lrs);
+        timer.stage("adam", &gaussians.groups[5].value);
         if let Some(r) = densifier
             .after_step(step, &mut gaussians, lr_means)
             .map_err(FitError::Device)?

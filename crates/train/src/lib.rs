@@ -4,7 +4,7 @@
 pub mod data;
 pub mod adam;
 pub mod densify;
-//pub mod fit;
+pub mod fit;
 pub mod init;
 pub mod loss;
 pub mod output;

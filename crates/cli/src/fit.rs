@@ -1,0 +1,278 @@
+//! `splatdream fit`: settings from defaults, a TOML file and command-line overrides, the
+//! dataset, a progress bar, and the summary.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use gpu::GpuContext;
+use indicatif::{ProgressBar, ProgressStyle};
+use train::data::{LoadOptions, load};
+use train::fit::{Event, FitConfig, fit};
+
+#[derive(Args)]
+pub struct FitArgs {
+    /// Dataset folder: NeRF-synthetic (transforms_train.json), instant-ngp (transforms.json) or
+    /// COLMAP (sparse/0 + images/). Default: the shipped Spot-the-cow views.
+    dataset: Option<PathBuf>,
+    /// TOML settings (see configs/fit.toml); command-line options override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Run folder for the outputs.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Optimizer steps.
+    #[arg(long)]
+    steps: Option<u64>,
+    /// Integer image downscale factor.
+    #[arg(long)]
+    downscale: Option<u32>,
+    /// Densification strategy: default (3DGS) or mcmc.
+    #[arg(long)]
+    strategy: Option<String>,
+    /// MCMC splat cap (with --strategy mcmc).
+    #[arg(long)]
+    cap_max: Option<usize>,
+    /// Evaluate every N steps (0 = only at the end).
+    #[arg(long)]
+    eval_every: Option<u64>,
+    /// Highest SH degree (0–3).
+    #[arg(long)]
+    sh_degree: Option<u32>,
+    /// Background: white, black, random, or r,g,b.
+    #[arg(long)]
+    background: Option<String>,
+    /// Initialisation: auto, points, random, or a .ply file.
+    #[arg(long)]
+    init: Option<String>,
+    /// Seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Views per step.
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Any setting as dotted.key=value (TOML value syntax), e.g. --set lr.opacity_logits=0.03;
+    /// repeatable, applied last.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Print the resolved settings as TOML and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+/// Set `dotted` in a TOML table, creating tables on the way.
+fn set_key(root: &mut toml::Table, dotted: &str, value: toml::Value) -> Result<()> {
+    let mut parts: Vec<&str> = dotted.split('.').collect();
+    let last = parts.pop().filter(|s| !s.is_empty()).context("empty key")?;
+    let mut table = root;
+    for p in parts {
+        let entry = table
+            .entry(p.to_string())
+            .or_insert_with(|| toml::Value::Table(Default::default()));
+        table = entry
+            .as_table_mut()
+            .with_context(|| format!("`{dotted}`: `{p}` is not a table"))?;
+    }
+    table.insert(last.to_string(), value);
+    Ok(())
+}
+
+/// A TOML value from command-line text: TOML syntax (numbers, booleans, arrays, quoted
+/// strings), else the bare text as a string.
+fn parse_value(raw: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+}
+
+/// The settings: defaults ← `--config` file ← options ← `--set`.
+pub fn resolve(a: &FitArgs) -> Result<FitConfig> {
+    let mut table: toml::Table = match &a.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            // Check the file on its own first so errors name it.
+            toml::from_str::<FitConfig>(&text)
+                .with_context(|| format!("{}: invalid settings", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("{}", path.display()))?
+        }
+        None => toml::Table::try_from(FitConfig::default())?,
+    };
+    let mut sets: Vec<(String, toml::Value)> = vec![];
+    let mut put = |k: &str, v: toml::Value| sets.push((k.to_string(), v));
+    if let Some(d) = &a.dataset {
+        put("data.path", toml::Value::String(d.display().to_string()));
+    }
+    if let Some(o) = &a.out {
+        put("output.dir", toml::Value::String(o.display().to_string()));
+    }
+    if let Some(v) = a.steps {
+        put("train.steps", toml::Value::Integer(v as i64));
+    }
+    if let Some(v) = a.downscale {
+        put("data.downscale", toml::Value::Integer(v as i64));
+    }
+    if let Some(v) = a.eval_every {
+        put("eval.every", toml::Value::Integer(v as i64));
+    }
+    if let Some(v) = a.sh_degree {
+        put("train.sh_degree", toml::Value::Integer(v as i64));
+    }
+    if let Some(v) = a.seed {
+        put("train.seed", toml::Value::Integer(v as i64));
+    }
+    if let Some(v) = a.batch {
+        put("train.batch", toml::Value::Integer(v as i64));
+    }
+    if let Some(bg) = &a.background {
+        let v = match bg.as_str() {
+            "white" | "black" | "random" => toml::Value::String(bg.clone()),
+            rgb => {
+                let c: Vec<toml::Value> = rgb
+                    .split(',')
+                    .map(|x| x.trim().parse::<f64>().map(toml::Value::Float))
+                    .collect::<Result<_, _>>()
+                    .with_context(|| {
+                        format!("--background: expected white, black, random or r,g,b, got `{bg}`")
+                    })?;
+                if c.len() != 3 {
+                    bail!("--background: expected three components, got `{bg}`");
+                }
+                toml::Value::Array(c)
+            }
+        };
+        put("data.background", v);
+    }
+    if let Some(init) = &a.init {
+        match init.as_str() {
+            "auto" | "points" | "random" => put("init.kind", toml::Value::String(init.clone())),
+            path => {
+                put("init.kind", toml::Value::String("ply".into()));
+                put("init.ply", toml::Value::String(path.to_string()));
+            }
+        }
+    }
+    if let Some(s) = &a.strategy {
+        let current = table
+            .get("densify")
+            .and_then(|d| d.get("strategy"))
+            .and_then(|v| v.as_str())
+            .unwrap_or("default");
+        if current != s {
+            // Another strategy: start from its defaults.
+            table.insert(
+                "densify".into(),
+                toml::Value::Table(toml::Table::from_iter([(
+                    "strategy".to_string(),
+                    toml::Value::String(s.clone()),
+                )])),
+            );
+        }
+    }
+    if let Some(v) = a.cap_max {
+        put("densify.cap_max", toml::Value::Integer(v as i64));
+    }
+    for kv in &a.set {
+        let (k, v) = kv
+            .split_once('=')
+            .with_context(|| format!("--set `{kv}`: expected key=value"))?;
+        put(k.trim(), parse_value(v.trim()));
+    }
+    for (k, v) in sets {
+        set_key(&mut table, &k, v).with_context(|| format!("setting `{k}`"))?;
+    }
+    let cfg: FitConfig = toml::Value::Table(table)
+        .try_into()
+        .context("invalid settings after the command-line overrides")?;
+    train::fit::validate(&cfg)?;
+    Ok(cfg)
+}
+
+pub fn cmd_fit(ctx: impl FnOnce() -> Result<GpuContext>, a: FitArgs) -> Result<()> {
+    let cfg = resolve(&a)?;
+    if a.print_config {
+        print!("{}", toml::to_string_pretty(&cfg)?);
+        return Ok(());
+    }
+    let t0 = Instant::now();
+    let dataset = load(
+        &cfg.data.path,
+        &LoadOptions {
+            downscale: cfg.data.downscale,
+            eval_every: cfg.data.eval_every,
+            max_views: (cfg.data.max_views > 0).then_some(cfg.data.max_views),
+        },
+    )?;
+    eprintln!(
+        "loaded {} ({} train, {} eval views) in {:.1} s",
+        cfg.data.path.display(),
+        dataset.train.len(),
+        dataset.eval.len(),
+        t0.elapsed().as_secs_f64()
+    );
+    let ctx = ctx()?;
+    let bar = ProgressBar::new(cfg.train.steps);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg} (ETA {eta})",
+        )?
+        .progress_chars("=> "),
+    );
+    let mut last_loss = f32::NAN;
+    let mut last_psnr = f64::NAN;
+    let mut splats = 0usize;
+    let mut on_event = |e: Event| match e {
+        Event::Step {
+            step, loss, splats: n, ..
+        } => {
+            if let Some(l) = loss {
+                last_loss = l;
+            }
+            splats = n;
+            bar.set_position(step);
+            bar.set_message(format!(
+                "loss {last_loss:.4} | PSNR {last_psnr:.2} dB | {splats} splats"
+            ));
+        }
+        Event::Eval(r) => {
+            last_psnr = r.psnr;
+            bar.println(format!(
+                "step {}: eval PSNR {:.2} dB, SSIM {:.4} on {} views, {} splats, {:.1} s training",
+                r.step, r.psnr, r.ssim, r.views, r.splats, r.train_seconds
+            ));
+        }
+        Event::Message(m) => bar.println(m),
+    };
+    let report = fit(&dataset, &cfg, &ctx.burn, &mut on_event)?;
+    bar.finish_and_clear();
+    match report.evals.last() {
+        Some(r) => println!(
+            "PSNR {:.2} dB, SSIM {:.4} on {} held-out views after {} steps ({} splats, {:.1} s training)",
+            r.psnr, r.ssim, r.views, r.step, r.splats, report.train_seconds
+        ),
+        None => println!(
+            "trained {} steps ({:.1} s); no held-out views to evaluate",
+            cfg.train.steps, report.train_seconds
+        ),
+    }
+    println!("outputs in {}", cfg.output.dir.display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_parse_as_toml_or_text() {
+        assert_eq!(parse_value("3"), toml::Value::Integer(3));
+        assert_eq!(parse_value("0.5"), toml::Value::Float(0.5));
+        assert_eq!(parse_value("true"), toml::Value::Boolean(true));
+        assert_eq!(parse_value("mcmc"), toml::Value::String("mcmc".into()));
+        let mut t = toml::Table::new();
+        set_key(&mut t, "a.b.c", toml::Value::Integer(1)).unwrap();
+        assert_eq!(t["a"]["b"]["c"], toml::Value::Integer(1));
+    }
+}
