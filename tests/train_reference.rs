@@ -32,7 +32,10 @@ fn run_loss(st: &SafeTensors, meta_lambda: f64) -> Result<(), String> {
         .try_into()
         .map_err(|_| format!("in.render: shape {shape:?}"))?;
     let render = Tensor::<4>::from_data(
-        TensorData::new(render_v.iter().map(|&v| v as f32).collect::<Vec<f32>>(), dims),
+        TensorData::new(
+            render_v.iter().map(|&v| v as f32).collect::<Vec<f32>>(),
+            dims,
+        ),
         &device,
     )
     .require_grad();
@@ -44,7 +47,10 @@ fn run_loss(st: &SafeTensors, meta_lambda: f64) -> Result<(), String> {
         }
     };
     check("out.l1", host(l1(render.clone(), target.clone()).inner()));
-    check("out.ssim", host(ssim(render.clone(), target.clone()).inner()));
+    check(
+        "out.ssim",
+        host(ssim(render.clone(), target.clone()).inner()),
+    );
     let [loss, _, _] = photometric(render.clone(), target.clone(), meta_lambda);
     check("out.loss", host(loss.clone().inner()));
     let grads = loss.backward();
@@ -104,7 +110,9 @@ fn run_case(path: &Path) -> Result<(), String> {
             run_loss(&st, lambda)
         }
         Some("adam") => run_adam(&st),
-        other => Err(format!("metadata `kind`: expected loss or adam, got {other:?}")),
+        other => Err(format!(
+            "metadata `kind`: expected loss or adam, got {other:?}"
+        )),
     }
 }
 

@@ -223,14 +223,28 @@ pub fn cmd_fit(ctx: impl FnOnce() -> Result<GpuContext>, a: FitArgs) -> Result<(
     let mut last_loss = f32::NAN;
     let mut last_psnr = f64::NAN;
     let mut splats = 0usize;
+    // Without a terminal the bar is hidden; print evaluations and messages plainly then.
+    let say = |bar: &ProgressBar, line: String| {
+        if bar.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            bar.println(line);
+        }
+    };
     let mut on_event = |e: Event| match e {
         Event::Step {
-            step, loss, splats: n, ..
+            step,
+            loss,
+            splats: n,
+            ..
         } => {
             if let Some(l) = loss {
                 last_loss = l;
             }
             splats = n;
+            if bar.is_hidden() && step % 100 == 0 {
+                eprintln!("step {step}: loss {last_loss:.4}, {splats} splats");
+            }
             bar.set_position(step);
             bar.set_message(format!(
                 "loss {last_loss:.4} | PSNR {last_psnr:.2} dB | {splats} splats"
@@ -238,12 +252,15 @@ pub fn cmd_fit(ctx: impl FnOnce() -> Result<GpuContext>, a: FitArgs) -> Result<(
         }
         Event::Eval(r) => {
             last_psnr = r.psnr;
-            bar.println(format!(
-                "step {}: eval PSNR {:.2} dB, SSIM {:.4} on {} views, {} splats, {:.1} s training",
-                r.step, r.psnr, r.ssim, r.views, r.splats, r.train_seconds
-            ));
+            say(
+                &bar,
+                format!(
+                    "step {}: eval PSNR {:.2} dB, SSIM {:.4} on {} views, {} splats, {:.1} s training",
+                    r.step, r.psnr, r.ssim, r.views, r.splats, r.train_seconds
+                ),
+            );
         }
-        Event::Message(m) => bar.println(m),
+        Event::Message(m) => say(&bar, m),
     };
     let report = fit(&dataset, &cfg, &ctx.burn, &mut on_event)?;
     bar.finish_and_clear();

@@ -20,12 +20,12 @@
 //! start at zero, relocated rows are zeroed, pruned rows are dropped ([`Gaussians`]).
 
 use burn::tensor::{Distribution, Tensor, TensorData};
-use rand::{Rng, SeedableRng, distr::Distribution as _, distr::weighted::WeightedIndex, rngs::StdRng};
+use rand::{
+    Rng, SeedableRng, distr::Distribution as _, distr::weighted::WeightedIndex, rngs::StdRng,
+};
 use serde::{Deserialize, Serialize};
 
-use crate::params::{
-    Gaussians, LOG_SCALES, MEANS, OPACITY, QUATS, SH_DC, SH_REST, host, indices,
-};
+use crate::params::{Gaussians, LOG_SCALES, MEANS, OPACITY, QUATS, SH_DC, SH_REST, host, indices};
 
 /// Which strategy, with its settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -263,7 +263,10 @@ impl Densifier {
         let device = grad.device();
         let scale = Tensor::<3>::from_data(
             TensorData::new(
-                vec![0.5 * width as f32 * c as f32, 0.5 * height as f32 * c as f32],
+                vec![
+                    0.5 * width as f32 * c as f32,
+                    0.5 * height as f32 * c as f32,
+                ],
                 [1, 1, 2],
             ),
             &device,
@@ -353,14 +356,24 @@ impl Densifier {
         let n = g.len();
         let device = g.device();
         let (grad2d, count) = match (self.grad2d.take(), self.count.take()) {
-            (Some(a), Some(b)) if a.dims()[0] == n => (host(&a.reshape([n, 1]))?, host(&b.reshape([n, 1]))?),
+            (Some(a), Some(b)) if a.dims()[0] == n => {
+                (host(&a.reshape([n, 1]))?, host(&b.reshape([n, 1]))?)
+            }
             _ => (vec![0.0; n], vec![0.0; n]),
         };
         let log_scales = host(&g.groups[LOG_SCALES].value)?;
         let opacity = host(&g.groups[OPACITY].value)?;
-        let max_scale =
-            |i: usize| log_scales[3 * i..3 * i + 3].iter().fold(f32::MIN, |m, &v| m.max(v)).exp() as f64;
-        let grow_limit = if s.max_splats > 0 { s.max_splats.saturating_sub(n) } else { usize::MAX };
+        let max_scale = |i: usize| {
+            log_scales[3 * i..3 * i + 3]
+                .iter()
+                .fold(f32::MIN, |m, &v| m.max(v))
+                .exp() as f64
+        };
+        let grow_limit = if s.max_splats > 0 {
+            s.max_splats.saturating_sub(n)
+        } else {
+            usize::MAX
+        };
         let mut clone = vec![];
         let mut split = vec![];
         for i in 0..n {
@@ -417,10 +430,12 @@ impl Densifier {
             for rep in 0..2 {
                 for j in 0..m {
                     let r = rotation(&quats[4 * j..4 * j + 4]);
-                    let z: [f32; 3] = std::array::from_fn(|a| normal(&mut self.rng) * ls[3 * j + a].exp());
+                    let z: [f32; 3] =
+                        std::array::from_fn(|a| normal(&mut self.rng) * ls[3 * j + a].exp());
                     let o = (rep * m + j) * 3;
                     for a in 0..3 {
-                        sm[o + a] = means[3 * j + a] + r[a][0] * z[0] + r[a][1] * z[1] + r[a][2] * z[2];
+                        sm[o + a] =
+                            means[3 * j + a] + r[a][0] * z[0] + r[a][1] * z[1] + r[a][2] * z[2];
                         sl[o + a] = ls[3 * j + a] - 1.6f32.ln();
                     }
                 }
@@ -428,7 +443,9 @@ impl Densifier {
             let c = clone.len();
             let t = |v: Vec<f32>| Tensor::<2>::from_data(TensorData::new(v, [2 * m, 3]), &device);
             new[MEANS] = new[MEANS].clone().slice_assign([c..c + 2 * m, 0..3], t(sm));
-            new[LOG_SCALES] = new[LOG_SCALES].clone().slice_assign([c..c + 2 * m, 0..3], t(sl));
+            new[LOG_SCALES] = new[LOG_SCALES]
+                .clone()
+                .slice_assign([c..c + 2 * m, 0..3], t(sl));
         }
         g.select(&indices(&keep, &device));
         if !new_rows.is_empty() {
@@ -450,7 +467,10 @@ impl Densifier {
             ..Default::default()
         };
         // Relocate dead splats onto live ones.
-        let opacity: Vec<f32> = host(&g.groups[OPACITY].value)?.into_iter().map(sigmoid).collect();
+        let opacity: Vec<f32> = host(&g.groups[OPACITY].value)?
+            .into_iter()
+            .map(sigmoid)
+            .collect();
         let dead: Vec<u32> = (0..opacity.len() as u32)
             .filter(|&i| opacity[i as usize] as f64 <= s.min_opacity)
             .collect();
@@ -460,7 +480,9 @@ impl Densifier {
         if !dead.is_empty() && !alive.is_empty() {
             let weights: Vec<f32> = alive.iter().map(|&i| opacity[i as usize]).collect();
             let sampled: Vec<u32> = match WeightedIndex::new(&weights) {
-                Ok(w) => (0..dead.len()).map(|_| alive[w.sample(&mut self.rng)]).collect(),
+                Ok(w) => (0..dead.len())
+                    .map(|_| alive[w.sample(&mut self.rng)])
+                    .collect(),
                 Err(_) => return Ok(report),
             };
             self.relocate_onto(s, g, &opacity, &sampled, Some(&dead))?;
@@ -470,11 +492,14 @@ impl Densifier {
         let n = g.len();
         let target = s.cap_max.min((1.05 * n as f64) as usize);
         if target > n {
-            let opacity: Vec<f32> =
-                host(&g.groups[OPACITY].value)?.into_iter().map(sigmoid).collect();
+            let opacity: Vec<f32> = host(&g.groups[OPACITY].value)?
+                .into_iter()
+                .map(sigmoid)
+                .collect();
             if let Ok(w) = WeightedIndex::new(&opacity) {
-                let sampled: Vec<u32> =
-                    (0..target - n).map(|_| w.sample(&mut self.rng) as u32).collect();
+                let sampled: Vec<u32> = (0..target - n)
+                    .map(|_| w.sample(&mut self.rng) as u32)
+                    .collect();
                 self.relocate_onto(s, g, &opacity, &sampled, None)?;
                 report.added = target - n;
             }
@@ -586,7 +611,11 @@ impl Densifier {
             .collect();
         // Σε = R u
         let cov_eps: Vec<Tensor<2>> = (0..3)
-            .map(|a| r[a][0].clone() * u[0].clone() + r[a][1].clone() * u[1].clone() + r[a][2].clone() * u[2].clone())
+            .map(|a| {
+                r[a][0].clone() * u[0].clone()
+                    + r[a][1].clone() * u[1].clone()
+                    + r[a][2].clone() * u[2].clone()
+            })
             .collect();
         let cov_eps = Tensor::cat(cov_eps, 1);
         let o = burn::tensor::activation::sigmoid(g.groups[OPACITY].value.clone());

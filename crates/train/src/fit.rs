@@ -14,7 +14,7 @@ use splat::{Camera, RasterizeMode, RenderOptions, render};
 
 use crate::adam::{Adam, exp_decay};
 use crate::data::{Dataset, View};
-use crate::densify::{DensifyReport, Densifier, Strategy};
+use crate::densify::{Densifier, DensifyReport, Strategy};
 use crate::init::{InitConfig, InitKind, from_points, random_points};
 use crate::loss::{photometric, psnr, ssim};
 use crate::output::{OutputError, to_rgb8, write_gif, write_png, write_text};
@@ -170,7 +170,8 @@ pub struct EvalConfig {
     pub every: u64,
     /// Evaluate at most this many held-out views, evenly spread (0 = all).
     pub max_views: usize,
-    /// Write `renders/<view>.png` (render | photo) after the last evaluation.
+    /// Write `renders/<view>.png` (render | photo) and `renders/<view>.camera.json` after the
+    /// last evaluation.
     pub save_renders: bool,
 }
 
@@ -393,7 +394,11 @@ impl Framing {
         } else {
             centroid
         };
-        let radius = cams.iter().map(|c| (c.position() - centre).length()).sum::<f32>() / n;
+        let radius = cams
+            .iter()
+            .map(|c| (c.position() - centre).length())
+            .sum::<f32>()
+            / n;
         let elevation = cams
             .iter()
             .map(|c| {
@@ -440,14 +445,24 @@ pub fn turntable_cameras(cams: &[Camera], frames: usize, size: u32) -> Vec<Camer
 struct Photo {
     rgba: Tensor<3>,
     camera: Camera,
+    /// Whether alpha is coverage to composite over the background (NeRF-synthetic); photos
+    /// are opaque (their alpha only marks the undistortion border, whose colour is
+    /// edge-clamped, so it is ignored).
+    composite: bool,
 }
 
-fn upload(view: &View, device: &Device) -> Photo {
+fn upload(view: &View, composite: bool, device: &Device) -> Photo {
     let (w, h) = view.image.dimensions();
-    let v: Vec<f32> = view.image.as_raw().iter().map(|&b| b as f32 / 255.0).collect();
+    let v: Vec<f32> = view
+        .image
+        .as_raw()
+        .iter()
+        .map(|&b| b as f32 / 255.0)
+        .collect();
     Photo {
         rgba: Tensor::from_data(TensorData::new(v, [h as usize, w as usize, 4]), device),
         camera: view.camera,
+        composite,
     }
 }
 
@@ -456,6 +471,9 @@ impl Photo {
     fn target(&self, bg: [f32; 3]) -> Tensor<3> {
         let [h, w, _] = self.rgba.dims();
         let rgb = self.rgba.clone().slice([0..h, 0..w, 0..3]);
+        if !self.composite {
+            return rgb;
+        }
         let a = self.rgba.clone().slice([0..h, 0..w, 3..4]);
         let bg = Tensor::<3>::from_data(TensorData::new(bg.to_vec(), [1, 1, 3]), &rgb.device());
         rgb * a.clone() + bg * (a.neg() + 1.0)
@@ -484,7 +502,10 @@ impl StageTimer {
         let flat = probe.clone().inner().reshape([-1]).slice([0..1]);
         let _ = host(&flat);
         let now = Instant::now();
-        eprintln!("[profile] fit {name:<14} {:9.3} ms", (now - self.last).as_secs_f64() * 1e3);
+        eprintln!(
+            "[profile] fit {name:<14} {:9.3} ms",
+            (now - self.last).as_secs_f64() * 1e3
+        );
         self.last = now;
     }
 }
@@ -519,7 +540,10 @@ pub fn validate(cfg: &FitConfig) -> Result<(), FitError> {
     if let Background::Rgb(c) = cfg.data.background
         && c.iter().any(|v| !(0.0..=1.0).contains(v))
     {
-        return Err(config_err("data.background", "RGB components must be in [0, 1]"));
+        return Err(config_err(
+            "data.background",
+            "RGB components must be in [0, 1]",
+        ));
     }
     if !(cfg.init.opacity > 0.0 && cfg.init.opacity < 1.0) {
         return Err(config_err("init.opacity", "must be in (0, 1)"));
@@ -541,7 +565,10 @@ pub fn validate(cfg: &FitConfig) -> Result<(), FitError> {
         }
     }
     if cfg.lr.means <= 0.0 || cfg.lr.means_final <= 0.0 {
-        return Err(config_err("lr.means", "means rates must be positive (log decay)"));
+        return Err(config_err(
+            "lr.means",
+            "means rates must be positive (log decay)",
+        ));
     }
     Ok(())
 }
@@ -563,13 +590,20 @@ pub fn initial_splats(
                 format!("{}: no training views", dataset.root.display()),
             )
         })?;
-        let (pos, col) =
-            random_points(cfg.random_points, f.centre, cfg.random_extent * f.radius, seed);
+        let (pos, col) = random_points(
+            cfg.random_points,
+            f.centre,
+            cfg.random_extent * f.radius,
+            seed,
+        );
         Ok(from_points(&pos, &col, cfg.opacity, cfg.scale_factor))
     };
     Ok(match cfg.kind {
         InitKind::Ply => {
-            let path = cfg.ply.as_ref().ok_or_else(|| config_err("init.ply", "missing"))?;
+            let path = cfg
+                .ply
+                .as_ref()
+                .ok_or_else(|| config_err("init.ply", "missing"))?;
             splat::ply::read_ply(path)?
         }
         InitKind::Points => {
@@ -592,7 +626,8 @@ pub fn initial_splats(
 }
 
 /// Run `fit` on a loaded dataset. Writes `config.toml` (resolved settings), `metrics.json`
-/// (after every evaluation), `point_cloud.ply`, `renders/*.png` and `turntable.gif` into
+/// (after every evaluation; the first evaluation, step 0, is of the initial splats),
+/// `point_cloud.ply`, `renders/*.png` + `*.camera.json` and `turntable.gif` into
 /// `cfg.output.dir`, and calls `on_event` as it goes.
 ///
 /// # Errors
@@ -616,7 +651,8 @@ pub fn fit(
         path: out_dir.clone(),
         source,
     })?;
-    let config_text = toml::to_string_pretty(cfg).map_err(|e| config_err("<all>", e.to_string()))?;
+    let config_text =
+        toml::to_string_pretty(cfg).map_err(|e| config_err("<all>", e.to_string()))?;
     write_text(&out_dir.join("config.toml"), &config_text)?;
 
     let mut rng = StdRng::seed_from_u64(cfg.train.seed);
@@ -639,9 +675,17 @@ pub fn fit(
     let mut gaussians = Gaussians::from_data(&init, cfg.train.sh_degree, device);
     let mut densifier = Densifier::new(cfg.densify.clone(), scene_scale as f64, cfg.train.seed);
 
-    let photos: Vec<Photo> = dataset.train.iter().map(|v| upload(v, device)).collect();
+    let composite = dataset.kind == crate::data::DatasetKind::NerfSynthetic;
+    let photos: Vec<Photo> = dataset
+        .train
+        .iter()
+        .map(|v| upload(v, composite, device))
+        .collect();
     let eval_views = pick_eval(&dataset.eval, cfg.eval.max_views);
-    let eval_photos: Vec<Photo> = eval_views.iter().map(|v| upload(v, device)).collect();
+    let eval_photos: Vec<Photo> = eval_views
+        .iter()
+        .map(|v| upload(v, composite, device))
+        .collect();
 
     let mode = if cfg.train.antialiased {
         RasterizeMode::Antialiased
@@ -652,6 +696,12 @@ pub fn fit(
     let mut train_time = 0.0f64;
     let metrics_path = out_dir.join("metrics.json");
     let steps = cfg.train.steps;
+    // The starting point, so a run shows how far it came.
+    if !eval_photos.is_empty() {
+        let record = evaluate(&gaussians, &eval_photos, cfg, mode, 0, 0.0)?;
+        on_event(Event::Eval(&record));
+        report.evals.push(record);
+    }
     for step in 1..=steps {
         let t0 = Instant::now();
         let mut timer = StageTimer::new();
@@ -664,13 +714,16 @@ pub fn fit(
             }
             batch.push(order.pop().unwrap_or(0));
         }
-        let size = (photos[batch[0]].camera.width, photos[batch[0]].camera.height);
+        let size = (
+            photos[batch[0]].camera.width,
+            photos[batch[0]].camera.height,
+        );
         batch.retain(|&i| (photos[i].camera.width, photos[i].camera.height) == size);
         let bg = cfg.data.background.train(&mut rng);
         let target = Tensor::stack(batch.iter().map(|&i| photos[i].target(bg)).collect(), 0);
         let cameras: Vec<Camera> = batch.iter().map(|&i| photos[i].camera).collect();
-        let sh_degree =
-            (step.saturating_sub(1) / cfg.train.sh_degree_interval.max(1)).min(cfg.train.sh_degree as u64) as u32;
+        let sh_degree = (step.saturating_sub(1) / cfg.train.sh_degree_interval.max(1))
+            .min(cfg.train.sh_degree as u64) as u32;
         let want_means2d = densifier.wants_means2d_grad(step);
         timer.stage("targets", &target);
         let leaves = gaussians.leaves();
@@ -727,10 +780,9 @@ pub fn fit(
         let logged = step % cfg.train.log_every.max(1) == 0 || step == 1 || step == steps;
         let mut loss_value = None;
         if logged {
-            let vals = host(&Tensor::cat(
-                vec![loss.inner(), l1.inner(), ssim_v.inner()],
-                0,
-            ).reshape([1, 3]))
+            let vals = host(
+                &Tensor::cat(vec![loss.inner(), l1.inner(), ssim_v.inner()], 0).reshape([1, 3]),
+            )
             .map_err(FitError::Device)?;
             if !vals[0].is_finite() {
                 return Err(FitError::NotFinite {
@@ -796,11 +848,21 @@ pub fn fit(
             let path = dir.join(format!("{name}.png"));
             write_png(&path, &to_rgb8(side)?)?;
             report.outputs.push(path);
+            // The camera, for `splatdream render --camera` (reproduces the left half).
+            let cam_path = dir.join(format!("{name}.camera.json"));
+            let json = serde_json::to_string_pretty(&photo.camera)
+                .map_err(|e| FitError::Device(e.to_string()))?;
+            write_text(&cam_path, &json)?;
+            report.outputs.push(cam_path);
         }
     }
     if cfg.output.turntable_frames > 0 {
         let cams: Vec<Camera> = dataset.train.iter().map(|v| v.camera).collect();
-        let orbit = turntable_cameras(&cams, cfg.output.turntable_frames, cfg.output.turntable_size);
+        let orbit = turntable_cameras(
+            &cams,
+            cfg.output.turntable_frames,
+            cfg.output.turntable_size,
+        );
         let splats = gaussians.splats();
         let mut frames = Vec::with_capacity(orbit.len());
         for cam in &orbit {
@@ -822,7 +884,9 @@ fn pick_eval(views: &[View], max: usize) -> Vec<View> {
     if max == 0 || views.len() <= max {
         return views.to_vec();
     }
-    (0..max).map(|i| views[i * views.len() / max].clone()).collect()
+    (0..max)
+        .map(|i| views[i * views.len() / max].clone())
+        .collect()
 }
 
 fn evaluate(

@@ -132,7 +132,12 @@ mod tests {
     fn point_scales_are_nearest_neighbour_rms() {
         // Points on a line at 0, 1, 2, 4: point 1's 3 nearest others are at distances 1, 1, 3
         // → RMS √((1+1+9)/3).
-        let pos = [[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [2.0, 0.0, 0.0], [4.0, 0.0, 0.0]];
+        let pos = [
+            [0.0, 0.0, 0.0],
+            [1.0, 0.0, 0.0],
+            [2.0, 0.0, 0.0],
+            [4.0, 0.0, 0.0],
+        ];
         let col = [[0.5, 0.5, 0.5]; 4];
         let d = from_points(&pos, &col, 0.1, 1.0);
         assert_eq!(d.len(), 4);
@@ -145,8 +150,14 @@ mod tests {
     fn random_points_stay_in_the_box() {
         let (p, c) = random_points(1000, Vec3::new(1.0, 2.0, 3.0), 0.5, 7);
         assert_eq!(p.len(), 1000);
-        assert!(p.iter().all(|q| (q[0] - 1.0).abs() <= 0.5 && (q[2] - 3.0).abs() <= 0.5));
+        assert!(
+            p.iter()
+                .all(|q| (q[0] - 1.0).abs() <= 0.5 && (q[2] - 3.0).abs() <= 0.5)
+        );
         assert!(c.iter().flatten().all(|&v| (0.0..1.0).contains(&v)));
-        assert_eq!(random_points(10, Vec3::ZERO, 1.0, 7), random_points(10, Vec3::ZERO, 1.0, 7));
+        assert_eq!(
+            random_points(10, Vec3::ZERO, 1.0, 7),
+            random_points(10, Vec3::ZERO, 1.0, 7)
+        );
     }
 }

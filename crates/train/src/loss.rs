@@ -1,11 +1,7 @@
 //! Photometric losses and image metrics on the device: L1, SSIM, the 3DGS training loss
 //! L = (1−λ)·L1 + λ·(1 − SSIM), and PSNR. Images are `[C, H, W, 3]` (the rasterizer's layout).
 
-use burn::tensor::{
-    Device, Tensor, TensorData,
-    module::conv2d,
-    ops::ConvOptions,
-};
+use burn::tensor::{Device, Tensor, TensorData, module::conv2d, ops::ConvOptions};
 
 /// Side of the Gaussian SSIM window (Wang et al. 2004; 3DGS `ssim()` uses 11, σ = 1.5).
 pub const SSIM_WINDOW: usize = 11;
@@ -36,12 +32,7 @@ fn blur(x: Tensor<4>, device: &Device) -> Tensor<4> {
     let kx = Tensor::<4>::from_data(TensorData::new(wx.clone(), [ch, 1, 1, SSIM_WINDOW]), device);
     let ky = Tensor::<4>::from_data(TensorData::new(wx, [ch, 1, SSIM_WINDOW, 1]), device);
     let pad = SSIM_WINDOW / 2;
-    let x = conv2d(
-        x,
-        kx,
-        None,
-        ConvOptions::new([1, 1], [0, pad], [1, 1], ch),
-    );
+    let x = conv2d(x, kx, None, ConvOptions::new([1, 1], [0, pad], [1, 1], ch));
     conv2d(x, ky, None, ConvOptions::new([1, 1], [pad, 0], [1, 1], ch))
 }
 
@@ -81,7 +72,11 @@ pub fn ssim(a: Tensor<4>, b: Tensor<4>) -> Tensor<1> {
 /// Mean absolute error per image, `[C]`.
 pub fn l1(a: Tensor<4>, b: Tensor<4>) -> Tensor<1> {
     let c = a.dims()[0];
-    (a - b).abs().reshape([c as i32, -1]).mean_dim(1).reshape([c])
+    (a - b)
+        .abs()
+        .reshape([c as i32, -1])
+        .mean_dim(1)
+        .reshape([c])
 }
 
 /// The 3DGS photometric loss (Kerbl et al. 2023, Eq. 7), averaged over the batch:

@@ -96,7 +96,11 @@ pub fn write_png(path: &Path, img: &image::RgbImage) -> Result<(), OutputError> 
 ///
 /// # Errors
 /// See [`write_atomic`].
-pub fn write_gif(path: &Path, frames: &[image::RgbImage], delay_ms: u32) -> Result<(), OutputError> {
+pub fn write_gif(
+    path: &Path,
+    frames: &[image::RgbImage],
+    delay_ms: u32,
+) -> Result<(), OutputError> {
     write_atomic(path, |tmp| {
         let file = std::fs::File::create(tmp).map_err(|e| e.to_string())?;
         let mut enc = image::codecs::gif::GifEncoder::new_with_speed(file, 10);
@@ -121,5 +125,7 @@ pub fn write_gif(path: &Path, frames: &[image::RgbImage], delay_ms: u32) -> Resu
 /// # Errors
 /// See [`write_atomic`].
 pub fn write_text(path: &Path, text: &str) -> Result<(), OutputError> {
-    write_atomic(path, |tmp| std::fs::write(tmp, text).map_err(|e| e.to_string()))
+    write_atomic(path, |tmp| {
+        std::fs::write(tmp, text).map_err(|e| e.to_string())
+    })
 }
