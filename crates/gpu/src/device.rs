@@ -140,6 +140,26 @@ impl fmt::Debug for GpuContext {
     }
 }
 
+/// On a CPU adapter (lavapipe, WARP, SwiftShader), make burn/cubecl's autotuning minimal unless
+/// the user chose a level (`CUBECL_AUTOTUNE_LEVEL` or a `cubecl.toml`): autotuning benchmarks
+/// every candidate kernel per new shape, which takes minutes on a software rasterizer. A no-op
+/// when cubecl's configuration was already read or set.
+fn cpu_autotune_default() {
+    use cubecl::config::{CubeClRuntimeConfig, RuntimeConfig, autotune::AutotuneLevel};
+    if std::env::var_os("CUBECL_AUTOTUNE_LEVEL").is_some()
+        || ["cubecl.toml", "CubeCL.toml", "burn.toml", "Burn.toml"]
+            .iter()
+            .any(|f| std::path::Path::new(f).exists())
+    {
+        return;
+    }
+    let mut cfg = CubeClRuntimeConfig::default();
+    cfg.autotune.level = AutotuneLevel::Minimal;
+    if CubeClRuntimeConfig::try_set(cfg) {
+        tracing::info!("CPU adapter: cubecl autotuning set to minimal");
+    }
+}
+
 impl GpuContext {
     /// Create the instance, pick an adapter, open a device with the adapter's own maximum limits
     /// and all its features, and register it with burn.
@@ -167,6 +187,9 @@ impl GpuContext {
             detail: e.to_string(),
         })?;
         let info = adapter.get_info();
+        if info.device_type == wgpu::DeviceType::Cpu {
+            cpu_autotune_default();
+        }
         let limits = adapter.limits();
         let downlevel = adapter.get_downlevel_capabilities();
         let missing = |missing: String| GpuError::MissingCapability {

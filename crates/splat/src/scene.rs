@@ -125,14 +125,6 @@ impl Splats {
     /// # Errors
     /// The device error if a read fails.
     pub fn to_data(&self) -> Result<SplatData, String> {
-        fn host<const D: usize>(t: &Tensor<D>) -> Result<Vec<f32>, String> {
-            t.clone()
-                .try_into_data()
-                .map_err(|e| format!("{e:?}"))?
-                .convert::<f32>()
-                .try_to_vec::<f32>()
-                .map_err(|e| format!("{e:?}"))
-        }
         Ok(SplatData {
             means: host(&self.means)?,
             quats: host(&self.quats)?,
@@ -142,4 +134,17 @@ impl Splats {
             sh_degree: self.sh_degree,
         })
     }
+}
+
+/// Download a tensor to the host as f32 values in row-major order (waits for the device).
+///
+/// # Errors
+/// The device's error message if the read fails.
+pub fn host<const D: usize>(t: &Tensor<D>) -> Result<Vec<f32>, String> {
+    t.clone()
+        .try_into_data()
+        .map_err(|e| format!("{e:?}"))?
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .map_err(|e| format!("{e:?}"))
 }

@@ -222,15 +222,4 @@ pub fn indices(rows: &[u32], device: &Device) -> Tensor<1, Int> {
     Tensor::<1, Int>::from_data(TensorData::new(v, [rows.len()]), device)
 }
 
-/// Download a tensor to the host as f32.
-///
-/// # Errors
-/// The device error if the read fails.
-pub fn host<const D: usize>(t: &Tensor<D>) -> Result<Vec<f32>, String> {
-    t.clone()
-        .try_into_data()
-        .map_err(|e| format!("{e:?}"))?
-        .convert::<f32>()
-        .try_to_vec::<f32>()
-        .map_err(|e| format!("{e:?}"))
-}
+pub use splat::scene::host;

@@ -24,8 +24,8 @@ use glam::{DMat3, DVec3, Mat4};
 
 use super::undistort::{Distortion, Pinhole};
 use super::{
-    DataError, Dataset, DatasetKind, Intrinsics, LoadOptions, PointCloud, Pose, ViewJob, hold_out,
-    limit, run_jobs,
+    DataError, Dataset, DatasetKind, Intrinsics, LoadOptions, PointCloud, Pose, ViewJob, assemble,
+    hold_out,
 };
 
 /// COLMAP camera models, with COLMAP's numeric ids (`model_id` in `cameras.bin`).
@@ -355,18 +355,14 @@ pub fn load(root: &Path, sparse: &Path, opts: &LoadOptions) -> Result<Dataset, D
         });
     }
     let (train, eval) = hold_out(jobs, opts.eval_every);
-    let train = limit(train, opts.max_views);
-    let eval = limit(eval, opts.max_views);
-    let n_train = train.len();
-    let mut views = run_jobs(&[train, eval].concat(), opts.downscale)?;
-    let eval = views.split_off(n_train);
-    Ok(Dataset {
-        kind: DatasetKind::Colmap,
-        root: root.to_path_buf(),
-        train: views,
+    assemble(
+        DatasetKind::Colmap,
+        root.to_path_buf(),
+        train,
         eval,
-        points: model.points,
-    })
+        opts,
+        model.points,
+    )
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, DataError> {

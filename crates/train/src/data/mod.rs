@@ -481,6 +481,30 @@ pub(crate) fn run_jobs(jobs: &[ViewJob], downscale: u32) -> Result<Vec<View>, Da
     }
 }
 
+/// Read the images of `train` and `eval` (each capped at `opts.max_views`) and assemble the
+/// dataset.
+pub(crate) fn assemble(
+    kind: DatasetKind,
+    root: PathBuf,
+    train: Vec<ViewJob>,
+    eval: Vec<ViewJob>,
+    opts: &LoadOptions,
+    points: Option<PointCloud>,
+) -> Result<Dataset, DataError> {
+    let train = limit(train, opts.max_views);
+    let eval = limit(eval, opts.max_views);
+    let n_train = train.len();
+    let mut views = run_jobs(&[train, eval].concat(), opts.downscale)?;
+    let eval = views.split_off(n_train);
+    Ok(Dataset {
+        kind,
+        root,
+        train: views,
+        eval,
+        points,
+    })
+}
+
 /// Split `items` (already in file-name order) into (train, eval): index `i` goes to eval when
 /// `eval_every > 0 && i % eval_every == 0` (gsplat's convention).
 pub(crate) fn hold_out<T>(items: Vec<T>, eval_every: usize) -> (Vec<T>, Vec<T>) {

@@ -24,8 +24,7 @@ use serde_json::Value;
 
 use super::undistort::Distortion;
 use super::{
-    DataError, Dataset, DatasetKind, Intrinsics, LoadOptions, Pose, ViewJob, hold_out, limit,
-    run_jobs,
+    DataError, Dataset, DatasetKind, Intrinsics, LoadOptions, Pose, ViewJob, assemble, hold_out,
 };
 
 /// Load a NeRF-synthetic scene directory: train from `transforms_train.json`, eval from
@@ -57,18 +56,14 @@ pub fn load_nerf_synthetic(dir: &Path, opts: &LoadOptions) -> Result<Dataset, Da
         eval = jobs;
         break;
     }
-    let train = limit(train, opts.max_views);
-    let eval = limit(eval, opts.max_views);
-    let n_train = train.len();
-    let mut views = run_jobs(&[train, eval].concat(), opts.downscale)?;
-    let eval = views.split_off(n_train);
-    Ok(Dataset {
-        kind: DatasetKind::NerfSynthetic,
-        root: dir.to_path_buf(),
-        train: views,
+    assemble(
+        DatasetKind::NerfSynthetic,
+        dir.to_path_buf(),
+        train,
         eval,
-        points: None,
-    })
+        opts,
+        None,
+    )
 }
 
 /// Load an instant-ngp `transforms.json` (or any single transforms file): frames sorted by
@@ -82,18 +77,14 @@ pub fn load_instant_ngp(json: &Path, opts: &LoadOptions) -> Result<Dataset, Data
     let mut jobs = parse(json)?;
     jobs.sort_by(|a, b| a.name.cmp(&b.name));
     let (train, eval) = hold_out(jobs, opts.eval_every);
-    let train = limit(train, opts.max_views);
-    let eval = limit(eval, opts.max_views);
-    let n_train = train.len();
-    let mut views = run_jobs(&[train, eval].concat(), opts.downscale)?;
-    let eval = views.split_off(n_train);
-    Ok(Dataset {
-        kind: DatasetKind::InstantNgp,
-        root: json.parent().unwrap_or(Path::new(".")).to_path_buf(),
-        train: views,
+    assemble(
+        DatasetKind::InstantNgp,
+        json.parent().unwrap_or(Path::new(".")).to_path_buf(),
+        train,
         eval,
-        points: None,
-    })
+        opts,
+        None,
+    )
 }
 
 /// Parse a transforms file into view jobs (no image is read).
