@@ -299,7 +299,7 @@ impl Densifier {
         match self.strategy.clone() {
             Strategy::Default(s) => self.default_step(&s, step, g),
             Strategy::Mcmc(s) => {
-                let report = if step >= s.start && step < s.stop && step % s.every == 0 {
+                let report = if step >= s.start && step < s.stop && step.is_multiple_of(s.every) {
                     Some(self.mcmc_refine(&s, step, g)?)
                 } else {
                     None
@@ -321,8 +321,8 @@ impl Densifier {
         if step >= s.stop {
             return Ok(None);
         }
-        let refine = step > s.start && step % s.every == 0;
-        let reset = s.reset_every > 0 && step % s.reset_every == 0;
+        let refine = step > s.start && step.is_multiple_of(s.every);
+        let reset = s.reset_every > 0 && step.is_multiple_of(s.reset_every);
         if !refine && !reset {
             return Ok(None);
         }

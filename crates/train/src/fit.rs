@@ -499,7 +499,7 @@ impl StageTimer {
         if !self.on {
             return;
         }
-        let flat = probe.clone().inner().reshape([-1]).slice([0..1]);
+        let flat = probe.clone().inner().reshape([-1]).slice(0..1);
         let _ = host(&flat);
         let now = Instant::now();
         eprintln!(
@@ -746,10 +746,8 @@ pub fn fit(
         };
         timer.stage("loss", &loss);
         let grads = loss.backward();
-        if want_means2d {
-            if let Some(g) = out.means2d.grad(&grads) {
-                densifier.observe(g, size.0, size.1);
-            }
+        if want_means2d && let Some(g) = out.means2d.grad(&grads) {
+            densifier.observe(g, size.0, size.1);
         }
         let g: [Option<Tensor<2>>; 6] = std::array::from_fn(|k| leaves.leaves[k].grad(&grads));
         if let Some(g0) = &g[0] {

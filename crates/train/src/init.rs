@@ -98,9 +98,7 @@ pub fn from_points(
         let s = (scales[i] * scale_factor).ln();
         data.log_scales.extend_from_slice(&[s, s, s]);
         data.opacity_logits.push(opacity_logit);
-        for c in 0..3 {
-            data.sh.push((colors[i][c] - 0.5) / SH_C0);
-        }
+        data.sh.extend(colors[i].iter().map(|c| (c - 0.5) / SH_C0));
     }
     data
 }
