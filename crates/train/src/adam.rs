@@ -73,8 +73,8 @@ impl Moments {
             t.clone().select_assign(
                 0,
                 rows.clone(),
-                z.clone() - t.clone().select(0, rows.clone()),
-                burn::tensor::IndexingUpdateOp::Add,
+                z.clone(),
+                burn::tensor::IndexingUpdateOp::Assign,
             )
         };
         Self {

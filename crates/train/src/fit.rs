@@ -681,7 +681,10 @@ pub fn fit(
         .iter()
         .map(|v| upload(v, composite, device))
         .collect();
-    let eval_views = pick_eval(&dataset.eval, cfg.eval.max_views);
+    let eval_views = crate::data::limit(
+        dataset.eval.clone(),
+        (cfg.eval.max_views > 0).then_some(cfg.eval.max_views),
+    );
     let eval_photos: Vec<Photo> = eval_views
         .iter()
         .map(|v| upload(v, composite, device))
@@ -875,16 +878,6 @@ pub fn fit(
     write_metrics(&metrics_path, &report)?;
     report.outputs.push(metrics_path);
     Ok(report)
-}
-
-/// Up to `max` views spread evenly over `views` (0 = all).
-fn pick_eval(views: &[View], max: usize) -> Vec<View> {
-    if max == 0 || views.len() <= max {
-        return views.to_vec();
-    }
-    (0..max)
-        .map(|i| views[i * views.len() / max].clone())
-        .collect()
 }
 
 fn evaluate(

@@ -206,12 +206,11 @@ impl Gaussians {
     /// Overwrite rows `rows` of group `g` with `values` (`[M, C_g]`), leaving moments alone.
     pub fn assign_rows(&mut self, g: usize, rows: &Tensor<1, Int>, values: Tensor<2>) {
         let p = &mut self.groups[g];
-        let old = p.value.clone().select(0, rows.clone());
         p.value = p.value.clone().select_assign(
             0,
             rows.clone(),
-            values - old,
-            burn::tensor::IndexingUpdateOp::Add,
+            values,
+            burn::tensor::IndexingUpdateOp::Assign,
         );
     }
 }

@@ -521,7 +521,7 @@ pub(crate) fn hold_out<T>(items: Vec<T>, eval_every: usize) -> (Vec<T>, Vec<T>) 
 }
 
 /// Keep at most `max` items, evenly spaced (indices `⌊i·len/max⌋`), in order.
-pub(crate) fn limit<T>(items: Vec<T>, max: Option<usize>) -> Vec<T> {
+pub fn limit<T>(items: Vec<T>, max: Option<usize>) -> Vec<T> {
     let len = items.len();
     match max {
         Some(m) if m < len => {
