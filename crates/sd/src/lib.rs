@@ -2,10 +2,45 @@
 //! needs, on the same device as the splat rasterizer.
 //!
 //! - [`tokenizer`]: CLIP BPE (SD 2.x tokenizer) through the `tokenizers` crate.
+//! - [`clip`]: the OpenCLIP ViT-H text tower (`[B, 77] ids → [B, 77, 1024]`).
+//! - [`unet`]: the denoising U-Net (`UNet2DConditionModel` semantics).
+//! - [`vae`]: the `AutoencoderKL` encoder (to the posterior) and decoder.
 //! - [`scheduler`]: `alphas_cumprod`, DDIM step and inversion, DDPM posterior variance,
 //!   ε ↔ v ↔ x₀ conversions, classifier-free guidance.
+//! - [`model`]: diffusers folders and the Hugging Face cache; [`weights`]: memory-mapped
+//!   safetensors with errors naming file and tensor; [`config`]: the published configs.
+//! - [`nn`], [`blocks`]: layers and blocks shared by the models, including attention computed
+//!   in query blocks under the device's storage-binding limit.
 //!
-//! Knows nothing of splats. See `docs/architecture.md` for the crate seams.
+//! Every model is built from its `config.json` (no hard-coded shapes), so the same code runs
+//! SD 2.1-base (512², ε-prediction) and SD 2.1 (768², v-prediction). Knows nothing of splats.
 
+pub mod blocks;
+pub mod clip;
+pub mod config;
+pub mod model;
+pub mod nn;
 pub mod scheduler;
 pub mod tokenizer;
+pub mod unet;
+pub mod vae;
+pub mod weights;
+
+pub use clip::TextEncoder;
+pub use unet::UNet;
+pub use vae::Vae;
+pub use weights::Precision;
+
+/// Any error loading or running a model. Messages name the file and field/tensor involved.
+#[derive(Debug, thiserror::Error)]
+pub enum SdError {
+    /// A config file is unreadable, malformed or asks for something unsupported.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// A weight file is unreadable or inconsistent with its config.
+    #[error(transparent)]
+    Weights(#[from] weights::WeightError),
+    /// The model folder or id could not be resolved, or a component is missing.
+    #[error("{0}")]
+    Model(String),
+}

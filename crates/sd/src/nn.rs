@@ -1,0 +1,222 @@
+//! The layers the SD 2.1 models are built of, as plain weight holders with forward functions
+//! over burn tensors. Weights live on the plain (non-autodiff) device; inputs may be autodiff
+//! tensors, in which case the weights act as constants and gradients flow to the inputs only
+//! (what score distillation needs).
+//!
+//! Shapes follow PyTorch: images `[B, C, H, W]`, token sequences `[B, N, C]`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use burn::tensor::{
+    FloatDType, Tensor, TensorData,
+    activation::{silu, softmax},
+    module::conv2d,
+    ops::ConvOptions,
+};
+
+/// `y = x·W + b` over the last axis (PyTorch `nn.Linear`; weight stored `[in, out]`).
+#[derive(Clone, Debug)]
+pub struct Linear {
+    /// `[in, out]`.
+    pub weight: Tensor<2>,
+    /// `[out]`.
+    pub bias: Option<Tensor<1>>,
+}
+
+impl Linear {
+    /// `[…, in] → […, out]`.
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        burn::tensor::module::linear(x, self.weight.clone(), self.bias.clone())
+    }
+
+    /// Output width.
+    pub fn d_out(&self) -> usize {
+        self.weight.dims()[1]
+    }
+}
+
+/// 2-D convolution with square kernel, equal stride and zero padding on both axes
+/// (PyTorch `nn.Conv2d`; weight `[out, in, k, k]`).
+#[derive(Clone, Debug)]
+pub struct Conv2d {
+    /// `[out, in, k, k]`.
+    pub weight: Tensor<4>,
+    /// `[out]`.
+    pub bias: Option<Tensor<1>>,
+    /// Stride on both axes.
+    pub stride: usize,
+    /// Zero padding on all four sides.
+    pub padding: usize,
+}
+
+impl Conv2d {
+    /// `[B, in, H, W] → [B, out, H', W']`.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        conv2d(
+            x,
+            self.weight.clone(),
+            self.bias.clone(),
+            ConvOptions::new(
+                [self.stride, self.stride],
+                [self.padding, self.padding],
+                [1, 1],
+                1,
+            ),
+        )
+    }
+}
+
+/// Group normalisation (Wu & He 2018; PyTorch `nn.GroupNorm`), statistics in f32 whatever the
+/// activation dtype.
+#[derive(Clone, Debug)]
+pub struct GroupNorm {
+    /// Number of channel groups.
+    pub groups: usize,
+    /// ε added to the variance.
+    pub eps: f64,
+    /// `[C]` scale (f32).
+    pub gamma: Tensor<1>,
+    /// `[C]` shift (f32).
+    pub beta: Tensor<1>,
+}
+
+impl GroupNorm {
+    /// `[B, C, H, W] → [B, C, H, W]`: per sample and group, subtract the mean and divide by
+    /// √(biased variance + ε) over the group's channels and all pixels; then scale and shift.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let dtype = x.dtype();
+        let [b, c, h, w] = x.dims();
+        let x = x.cast(FloatDType::F32).reshape([b, self.groups, (c / self.groups) * h * w]);
+        let (var, mean) = x.clone().var_mean_bias(2);
+        let x = (x - mean) / (var + self.eps).sqrt();
+        let x = x.reshape([b, c, h, w]);
+        let g = self.gamma.clone().reshape([1, c, 1, 1]);
+        let s = self.beta.clone().reshape([1, c, 1, 1]);
+        (x * g + s).cast(dtype)
+    }
+}
+
+/// Layer normalisation over the last axis (PyTorch `nn.LayerNorm`), statistics in f32.
+#[derive(Clone, Debug)]
+pub struct LayerNorm {
+    /// ε added to the variance.
+    pub eps: f64,
+    /// `[C]` scale (f32).
+    pub gamma: Tensor<1>,
+    /// `[C]` shift (f32).
+    pub beta: Tensor<1>,
+}
+
+impl LayerNorm {
+    /// `[B, N, C] → [B, N, C]`.
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let dtype = x.dtype();
+        let c = x.dims()[2];
+        let x = x.cast(FloatDType::F32);
+        let (var, mean) = x.clone().var_mean_bias(2);
+        let x = (x - mean) / (var + self.eps).sqrt();
+        let g = self.gamma.clone().reshape([1, 1, c]);
+        let s = self.beta.clone().reshape([1, 1, c]);
+        (x * g + s).cast(dtype)
+    }
+}
+
+/// SiLU / swish, `x·σ(x)`.
+pub fn swish<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    silu(x)
+}
+
+/// Nearest-neighbour upsampling by 2 on both axes (PyTorch
+/// `F.interpolate(scale_factor=2, mode="nearest")`), `[B, C, H, W] → [B, C, 2H, 2W]`.
+pub fn upsample_nearest2x(x: Tensor<4>) -> Tensor<4> {
+    let [b, c, h, w] = x.dims();
+    x.reshape([b, c, h, 1, w, 1])
+        .expand([b, c, h, 2, w, 2])
+        .reshape([b, c, 2 * h, 2 * w])
+}
+
+/// Byte budget for one block of attention scores; see [`set_attention_budget`].
+static ATTENTION_BUDGET: AtomicU64 = AtomicU64::new(64 << 20);
+
+/// Cap the bytes one block of attention scores `[B, heads, q_block, N_k]` may take. Set it
+/// below the device's storage-binding limit (lavapipe: 128 MiB); attention then processes the
+/// queries in blocks so no larger score matrix is ever allocated. Default 64 MiB.
+pub fn set_attention_budget(bytes: u64) {
+    ATTENTION_BUDGET.store(bytes.max(1 << 16), Ordering::Relaxed);
+}
+
+/// The current attention score budget in bytes.
+pub fn attention_budget() -> u64 {
+    ATTENTION_BUDGET.load(Ordering::Relaxed)
+}
+
+/// Multi-head scaled dot-product attention, softmax(q·kᵀ/√d + bias)·v, computed in query
+/// blocks so the score matrix of one block stays under [`attention_budget`]. Exact (no
+/// approximation): each query row's softmax sees every key.
+///
+/// - `q`: `[B, N_q, heads·d]`, `k`: `[B, N_k, heads·d]`, `v`: `[B, N_k, heads·d_v]`
+/// - `bias`: optional additive `[N_q, N_k]` (e.g. CLIP's causal mask with −∞ above the diagonal)
+/// - `upcast`: compute scores and softmax in f32 even for f16 activations (diffusers'
+///   `upcast_attention`).
+///
+/// Returns `[B, N_q, heads·d_v]`. Follows `torch.nn.functional.scaled_dot_product_attention`
+/// with heads split as diffusers' `Attention.head_to_batch_dim`.
+pub fn attention(
+    q: Tensor<3>,
+    k: Tensor<3>,
+    v: Tensor<3>,
+    heads: usize,
+    bias: Option<Tensor<2>>,
+    upcast: bool,
+) -> Tensor<3> {
+    let [b, nq, c] = q.dims();
+    let nk = k.dims()[1];
+    let cv = v.dims()[2];
+    let (d, dv) = (c / heads, cv / heads);
+    let dtype = q.dtype();
+    let score_dtype = if upcast { FloatDType::F32 } else { dtype.into() };
+    let split = |t: Tensor<3>, n: usize, d: usize| t.reshape([b, n, heads, d]).swap_dims(1, 2);
+    let scale = 1.0 / (d as f64).sqrt();
+    let q = split(q, nq, d).cast(score_dtype) * scale;
+    let kt = split(k, nk, d).cast(score_dtype).swap_dims(2, 3);
+    let v = split(v, nk, dv);
+    let elem = if score_dtype == FloatDType::F32 { 4 } else { 2 };
+    // softmax keeps a few score-sized temporaries alive; the budget covers one of them.
+    let per_row = (b * heads * nk * elem) as u64;
+    let block = ((attention_budget() / per_row.max(1)) as usize).clamp(1, nq);
+    let mut outs = Vec::with_capacity(nq.div_ceil(block));
+    let mut start = 0;
+    while start < nq {
+        let len = block.min(nq - start);
+        let qb = if len == nq {
+            q.clone()
+        } else {
+            q.clone().narrow(2, start, len)
+        };
+        let mut s = qb.matmul(kt.clone());
+        if let Some(bias) = &bias {
+            let bb = bias.clone().narrow(0, start, len).cast(score_dtype);
+            s = s + bb.reshape([1, 1, len, nk]);
+        }
+        let p = softmax(s, 3).cast(v.dtype());
+        outs.push(p.matmul(v.clone()));
+        start += len;
+    }
+    let o = if outs.len() == 1 {
+        outs.pop().expect("one block")
+    } else {
+        Tensor::cat(outs, 2)
+    };
+    o.swap_dims(1, 2).reshape([b, nq, cv]).cast(dtype)
+}
+
+/// A causal mask `[n, n]`: 0 on and below the diagonal, −∞ above (CLIP's text attention).
+pub fn causal_mask(n: usize, device: &burn::tensor::Device) -> Tensor<2> {
+    let mut m = vec![0.0f32; n * n];
+    for i in 0..n {
+        for j in i + 1..n {
+            m[i * n + j] = f32::NEG_INFINITY;
+        }
+    }
+    Tensor::from_data(TensorData::new(m, [n, n]), device)
+}

@@ -1,0 +1,386 @@
+//! The SD 2.x denoising U-Net (diffusers `UNet2DConditionModel` semantics): sinusoidal
+//! timestep embedding (`flip_sin_to_cos`, `freq_shift`) → 2-layer MLP; down blocks of resnets
+//! and `Transformer2DModel`s (GroupNorm, linear or 1×1-conv projections, self-attention,
+//! cross-attention to the text embedding, GEGLU feed-forward), a middle block, up blocks with
+//! skip connections; all widths, head counts and block types from `unet/config.json`.
+//!
+//! Input `latents [B, 4, h, w]` (h, w multiples of 2^(levels−1); other sizes follow diffusers'
+//! upsample-to-skip-size path), integer `timesteps [B]` (per sample), `encoder_hidden_states
+//! [B, 77, D]`. Output `[B, 4, h, w]`: ε or v depending on the scheduler's `prediction_type`.
+//! Differentiable with respect to the latents and the text embedding when those are autodiff
+//! tensors (weights are constants).
+
+use std::path::Path;
+
+use burn::tensor::{Device, FloatDType, Tensor, TensorData, activation::gelu};
+
+use crate::blocks::{Downsample, ResnetBlock, ResnetSpec, Upsample};
+use crate::config::{UNetArch, UNetConfig};
+use crate::nn::{Conv2d, GroupNorm, LayerNorm, Linear, attention, swish};
+use crate::weights::{WeightError, WeightFile};
+
+/// GroupNorm ε of `Transformer2DModel` (diffusers fixes it at 1e-6).
+const TRANSFORMER_GN_EPS: f64 = 1e-6;
+/// LayerNorm ε of `BasicTransformerBlock`.
+const TRANSFORMER_LN_EPS: f64 = 1e-5;
+
+/// Attention with q/k/v/out projections (diffusers `Attention`, no q/k/v bias).
+#[derive(Clone, Debug)]
+struct Attn {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    out: Linear,
+    heads: usize,
+    upcast: bool,
+}
+
+impl Attn {
+    fn load(
+        w: &WeightFile,
+        p: &str,
+        dim: usize,
+        ctx_dim: usize,
+        heads: usize,
+        upcast: bool,
+    ) -> Result<Self, WeightError> {
+        Ok(Self {
+            q: w.linear(&format!("{p}.to_q"), dim, dim, false)?,
+            k: w.linear(&format!("{p}.to_k"), ctx_dim, dim, false)?,
+            v: w.linear(&format!("{p}.to_v"), ctx_dim, dim, false)?,
+            out: w.linear(&format!("{p}.to_out.0"), dim, dim, true)?,
+            heads,
+            upcast,
+        })
+    }
+
+    fn forward(&self, x: Tensor<3>, ctx: Option<&Tensor<3>>) -> Tensor<3> {
+        let c = ctx.cloned().unwrap_or_else(|| x.clone());
+        let a = attention(
+            self.q.forward(x),
+            self.k.forward(c.clone()),
+            self.v.forward(c),
+            self.heads,
+            None,
+            self.upcast,
+        );
+        self.out.forward(a)
+    }
+}
+
+/// diffusers `BasicTransformerBlock`: self-attention, cross-attention, GEGLU feed-forward,
+/// each pre-LayerNorm with a residual.
+#[derive(Clone, Debug)]
+struct TransformerBlock {
+    norm1: LayerNorm,
+    attn1: Attn,
+    norm2: LayerNorm,
+    attn2: Attn,
+    norm3: LayerNorm,
+    ff_in: Linear,
+    ff_out: Linear,
+}
+
+/// diffusers `Transformer2DModel` with one `BasicTransformerBlock`.
+#[derive(Clone, Debug)]
+struct Transformer2D {
+    norm: GroupNorm,
+    proj_in: Linear,
+    block: TransformerBlock,
+    proj_out: Linear,
+}
+
+impl Transformer2D {
+    fn load(
+        w: &WeightFile,
+        p: &str,
+        c: usize,
+        heads: usize,
+        arch: &UNetArch,
+    ) -> Result<Self, WeightError> {
+        let cfg = &arch.config;
+        let ctx = cfg.cross_attention_dim;
+        let up = cfg.upcast_attention;
+        let b = format!("{p}.transformer_blocks.0");
+        let ln = |n: &str| w.layer_norm(&format!("{b}.{n}"), c, TRANSFORMER_LN_EPS);
+        let ff = 4 * c;
+        // 1×1 convolutions (use_linear_projection = false) are read as linear layers:
+        // WeightFile::linear accepts [out, in, 1, 1].
+        Ok(Self {
+            norm: w.group_norm(&format!("{p}.norm"), cfg.norm_num_groups, c, TRANSFORMER_GN_EPS)?,
+            proj_in: w.linear(&format!("{p}.proj_in"), c, c, true)?,
+            block: TransformerBlock {
+                norm1: ln("norm1")?,
+                attn1: Attn::load(w, &format!("{b}.attn1"), c, c, heads, up)?,
+                norm2: ln("norm2")?,
+                attn2: Attn::load(w, &format!("{b}.attn2"), c, ctx, heads, up)?,
+                norm3: ln("norm3")?,
+                ff_in: w.linear(&format!("{b}.ff.net.0.proj"), c, 2 * ff, true)?,
+                ff_out: w.linear(&format!("{b}.ff.net.2"), ff, c, true)?,
+            },
+            proj_out: w.linear(&format!("{p}.proj_out"), c, c, true)?,
+        })
+    }
+
+    /// `x [B, C, H, W]`, `ctx [B, 77, D]` → `[B, C, H, W]`.
+    fn forward(&self, x: Tensor<4>, ctx: &Tensor<3>) -> Tensor<4> {
+        let [b, c, h, wd] = x.dims();
+        // Linear and 1×1-conv projections commute with the reshape, so one path serves both.
+        let t = self
+            .norm
+            .forward(x.clone())
+            .reshape([b, c, h * wd])
+            .swap_dims(1, 2);
+        let mut t = self.proj_in.forward(t);
+        let blk = &self.block;
+        t = t.clone() + blk.attn1.forward(blk.norm1.forward(t), None);
+        t = t.clone() + blk.attn2.forward(blk.norm2.forward(t), Some(ctx));
+        let g = blk.ff_in.forward(blk.norm3.forward(t.clone()));
+        let half = g.dims()[2] / 2;
+        let (hidden, gate) = (g.clone().narrow(2, 0, half), g.narrow(2, half, half));
+        t = t + blk.ff_out.forward(hidden * gelu(gate));
+        let t = self.proj_out.forward(t).swap_dims(1, 2).reshape([b, c, h, wd]);
+        x + t
+    }
+}
+
+/// A resnet optionally followed by a transformer (one layer of a down/up block).
+#[derive(Clone, Debug)]
+struct Layer {
+    resnet: ResnetBlock,
+    attn: Option<Transformer2D>,
+}
+
+impl Layer {
+    fn forward(&self, x: Tensor<4>, temb: &Tensor<2>, ctx: &Tensor<3>) -> Tensor<4> {
+        let x = self.resnet.forward(x, Some(temb));
+        match &self.attn {
+            Some(a) => a.forward(x, ctx),
+            None => x,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct DownBlock {
+    layers: Vec<Layer>,
+    down: Option<Downsample>,
+}
+
+#[derive(Clone, Debug)]
+struct UpBlock {
+    layers: Vec<Layer>,
+    up: Option<Upsample>,
+}
+
+/// The U-Net with its weights on the device.
+#[derive(Clone, Debug)]
+pub struct UNet {
+    /// The checked architecture it was built from.
+    pub arch: UNetArch,
+    time_1: Linear,
+    time_2: Linear,
+    conv_in: Conv2d,
+    down: Vec<DownBlock>,
+    mid_res0: ResnetBlock,
+    mid_attn: Transformer2D,
+    mid_res1: ResnetBlock,
+    up: Vec<UpBlock>,
+    norm_out: GroupNorm,
+    conv_out: Conv2d,
+    dtype: burn::tensor::DType,
+    device: Device,
+}
+
+impl UNet {
+    /// Build from a checked architecture and a weight file.
+    ///
+    /// # Errors
+    /// Missing, shape or dtype errors naming the file and tensor.
+    pub fn load(arch: UNetArch, w: &WeightFile) -> Result<Self, WeightError> {
+        let cfg = &arch.config;
+        let ch = &cfg.block_out_channels;
+        let n = ch.len();
+        let temb_dim = 4 * ch[0];
+        let spec = |c_in, c_out, scale| ResnetSpec {
+            c_in,
+            c_out,
+            temb: Some(temb_dim),
+            groups: cfg.norm_num_groups,
+            eps: cfg.norm_eps,
+            output_scale_factor: scale,
+        };
+        let time_1 = w.linear("time_embedding.linear_1", ch[0], temb_dim, true)?;
+        let time_2 = w.linear("time_embedding.linear_2", temb_dim, temb_dim, true)?;
+        let conv_in = w.conv2d("conv_in", cfg.in_channels, ch[0], 3, 1, 1)?;
+        let mut down = Vec::with_capacity(n);
+        for i in 0..n {
+            let c_in = if i == 0 { ch[0] } else { ch[i - 1] };
+            let mut layers = vec![];
+            for j in 0..cfg.layers_per_block {
+                let p = format!("down_blocks.{i}");
+                layers.push(Layer {
+                    resnet: ResnetBlock::load(
+                        w,
+                        &format!("{p}.resnets.{j}"),
+                        spec(if j == 0 { c_in } else { ch[i] }, ch[i], 1.0),
+                    )?,
+                    attn: if arch.down_attn[i] {
+                        Some(Transformer2D::load(w, &format!("{p}.attentions.{j}"), ch[i], arch.heads[i], &arch)?)
+                    } else {
+                        None
+                    },
+                });
+            }
+            let down_s = if i + 1 < n {
+                Some(Downsample::load(
+                    w,
+                    &format!("down_blocks.{i}.downsamplers.0"),
+                    ch[i],
+                    cfg.downsample_padding,
+                )?)
+            } else {
+                None
+            };
+            down.push(DownBlock { layers, down: down_s });
+        }
+        let top = ch[n - 1];
+        let ms = cfg.mid_block_scale_factor;
+        let mid_res0 = ResnetBlock::load(w, "mid_block.resnets.0", spec(top, top, ms))?;
+        let mid_attn = Transformer2D::load(w, "mid_block.attentions.0", top, arch.heads[n - 1], &arch)?;
+        let mid_res1 = ResnetBlock::load(w, "mid_block.resnets.1", spec(top, top, ms))?;
+        let rev: Vec<usize> = ch.iter().rev().copied().collect();
+        let rev_heads: Vec<usize> = arch.heads.iter().rev().copied().collect();
+        let mut up = Vec::with_capacity(n);
+        let mut out_c = rev[0];
+        for i in 0..n {
+            let prev_c = out_c;
+            out_c = rev[i];
+            let in_c = rev[(i + 1).min(n - 1)];
+            let mut layers = vec![];
+            let nl = cfg.layers_per_block + 1;
+            for j in 0..nl {
+                let skip = if j == nl - 1 { in_c } else { out_c };
+                let res_in = if j == 0 { prev_c } else { out_c };
+                let p = format!("up_blocks.{i}");
+                layers.push(Layer {
+                    resnet: ResnetBlock::load(w, &format!("{p}.resnets.{j}"), spec(res_in + skip, out_c, 1.0))?,
+                    attn: if arch.up_attn[i] {
+                        Some(Transformer2D::load(w, &format!("{p}.attentions.{j}"), out_c, rev_heads[i], &arch)?)
+                    } else {
+                        None
+                    },
+                });
+            }
+            let up_s = if i + 1 < n {
+                Some(Upsample::load(w, &format!("up_blocks.{i}.upsamplers.0"), out_c)?)
+            } else {
+                None
+            };
+            up.push(UpBlock { layers, up: up_s });
+        }
+        let norm_out = w.group_norm("conv_norm_out", cfg.norm_num_groups, ch[0], cfg.norm_eps)?;
+        let conv_out = w.conv2d("conv_out", ch[0], cfg.out_channels, 3, 1, 1)?;
+        Ok(Self {
+            dtype: conv_in.weight.dtype(),
+            device: w.device().clone(),
+            arch,
+            time_1,
+            time_2,
+            conv_in,
+            down,
+            mid_res0,
+            mid_attn,
+            mid_res1,
+            up,
+            norm_out,
+            conv_out,
+        })
+    }
+
+    /// Load `unet/` of a diffusers folder.
+    ///
+    /// # Errors
+    /// Config and weight errors naming the file.
+    pub fn from_dir(dir: &Path, device: &Device, precision: crate::Precision) -> Result<Self, crate::SdError> {
+        let arch = UNetConfig::from_file(&dir.join("config.json"))?;
+        let file = crate::model::component_weights(dir, "diffusion_pytorch_model")?;
+        let w = WeightFile::open(&file, device, precision)?;
+        Ok(Self::load(arch, &w)?)
+    }
+
+    /// The sinusoidal timestep embedding `[B, C₀]` of diffusers' `get_timestep_embedding`,
+    /// computed on the host in f32 arithmetic exactly as diffusers does (exponent, product and
+    /// the sin/cos argument are f32; the reference casts to the model dtype afterwards).
+    pub fn timestep_embedding(&self, timesteps: &[f64]) -> Tensor<2> {
+        let cfg = &self.arch.config;
+        let dim = cfg.block_out_channels[0];
+        let half = dim / 2;
+        let shift = cfg.freq_shift as f32;
+        let mut out = vec![0.0f32; timesteps.len() * dim];
+        let ln = -(10000.0f32).ln();
+        for (b, &t) in timesteps.iter().enumerate() {
+            let t = t as f32;
+            for i in 0..half {
+                let e = ((ln * i as f32) / (half as f32 - shift)).exp();
+                let arg = t * e;
+                let (s, c) = ((arg as f64).sin() as f32, (arg as f64).cos() as f32);
+                let row = &mut out[b * dim..(b + 1) * dim];
+                if cfg.flip_sin_to_cos {
+                    row[i] = c;
+                    row[half + i] = s;
+                } else {
+                    row[i] = s;
+                    row[half + i] = c;
+                }
+            }
+        }
+        Tensor::from_data(TensorData::new(out, [timesteps.len(), dim]), &self.device)
+    }
+
+    /// Denoiser output `[B, 4, h, w]` (f32) for `latents [B, 4, h, w]` at per-sample
+    /// `timesteps [B]` with text context `ctx [B, 77, D]`.
+    ///
+    /// # Panics
+    /// When `timesteps.len()` differs from the batch (a programming error).
+    pub fn forward(&self, latents: Tensor<4>, timesteps: &[f64], ctx: Tensor<3>) -> Tensor<4> {
+        let b = latents.dims()[0];
+        assert_eq!(timesteps.len(), b, "one timestep per latent");
+        let dt = self.dtype;
+        let temb = self.timestep_embedding(timesteps).cast(dt);
+        let temb = self.time_2.forward(swish(self.time_1.forward(temb)));
+        let temb_act = swish(temb);
+        let ctx = ctx.cast(dt);
+        let mut x = self.conv_in.forward(latents.cast(dt));
+        let mut skips = vec![x.clone()];
+        for blk in &self.down {
+            for l in &blk.layers {
+                x = l.forward(x, &temb_act, &ctx);
+                skips.push(x.clone());
+            }
+            if let Some(d) = &blk.down {
+                x = d.forward(x);
+                skips.push(x.clone());
+            }
+        }
+        x = self.mid_res0.forward(x, Some(&temb_act));
+        x = self.mid_attn.forward(x, &ctx);
+        x = self.mid_res1.forward(x, Some(&temb_act));
+        for blk in &self.up {
+            for l in &blk.layers {
+                let s = skips.pop().expect("one skip per up layer");
+                x = l.forward(Tensor::cat(vec![x, s], 1), &temb_act, &ctx);
+            }
+            if let Some(u) = &blk.up {
+                let size = skips.last().map(|s| {
+                    let d = s.dims();
+                    [d[2], d[3]]
+                });
+                x = u.forward(x, size);
+            }
+        }
+        self.conv_out
+            .forward(swish(self.norm_out.forward(x)))
+            .cast(FloatDType::F32)
+    }
+}

@@ -1,0 +1,382 @@
+//! Memory-mapped safetensors weights, uploaded tensor by tensor.
+//!
+//! A [`WeightFile`] maps the file and parses only its JSON header; each tensor is converted from
+//! the mapped bytes (f32, f16 or bf16) straight into the upload buffer, so no second copy of the
+//! whole file is ever held in RAM. Every lookup checks the name, shape and dtype and fails with
+//! an error that names the file and the tensor.
+//!
+//! Layout conventions: PyTorch `nn.Linear` stores `[out, in]`; burn's `linear` wants `[in, out]`,
+//! so [`WeightFile::linear`] transposes on the host while converting. Convolutions keep
+//! PyTorch's `[out, in, kh, kw]`, which burn's `conv2d` shares.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{Device, Tensor, TensorData};
+use half::{bf16, f16};
+use memmap2::Mmap;
+use safetensors::{Dtype, SafeTensors};
+
+use crate::nn::{Conv2d, GroupNorm, LayerNorm, Linear};
+
+/// The floating-point type weights are uploaded in (and the model computes in).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Precision {
+    /// 32-bit floats everywhere (the reference precision).
+    #[default]
+    F32,
+    /// 16-bit floats for weights and activations; normalisations and attention softmax still
+    /// accumulate in f32. Needs the adapter's `SHADER_F16` feature.
+    F16,
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" | "fp32" | "float32" => Ok(Self::F32),
+            "f16" | "fp16" | "float16" | "half" => Ok(Self::F16),
+            other => Err(format!("unknown dtype `{other}`: expected f32 or f16")),
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::F32 => "f32",
+            Self::F16 => "f16",
+        })
+    }
+}
+
+/// Errors reading weights. Every variant names the file; tensor-level ones name the tensor.
+#[derive(Debug, thiserror::Error)]
+pub enum WeightError {
+    /// The file could not be opened or mapped.
+    #[error("{file}: {source}")]
+    Io {
+        /// The weight file.
+        file: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The safetensors header is malformed or the file is truncated.
+    #[error("{file}: not a valid safetensors file: {detail}")]
+    Header {
+        /// The weight file.
+        file: PathBuf,
+        /// The parser's message.
+        detail: String,
+    },
+    /// A tensor the architecture needs is absent.
+    #[error("{file}: missing tensor `{tensor}`{hint}")]
+    Missing {
+        /// The weight file.
+        file: PathBuf,
+        /// The name looked for (the first candidate when several layouts were tried).
+        tensor: String,
+        /// Extra context (other names tried).
+        hint: String,
+    },
+    /// A tensor has a shape other than the config implies.
+    #[error("{file}: tensor `{tensor}` has shape {found:?}, the config implies {expected:?}")]
+    Shape {
+        /// The weight file.
+        file: PathBuf,
+        /// The tensor.
+        tensor: String,
+        /// The shape the configuration implies.
+        expected: Vec<usize>,
+        /// The shape stored.
+        found: Vec<usize>,
+    },
+    /// A tensor is stored in a dtype that is not a float type splatdream reads.
+    #[error("{file}: tensor `{tensor}` has dtype {found}, expected F32, F16 or BF16")]
+    Dtype {
+        /// The weight file.
+        file: PathBuf,
+        /// The tensor.
+        tensor: String,
+        /// The dtype stored.
+        found: String,
+    },
+}
+
+/// One memory-mapped `.safetensors` file.
+pub struct WeightFile {
+    path: PathBuf,
+    mmap: Mmap,
+    /// name → (dtype, shape, byte range in the whole file).
+    index: HashMap<String, (Dtype, Vec<usize>, std::ops::Range<usize>)>,
+    device: Device,
+    precision: Precision,
+}
+
+impl std::fmt::Debug for WeightFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WeightFile")
+            .field("path", &self.path)
+            .field("tensors", &self.index.len())
+            .field("precision", &self.precision)
+            .finish()
+    }
+}
+
+impl WeightFile {
+    /// Map `path` and parse its header; tensors are uploaded to `device` in `precision`.
+    ///
+    /// # Errors
+    /// [`WeightError::Io`] when the file cannot be opened, [`WeightError::Header`] when the
+    /// header is malformed or a tensor's byte range lies outside the file.
+    pub fn open(path: &Path, device: &Device, precision: Precision) -> Result<Self, WeightError> {
+        let io = |source| WeightError::Io {
+            file: path.to_path_buf(),
+            source,
+        };
+        let file = File::open(path).map_err(io)?;
+        // SAFETY: the map is read-only and private to this process; the weight files are not
+        // modified while splatdream runs (a concurrent writer could change the bytes we read,
+        // which would give wrong weights, not memory unsafety beyond what the OS allows).
+        let mmap = unsafe { Mmap::map(&file) }.map_err(io)?;
+        let header = |detail: String| WeightError::Header {
+            file: path.to_path_buf(),
+            detail,
+        };
+        let st = SafeTensors::deserialize(&mmap).map_err(|e| header(e.to_string()))?;
+        let base = mmap.as_ptr() as usize;
+        let mut index = HashMap::new();
+        for (name, view) in st.tensors() {
+            let data = view.data();
+            let start = data.as_ptr() as usize - base;
+            index.insert(
+                name,
+                (view.dtype(), view.shape().to_vec(), start..start + data.len()),
+            );
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            mmap,
+            index,
+            device: device.clone(),
+            precision,
+        })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The device tensors are uploaded to.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The upload precision.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// Whether a tensor of this name exists.
+    pub fn contains(&self, name: &str) -> bool {
+        self.index.contains_key(name)
+    }
+
+    /// All tensor names (unordered).
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.index.keys().map(String::as_str)
+    }
+
+    /// The first of `candidates` present in the file.
+    ///
+    /// # Errors
+    /// [`WeightError::Missing`] naming the first candidate and listing the others.
+    pub fn resolve<'a>(&self, candidates: &[&'a str]) -> Result<&'a str, WeightError> {
+        candidates
+            .iter()
+            .copied()
+            .find(|c| self.index.contains_key(*c))
+            .ok_or_else(|| WeightError::Missing {
+                file: self.path.clone(),
+                tensor: candidates[0].to_string(),
+                hint: if candidates.len() > 1 {
+                    format!(" (also tried {})", candidates[1..].join(", "))
+                } else {
+                    String::new()
+                },
+            })
+    }
+
+    /// The values of `name` as f32 on the host, checked against `shape` (element count must
+    /// match when `flexible` is set, else the exact dims).
+    fn host(&self, name: &str, shape: &[usize], flexible: bool) -> Result<Vec<f32>, WeightError> {
+        let (dtype, found, range) = self.index.get(name).ok_or_else(|| WeightError::Missing {
+            file: self.path.clone(),
+            tensor: name.to_string(),
+            hint: String::new(),
+        })?;
+        let numel = |s: &[usize]| s.iter().product::<usize>();
+        let ok = if flexible {
+            numel(found) == numel(shape)
+        } else {
+            found == shape
+        };
+        if !ok {
+            return Err(WeightError::Shape {
+                file: self.path.clone(),
+                tensor: name.to_string(),
+                expected: shape.to_vec(),
+                found: found.clone(),
+            });
+        }
+        let bytes = &self.mmap[range.clone()];
+        Ok(match dtype {
+            Dtype::F32 => bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            Dtype::F16 => bytes
+                .chunks_exact(2)
+                .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            Dtype::BF16 => bytes
+                .chunks_exact(2)
+                .map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            other => {
+                return Err(WeightError::Dtype {
+                    file: self.path.clone(),
+                    tensor: name.to_string(),
+                    found: format!("{other:?}"),
+                });
+            }
+        })
+    }
+
+    /// Upload host values in this file's precision.
+    fn upload<const D: usize>(&self, values: Vec<f32>, shape: [usize; D]) -> Tensor<D> {
+        let data = match self.precision {
+            Precision::F32 => TensorData::new(values, shape),
+            Precision::F16 => TensorData::new(
+                values.into_iter().map(f16::from_f32).collect::<Vec<_>>(),
+                shape,
+            ),
+        };
+        Tensor::from_data(data, &self.device)
+    }
+
+    /// Tensor `name` with exactly `shape`, uploaded.
+    ///
+    /// # Errors
+    /// Missing, shape or dtype errors naming this file and the tensor.
+    pub fn tensor<const D: usize>(
+        &self,
+        name: &str,
+        shape: [usize; D],
+    ) -> Result<Tensor<D>, WeightError> {
+        let v = self.host(name, &shape, false)?;
+        Ok(self.upload(v, shape))
+    }
+
+    /// Tensor `name` as f32 host values with exactly `shape` (for weights used on the CPU,
+    /// such as the token-embedding table).
+    ///
+    /// # Errors
+    /// As [`WeightFile::tensor`].
+    pub fn host_f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>, WeightError> {
+        self.host(name, shape, false)
+    }
+
+    /// A PyTorch `nn.Linear` under `prefix` (`{prefix}.weight` `[out, in]`, optional
+    /// `{prefix}.bias` `[out]`). A `[out, in, 1, 1]` 1×1-convolution weight is accepted too
+    /// (original LDM checkpoints store some projections that way).
+    ///
+    /// # Errors
+    /// Missing, shape or dtype errors naming this file and the tensor.
+    pub fn linear(
+        &self,
+        prefix: &str,
+        d_in: usize,
+        d_out: usize,
+        bias: bool,
+    ) -> Result<Linear, WeightError> {
+        let w = self.host(&format!("{prefix}.weight"), &[d_out, d_in], true)?;
+        // [out, in] → [in, out]
+        let mut t = vec![0.0f32; w.len()];
+        for o in 0..d_out {
+            for i in 0..d_in {
+                t[i * d_out + o] = w[o * d_in + i];
+            }
+        }
+        let bias = if bias {
+            Some(self.tensor(&format!("{prefix}.bias"), [d_out])?)
+        } else {
+            None
+        };
+        Ok(Linear {
+            weight: self.upload(t, [d_in, d_out]),
+            bias,
+        })
+    }
+
+    /// A PyTorch `nn.Conv2d` under `prefix` (`weight [out, in, k, k]`, `bias [out]`).
+    ///
+    /// # Errors
+    /// Missing, shape or dtype errors naming this file and the tensor.
+    pub fn conv2d(
+        &self,
+        prefix: &str,
+        c_in: usize,
+        c_out: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    ) -> Result<Conv2d, WeightError> {
+        Ok(Conv2d {
+            weight: self.tensor(
+                &format!("{prefix}.weight"),
+                [c_out, c_in, kernel, kernel],
+            )?,
+            bias: Some(self.tensor(&format!("{prefix}.bias"), [c_out])?),
+            stride,
+            padding,
+        })
+    }
+
+    /// A PyTorch `nn.GroupNorm` under `prefix` (`weight`, `bias` `[channels]`), kept in f32.
+    ///
+    /// # Errors
+    /// Missing, shape or dtype errors naming this file and the tensor.
+    pub fn group_norm(
+        &self,
+        prefix: &str,
+        groups: usize,
+        channels: usize,
+        eps: f64,
+    ) -> Result<GroupNorm, WeightError> {
+        let g = self.host(&format!("{prefix}.weight"), &[channels], false)?;
+        let b = self.host(&format!("{prefix}.bias"), &[channels], false)?;
+        Ok(GroupNorm {
+            groups,
+            eps,
+            gamma: Tensor::from_data(TensorData::new(g, [channels]), &self.device),
+            beta: Tensor::from_data(TensorData::new(b, [channels]), &self.device),
+        })
+    }
+
+    /// A PyTorch `nn.LayerNorm` under `prefix` (`weight`, `bias` `[dim]`), kept in f32.
+    ///
+    /// # Errors
+    /// Missing, shape or dtype errors naming this file and the tensor.
+    pub fn layer_norm(&self, prefix: &str, dim: usize, eps: f64) -> Result<LayerNorm, WeightError> {
+        let g = self.host(&format!("{prefix}.weight"), &[dim], false)?;
+        let b = self.host(&format!("{prefix}.bias"), &[dim], false)?;
+        Ok(LayerNorm {
+            eps,
+            gamma: Tensor::from_data(TensorData::new(g, [dim]), &self.device),
+            beta: Tensor::from_data(TensorData::new(b, [dim]), &self.device),
+        })
+    }
+}
