@@ -10,10 +10,10 @@
 
 use std::path::Path;
 
-use burn::tensor::{Device, FloatDType, Tensor, TensorData, activation::gelu, activation::sigmoid};
+use burn::tensor::{Device, FloatDType, Tensor, TensorData, activation::sigmoid};
 
 use crate::config::ClipTextConfig;
-use crate::nn::{LayerNorm, Linear, attention, causal_mask};
+use crate::nn::{LayerNorm, Linear, attention, causal_mask, gelu_exact};
 use crate::weights::{WeightError, WeightFile};
 
 /// One pre-norm transformer layer.
@@ -153,7 +153,7 @@ impl TextEncoder {
             let h = if self.quick_gelu {
                 h.clone() * sigmoid(h * 1.702)
             } else {
-                gelu(h)
+                gelu_exact(h)
             };
             x = x + l.fc2.forward(h);
         }

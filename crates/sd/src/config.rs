@@ -285,14 +285,20 @@ impl UNetConfig {
             if c % self.norm_num_groups != 0 {
                 return Err(bad(
                     "norm_num_groups",
-                    format!("block {i}: {c} channels do not split into {} groups", self.norm_num_groups),
+                    format!(
+                        "block {i}: {c} channels do not split into {} groups",
+                        self.norm_num_groups
+                    ),
                 ));
             }
         }
         if let Some(t) = &self.transformer_layers_per_block
             && t.expand(n).iter().any(|&l| l != 1)
         {
-            return Err(bad("transformer_layers_per_block", "only 1 is implemented".into()));
+            return Err(bad(
+                "transformer_layers_per_block",
+                "only 1 is implemented".into(),
+            ));
         }
         if self.act_fn != "silu" {
             return Err(bad("act_fn", format!("`{}`; only silu", self.act_fn)));
@@ -301,7 +307,10 @@ impl UNetConfig {
             return Err(bad("center_input_sample", "true is not implemented".into()));
         }
         if self.dual_cross_attention {
-            return Err(bad("dual_cross_attention", "true is not implemented".into()));
+            return Err(bad(
+                "dual_cross_attention",
+                "true is not implemented".into(),
+            ));
         }
         let only_cross = match &self.only_cross_attention {
             serde_json::Value::Null | serde_json::Value::Bool(false) => false,
@@ -309,31 +318,52 @@ impl UNetConfig {
             _ => true,
         };
         if only_cross {
-            return Err(bad("only_cross_attention", "true is not implemented".into()));
+            return Err(bad(
+                "only_cross_attention",
+                "true is not implemented".into(),
+            ));
         }
         if self.num_class_embeds.is_some() || self.class_embed_type.is_some() {
-            return Err(bad("class_embed_type", "class conditioning is not implemented".into()));
+            return Err(bad(
+                "class_embed_type",
+                "class conditioning is not implemented".into(),
+            ));
         }
         if self.addition_embed_type.is_some() {
-            return Err(bad("addition_embed_type", "not implemented (SD 2.1 has none)".into()));
+            return Err(bad(
+                "addition_embed_type",
+                "not implemented (SD 2.1 has none)".into(),
+            ));
         }
         if let Some(s) = &self.resnet_time_scale_shift
             && s != "default"
         {
-            return Err(bad("resnet_time_scale_shift", format!("`{s}`; only default")));
+            return Err(bad(
+                "resnet_time_scale_shift",
+                format!("`{s}`; only default"),
+            ));
         }
         if let Some(s) = &self.mid_block_type
             && s != "UNetMidBlock2DCrossAttn"
         {
-            return Err(bad("mid_block_type", format!("`{s}`; only UNetMidBlock2DCrossAttn")));
+            return Err(bad(
+                "mid_block_type",
+                format!("`{s}`; only UNetMidBlock2DCrossAttn"),
+            ));
         }
         if let Some(s) = &self.time_embedding_type
             && s != "positional"
         {
-            return Err(bad("time_embedding_type", format!("`{s}`; only positional")));
+            return Err(bad(
+                "time_embedding_type",
+                format!("`{s}`; only positional"),
+            ));
         }
         if self.conv_in_kernel != 3 || self.conv_out_kernel != 3 {
-            return Err(bad("conv_in_kernel", "only 3×3 input/output convolutions".into()));
+            return Err(bad(
+                "conv_in_kernel",
+                "only 3×3 input/output convolutions".into(),
+            ));
         }
         Ok(UNetArch {
             config: self,
@@ -405,16 +435,27 @@ impl VaeConfig {
         if c.block_out_channels.is_empty() {
             return Err(bad("block_out_channels", "empty".into()));
         }
-        if let Some(ch) = c.block_out_channels.iter().find(|&&ch| ch % c.norm_num_groups != 0) {
+        if let Some(ch) = c
+            .block_out_channels
+            .iter()
+            .find(|&&ch| ch % c.norm_num_groups != 0)
+        {
             return Err(bad(
                 "norm_num_groups",
-                format!("{ch} channels do not split into {} groups", c.norm_num_groups),
+                format!(
+                    "{ch} channels do not split into {} groups",
+                    c.norm_num_groups
+                ),
             ));
         }
         if c.act_fn != "silu" {
             return Err(bad("act_fn", format!("`{}`; only silu", c.act_fn)));
         }
-        if let Some(t) = c.down_block_types.iter().find(|t| *t != "DownEncoderBlock2D") {
+        if let Some(t) = c
+            .down_block_types
+            .iter()
+            .find(|t| *t != "DownEncoderBlock2D")
+        {
             return Err(bad("down_block_types", format!("`{t}` is not implemented")));
         }
         if let Some(t) = c.up_block_types.iter().find(|t| *t != "UpDecoderBlock2D") {
@@ -466,11 +507,17 @@ impl ClipTextConfig {
         if c.num_attention_heads == 0 || c.hidden_size % c.num_attention_heads != 0 {
             return Err(bad(
                 "num_attention_heads",
-                format!("{} does not divide hidden_size {}", c.num_attention_heads, c.hidden_size),
+                format!(
+                    "{} does not divide hidden_size {}",
+                    c.num_attention_heads, c.hidden_size
+                ),
             ));
         }
         if c.hidden_act != "gelu" && c.hidden_act != "quick_gelu" {
-            return Err(bad("hidden_act", format!("`{}`; expected gelu or quick_gelu", c.hidden_act)));
+            return Err(bad(
+                "hidden_act",
+                format!("`{}`; expected gelu or quick_gelu", c.hidden_act),
+            ));
         }
         Ok(c)
     }

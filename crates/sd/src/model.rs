@@ -85,7 +85,10 @@ pub fn resolve(spec: &str) -> Result<PathBuf, SdError> {
 /// [`SdError::Model`] naming the folder and the files looked for (and saying that PyTorch
 /// `.bin` pickles are not read, when only those exist).
 pub fn component_weights(dir: &Path, stem: &str) -> Result<PathBuf, SdError> {
-    for name in [format!("{stem}.safetensors"), format!("{stem}.fp16.safetensors")] {
+    for name in [
+        format!("{stem}.safetensors"),
+        format!("{stem}.fp16.safetensors"),
+    ] {
         let p = dir.join(&name);
         if p.is_file() {
             return Ok(p);

@@ -86,7 +86,9 @@ impl GroupNorm {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let dtype = x.dtype();
         let [b, c, h, w] = x.dims();
-        let x = x.cast(FloatDType::F32).reshape([b, self.groups, (c / self.groups) * h * w]);
+        let x = x
+            .cast(FloatDType::F32)
+            .reshape([b, self.groups, (c / self.groups) * h * w]);
         let (var, mean) = x.clone().var_mean_bias(2);
         let x = (x - mean) / (var + self.eps).sqrt();
         let x = x.reshape([b, c, h, w]);
@@ -124,6 +126,21 @@ impl LayerNorm {
 /// SiLU / swish, `x·σ(x)`.
 pub fn swish<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     silu(x)
+}
+
+/// Exact (erf) GELU, `x·Φ(x) = x·½(1 + erf(x/√2))` (PyTorch `F.gelu`, approximate="none").
+///
+/// burn's fused `gelu` computes the exact forward, but its backward is the derivative of the
+/// tanh approximation (burn-backend 0.22 `gelu_backward`), which is off by up to ~1e-3 and
+/// breaks gradient parity with PyTorch. On autodiff tensors this function therefore builds
+/// GELU from `erf`, whose derivative 2/√π·e^(−x²) burn differentiates exactly; plain tensors
+/// take the fused kernel.
+pub fn gelu_exact<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    if x.is_autodiff() {
+        x.clone() * ((x * std::f64::consts::FRAC_1_SQRT_2).erf() + 1.0) * 0.5
+    } else {
+        burn::tensor::activation::gelu(x)
+    }
 }
 
 /// Nearest-neighbour upsampling by 2 on both axes (PyTorch
@@ -174,7 +191,11 @@ pub fn attention(
     let cv = v.dims()[2];
     let (d, dv) = (c / heads, cv / heads);
     let dtype = q.dtype();
-    let score_dtype = if upcast { FloatDType::F32 } else { dtype.into() };
+    let score_dtype = if upcast {
+        FloatDType::F32
+    } else {
+        dtype.into()
+    };
     let split = |t: Tensor<3>, n: usize, d: usize| t.reshape([b, n, heads, d]).swap_dims(1, 2);
     let scale = 1.0 / (d as f64).sqrt();
     let q = split(q, nq, d).cast(score_dtype) * scale;

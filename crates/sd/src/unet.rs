@@ -12,11 +12,11 @@
 
 use std::path::Path;
 
-use burn::tensor::{Device, FloatDType, Tensor, TensorData, activation::gelu};
+use burn::tensor::{Device, FloatDType, Tensor, TensorData};
 
 use crate::blocks::{Downsample, ResnetBlock, ResnetSpec, Upsample};
 use crate::config::{UNetArch, UNetConfig};
-use crate::nn::{Conv2d, GroupNorm, LayerNorm, Linear, attention, swish};
+use crate::nn::{Conv2d, GroupNorm, LayerNorm, Linear, attention, gelu_exact, swish};
 use crate::weights::{WeightError, WeightFile};
 
 /// GroupNorm ε of `Transformer2DModel` (diffusers fixes it at 1e-6).
@@ -107,7 +107,12 @@ impl Transformer2D {
         // 1×1 convolutions (use_linear_projection = false) are read as linear layers:
         // WeightFile::linear accepts [out, in, 1, 1].
         Ok(Self {
-            norm: w.group_norm(&format!("{p}.norm"), cfg.norm_num_groups, c, TRANSFORMER_GN_EPS)?,
+            norm: w.group_norm(
+                &format!("{p}.norm"),
+                cfg.norm_num_groups,
+                c,
+                TRANSFORMER_GN_EPS,
+            )?,
             proj_in: w.linear(&format!("{p}.proj_in"), c, c, true)?,
             block: TransformerBlock {
                 norm1: ln("norm1")?,
@@ -138,8 +143,12 @@ impl Transformer2D {
         let g = blk.ff_in.forward(blk.norm3.forward(t.clone()));
         let half = g.dims()[2] / 2;
         let (hidden, gate) = (g.clone().narrow(2, 0, half), g.narrow(2, half, half));
-        t = t + blk.ff_out.forward(hidden * gelu(gate));
-        let t = self.proj_out.forward(t).swap_dims(1, 2).reshape([b, c, h, wd]);
+        t = t + blk.ff_out.forward(hidden * gelu_exact(gate));
+        let t = self
+            .proj_out
+            .forward(t)
+            .swap_dims(1, 2)
+            .reshape([b, c, h, wd]);
         x + t
     }
 }
@@ -226,7 +235,13 @@ impl UNet {
                         spec(if j == 0 { c_in } else { ch[i] }, ch[i], 1.0),
                     )?,
                     attn: if arch.down_attn[i] {
-                        Some(Transformer2D::load(w, &format!("{p}.attentions.{j}"), ch[i], arch.heads[i], &arch)?)
+                        Some(Transformer2D::load(
+                            w,
+                            &format!("{p}.attentions.{j}"),
+                            ch[i],
+                            arch.heads[i],
+                            &arch,
+                        )?)
                     } else {
                         None
                     },
@@ -242,12 +257,16 @@ impl UNet {
             } else {
                 None
             };
-            down.push(DownBlock { layers, down: down_s });
+            down.push(DownBlock {
+                layers,
+                down: down_s,
+            });
         }
         let top = ch[n - 1];
         let ms = cfg.mid_block_scale_factor;
         let mid_res0 = ResnetBlock::load(w, "mid_block.resnets.0", spec(top, top, ms))?;
-        let mid_attn = Transformer2D::load(w, "mid_block.attentions.0", top, arch.heads[n - 1], &arch)?;
+        let mid_attn =
+            Transformer2D::load(w, "mid_block.attentions.0", top, arch.heads[n - 1], &arch)?;
         let mid_res1 = ResnetBlock::load(w, "mid_block.resnets.1", spec(top, top, ms))?;
         let rev: Vec<usize> = ch.iter().rev().copied().collect();
         let rev_heads: Vec<usize> = arch.heads.iter().rev().copied().collect();
@@ -264,16 +283,30 @@ impl UNet {
                 let res_in = if j == 0 { prev_c } else { out_c };
                 let p = format!("up_blocks.{i}");
                 layers.push(Layer {
-                    resnet: ResnetBlock::load(w, &format!("{p}.resnets.{j}"), spec(res_in + skip, out_c, 1.0))?,
+                    resnet: ResnetBlock::load(
+                        w,
+                        &format!("{p}.resnets.{j}"),
+                        spec(res_in + skip, out_c, 1.0),
+                    )?,
                     attn: if arch.up_attn[i] {
-                        Some(Transformer2D::load(w, &format!("{p}.attentions.{j}"), out_c, rev_heads[i], &arch)?)
+                        Some(Transformer2D::load(
+                            w,
+                            &format!("{p}.attentions.{j}"),
+                            out_c,
+                            rev_heads[i],
+                            &arch,
+                        )?)
                     } else {
                         None
                     },
                 });
             }
             let up_s = if i + 1 < n {
-                Some(Upsample::load(w, &format!("up_blocks.{i}.upsamplers.0"), out_c)?)
+                Some(Upsample::load(
+                    w,
+                    &format!("up_blocks.{i}.upsamplers.0"),
+                    out_c,
+                )?)
             } else {
                 None
             };
@@ -302,7 +335,11 @@ impl UNet {
     ///
     /// # Errors
     /// Config and weight errors naming the file.
-    pub fn from_dir(dir: &Path, device: &Device, precision: crate::Precision) -> Result<Self, crate::SdError> {
+    pub fn from_dir(
+        dir: &Path,
+        device: &Device,
+        precision: crate::Precision,
+    ) -> Result<Self, crate::SdError> {
         let arch = UNetConfig::from_file(&dir.join("config.json"))?;
         let file = crate::model::component_weights(dir, "diffusion_pytorch_model")?;
         let w = WeightFile::open(&file, device, precision)?;

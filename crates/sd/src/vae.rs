@@ -27,7 +27,13 @@ struct Mid {
 }
 
 impl Mid {
-    fn load(w: &WeightFile, prefix: &str, c: usize, groups: usize, attn: bool) -> Result<Self, WeightError> {
+    fn load(
+        w: &WeightFile,
+        prefix: &str,
+        c: usize,
+        groups: usize,
+        attn: bool,
+    ) -> Result<Self, WeightError> {
         let spec = ResnetSpec {
             c_in: c,
             c_out: c,
@@ -39,7 +45,13 @@ impl Mid {
         Ok(Self {
             res0: ResnetBlock::load(w, &format!("{prefix}.resnets.0"), spec)?,
             attn: if attn {
-                Some(SpatialAttention::load(w, &format!("{prefix}.attentions.0"), c, groups, VAE_EPS)?)
+                Some(SpatialAttention::load(
+                    w,
+                    &format!("{prefix}.attentions.0"),
+                    c,
+                    groups,
+                    VAE_EPS,
+                )?)
             } else {
                 None
             },
@@ -135,11 +147,20 @@ impl Vae {
                 )?);
             }
             let down = if i + 1 < n {
-                Some(Downsample::load(w, &format!("encoder.down_blocks.{i}.downsamplers.0"), ch[i], 0)?)
+                Some(Downsample::load(
+                    w,
+                    &format!("encoder.down_blocks.{i}.downsamplers.0"),
+                    ch[i],
+                    0,
+                )?)
             } else {
                 None
             };
-            enc_levels.push(Level { resnets, down, up: None });
+            enc_levels.push(Level {
+                resnets,
+                down,
+                up: None,
+            });
         }
         let top = ch[n - 1];
         let attn = config.mid_block_add_attention;
@@ -172,14 +193,23 @@ impl Vae {
                 )?);
             }
             let up = if i + 1 < n {
-                Some(Upsample::load(w, &format!("decoder.up_blocks.{i}.upsamplers.0"), rev[i])?)
+                Some(Upsample::load(
+                    w,
+                    &format!("decoder.up_blocks.{i}.upsamplers.0"),
+                    rev[i],
+                )?)
             } else {
                 None
             };
-            dec_levels.push(Level { resnets, down: None, up });
+            dec_levels.push(Level {
+                resnets,
+                down: None,
+                up,
+            });
         }
         let dec_norm_out = w.group_norm("decoder.conv_norm_out", g, rev[n - 1], VAE_EPS)?;
-        let dec_conv_out = w.conv2d("decoder.conv_out", rev[n - 1], config.out_channels, 3, 1, 1)?;
+        let dec_conv_out =
+            w.conv2d("decoder.conv_out", rev[n - 1], config.out_channels, 3, 1, 1)?;
         Ok(Self {
             dtype: enc_conv_in.weight.dtype(),
             config,
@@ -202,7 +232,11 @@ impl Vae {
     ///
     /// # Errors
     /// Config and weight errors naming the file.
-    pub fn from_dir(dir: &Path, device: &Device, precision: crate::Precision) -> Result<Self, crate::SdError> {
+    pub fn from_dir(
+        dir: &Path,
+        device: &Device,
+        precision: crate::Precision,
+    ) -> Result<Self, crate::SdError> {
         let config = VaeConfig::from_file(&dir.join("config.json"))?;
         let file = crate::model::component_weights(dir, "diffusion_pytorch_model")?;
         let w = WeightFile::open(&file, device, precision)?;
@@ -232,7 +266,9 @@ impl Vae {
             }
         }
         let x = self.enc_mid.forward(x);
-        let x = self.enc_conv_out.forward(swish(self.enc_norm_out.forward(x)));
+        let x = self
+            .enc_conv_out
+            .forward(swish(self.enc_norm_out.forward(x)));
         let x = match &self.quant_conv {
             Some(q) => q.forward(x),
             None => x,

@@ -152,7 +152,11 @@ impl WeightFile {
             let start = data.as_ptr() as usize - base;
             index.insert(
                 name,
-                (view.dtype(), view.shape().to_vec(), start..start + data.len()),
+                (
+                    view.dtype(),
+                    view.shape().to_vec(),
+                    start..start + data.len(),
+                ),
             );
         }
         Ok(Self {
@@ -335,10 +339,7 @@ impl WeightFile {
         padding: usize,
     ) -> Result<Conv2d, WeightError> {
         Ok(Conv2d {
-            weight: self.tensor(
-                &format!("{prefix}.weight"),
-                [c_out, c_in, kernel, kernel],
-            )?,
+            weight: self.tensor(&format!("{prefix}.weight"), [c_out, c_in, kernel, kernel])?,
             bias: Some(self.tensor(&format!("{prefix}.bias"), [c_out])?),
             stride,
             padding,
