@@ -260,7 +260,7 @@ impl SchedulerConfig {
                 format!("`{v}` is not supported (only fixed_small)"),
             ));
         }
-        if self.clip_sample && !(self.clip_sample_range > 0.0) {
+        if self.clip_sample && (self.clip_sample_range.is_nan() || self.clip_sample_range <= 0.0) {
             return Err(err(
                 "clip_sample_range",
                 format!("{} is not positive", self.clip_sample_range),
