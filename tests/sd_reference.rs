@@ -148,7 +148,7 @@ fn unet_matches_diffusers_with_input_gradients_and_cfg() {
             .chunk(2, 0)
             .try_into()
             .map_err(|_| "chunk".to_string())?;
-        let guided = u.clone() + (c - u) * s;
+        let guided = sd::scheduler::cfg(u, c, s);
         check(st, model, "cfg_guided", &guided)
     });
 }
@@ -191,14 +191,13 @@ fn blocked_attention_equals_single_block() {
     };
     let (q, k, v) = (mk(1, [2, 77, 32]), mk(2, [2, 77, 32]), mk(3, [2, 77, 32]));
     let mask = sd::nn::causal_mask(77, dev);
-    let before = sd::nn::attention_budget();
     let full = sd::nn::attention(q.clone(), k.clone(), v.clone(), 4, Some(mask.clone()), false);
     // 2 batches × 4 heads × 77 keys × 4 bytes = 2464 bytes per query row: 3 rows per block.
     sd::nn::set_attention_budget(1 << 16);
     let per_row = 2 * 4 * 77 * 4;
     assert!((1 << 16) / per_row < 77, "the test budget must force several blocks");
     let blocked = sd::nn::attention(q, k, v, 4, Some(mask), false);
-    sd::nn::set_attention_budget(before);
+    sd::nn::set_attention_budget(0);
     let a = host(&full).unwrap();
     let b = host(&blocked).unwrap();
     let worst = a

@@ -13,6 +13,7 @@ use gpu::{BackendChoice, GpuContext, GpuOptions};
 use splat::{Camera, RasterizeMode, RenderOptions, SplatData, render};
 use train::output::{to_rgb8, write_gif, write_png};
 
+mod diffusion;
 mod fit;
 
 #[derive(Parser)]
@@ -43,6 +44,9 @@ enum Command {
     Render(RenderArgs),
     /// Fit splats to posed photographs (3DGS): NeRF-synthetic, instant-ngp or COLMAP.
     Fit(fit::FitArgs),
+    /// Text-to-image with a Stable Diffusion 2.x model (DDIM + CFG): the sanity check that
+    /// weights load and the port is right.
+    Sample(diffusion::SampleArgs),
     /// Benchmarks (median milliseconds of repeats).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -90,6 +94,9 @@ struct RenderArgs {
 enum BenchCommand {
     /// Rasterizer forward and backward on random splats.
     Raster(BenchRasterArgs),
+    /// U-Net forward and forward + input gradient (full-size SD 2.1-base with random weights
+    /// unless --model is given).
+    Unet(diffusion::BenchUnetArgs),
 }
 
 #[derive(Args)]
@@ -151,7 +158,9 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Render(args) => cmd_render(&ctx()?, args),
         Command::Fit(args) => fit::cmd_fit(ctx, args),
+        Command::Sample(args) => diffusion::cmd_sample(&ctx()?, args),
         Command::Bench(BenchCommand::Raster(args)) => cmd_bench_raster(&ctx()?, args),
+        Command::Bench(BenchCommand::Unet(args)) => diffusion::cmd_bench_unet(&ctx()?, args),
     }
 }
 

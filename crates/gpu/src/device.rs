@@ -161,6 +161,11 @@ fn cpu_autotune_default() {
 }
 
 impl GpuContext {
+    /// Whether the device can run f16 arithmetic in shaders (wgpu `SHADER_F16`).
+    pub fn shader_f16(&self) -> bool {
+        self.device.features().contains(wgpu::Features::SHADER_F16)
+    }
+
     /// Create the instance, pick an adapter, open a device with the adapter's own maximum limits
     /// and all its features, and register it with burn.
     ///

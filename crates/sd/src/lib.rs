@@ -20,6 +20,7 @@ pub mod clip;
 pub mod config;
 pub mod model;
 pub mod nn;
+pub mod pipeline;
 pub mod scheduler;
 pub mod tokenizer;
 pub mod unet;
@@ -40,6 +41,12 @@ pub enum SdError {
     /// A weight file is unreadable or inconsistent with its config.
     #[error(transparent)]
     Weights(#[from] weights::WeightError),
+    /// The tokenizer vocabulary could not be read or built.
+    #[error(transparent)]
+    Tokenizer(#[from] tokenizer::TokenizerError),
+    /// The scheduler config is unreadable or unsupported.
+    #[error(transparent)]
+    Scheduler(#[from] scheduler::SchedulerError),
     /// The model folder or id could not be resolved, or a component is missing.
     #[error("{0}")]
     Model(String),

@@ -152,19 +152,25 @@ pub fn upsample_nearest2x(x: Tensor<4>) -> Tensor<4> {
         .reshape([b, c, 2 * h, 2 * w])
 }
 
-/// Byte budget for one block of attention scores; see [`set_attention_budget`].
-static ATTENTION_BUDGET: AtomicU64 = AtomicU64::new(64 << 20);
+/// Byte budget for one block of attention scores; 0 = derived from the device.
+static ATTENTION_BUDGET: AtomicU64 = AtomicU64::new(0);
 
-/// Cap the bytes one block of attention scores `[B, heads, q_block, N_k]` may take. Set it
-/// below the device's storage-binding limit (lavapipe: 128 MiB); attention then processes the
-/// queries in blocks so no larger score matrix is ever allocated. Default 64 MiB.
+/// Cap the bytes one block of attention scores `[B, heads, q_block, N_k]` may take; 0 restores
+/// the default. Attention processes the queries in blocks so no larger score matrix is ever
+/// allocated.
 pub fn set_attention_budget(bytes: u64) {
-    ATTENTION_BUDGET.store(bytes.max(1 << 16), Ordering::Relaxed);
+    ATTENTION_BUDGET.store(if bytes == 0 { 0 } else { bytes.max(1 << 12) }, Ordering::Relaxed);
 }
 
-/// The current attention score budget in bytes.
+/// The attention score budget in bytes: the value set with [`set_attention_budget`], else a
+/// quarter of the device's storage-binding limit (`gpu::alloc::max_binding_size`, recorded
+/// when the device opens; lavapipe: 128 MiB → 32 MiB), at most 512 MiB. A quarter because
+/// softmax and its backward keep a few score-sized temporaries alive at once.
 pub fn attention_budget() -> u64 {
-    ATTENTION_BUDGET.load(Ordering::Relaxed)
+    match ATTENTION_BUDGET.load(Ordering::Relaxed) {
+        0 => (gpu::alloc::max_binding_size() / 4).clamp(1 << 20, 512 << 20),
+        b => b,
+    }
 }
 
 /// Multi-head scaled dot-product attention, softmax(q·kᵀ/√d + bias)·v, computed in query
@@ -202,7 +208,6 @@ pub fn attention(
     let kt = split(k, nk, d).cast(score_dtype).swap_dims(2, 3);
     let v = split(v, nk, dv);
     let elem = if score_dtype == FloatDType::F32 { 4 } else { 2 };
-    // softmax keeps a few score-sized temporaries alive; the budget covers one of them.
     let per_row = (b * heads * nk * elem) as u64;
     let block = ((attention_budget() / per_row.max(1)) as usize).clamp(1, nq);
     let mut outs = Vec::with_capacity(nq.div_ceil(block));

@@ -107,7 +107,10 @@ pub enum WeightError {
 /// One memory-mapped `.safetensors` file.
 pub struct WeightFile {
     path: PathBuf,
-    mmap: Mmap,
+    /// The mapped file; `None` for a random-weight source.
+    mmap: Option<Mmap>,
+    /// Seed of a random-weight source (see [`WeightFile::random`]).
+    random: Option<u64>,
     /// name → (dtype, shape, byte range in the whole file).
     index: HashMap<String, (Dtype, Vec<usize>, std::ops::Range<usize>)>,
     device: Device,
@@ -161,11 +164,57 @@ impl WeightFile {
         }
         Ok(Self {
             path: path.to_path_buf(),
-            mmap,
+            mmap: Some(mmap),
+            random: None,
             index,
             device: device.clone(),
             precision,
         })
+    }
+
+    /// A source that answers every tensor request with deterministic random values of the
+    /// requested shape: weights uniform with standard deviation 1/√fan_in, biases ±0.02·√3
+    /// uniform, normalisation scales 1 and shifts 0. Used to instantiate the full-size
+    /// architecture from a config alone (benchmarks, tests) when real weights are absent.
+    pub fn random(device: &Device, precision: Precision, seed: u64) -> Self {
+        Self {
+            path: PathBuf::from(format!("<random weights, seed {seed}>")),
+            mmap: None,
+            random: Some(seed),
+            index: HashMap::new(),
+            device: device.clone(),
+            precision,
+        }
+    }
+
+    /// Random values for `name` (see [`WeightFile::random`]).
+    fn random_values(seed: u64, name: &str, shape: &[usize]) -> Vec<f32> {
+        let n: usize = shape.iter().product();
+        let is_norm = ["norm", "ln_", "layer_norm"].iter().any(|k| name.contains(k));
+        if is_norm && shape.len() == 1 {
+            return vec![if name.ends_with(".weight") { 1.0 } else { 0.0 }; n];
+        }
+        let std = if name.ends_with(".bias") {
+            0.02
+        } else {
+            let fan_in = (n / shape.first().copied().unwrap_or(1).max(1)).max(1);
+            1.0 / (fan_in as f64).sqrt()
+        };
+        let mut h = seed ^ 0x9e37_79b9_7f4a_7c15;
+        for b in name.bytes() {
+            h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+        let amp = (std * 3f64.sqrt()) as f32;
+        (0..n as u64)
+            .map(|i| {
+                // splitmix64 of (name hash, index) → uniform in [−1, 1).
+                let mut z = h.wrapping_add(i.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+                z ^= z >> 31;
+                ((z >> 40) as f32 / (1u64 << 23) as f32 - 1.0) * amp
+            })
+            .collect()
     }
 
     /// The file's path.
@@ -185,7 +234,7 @@ impl WeightFile {
 
     /// Whether a tensor of this name exists.
     pub fn contains(&self, name: &str) -> bool {
-        self.index.contains_key(name)
+        self.random.is_some() || self.index.contains_key(name)
     }
 
     /// All tensor names (unordered).
@@ -201,7 +250,7 @@ impl WeightFile {
         candidates
             .iter()
             .copied()
-            .find(|c| self.index.contains_key(*c))
+            .find(|c| self.contains(c))
             .ok_or_else(|| WeightError::Missing {
                 file: self.path.clone(),
                 tensor: candidates[0].to_string(),
@@ -216,6 +265,9 @@ impl WeightFile {
     /// The values of `name` as f32 on the host, checked against `shape` (element count must
     /// match when `flexible` is set, else the exact dims).
     fn host(&self, name: &str, shape: &[usize], flexible: bool) -> Result<Vec<f32>, WeightError> {
+        if let Some(seed) = self.random {
+            return Ok(Self::random_values(seed, name, shape));
+        }
         let (dtype, found, range) = self.index.get(name).ok_or_else(|| WeightError::Missing {
             file: self.path.clone(),
             tensor: name.to_string(),
@@ -235,7 +287,10 @@ impl WeightFile {
                 found: found.clone(),
             });
         }
-        let bytes = &self.mmap[range.clone()];
+        let Some(mmap) = &self.mmap else {
+            unreachable!("a weight file without a map is a random source, answered above")
+        };
+        let bytes = &mmap[range.clone()];
         Ok(match dtype {
             Dtype::F32 => bytes
                 .chunks_exact(4)
