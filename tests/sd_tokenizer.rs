@@ -124,7 +124,10 @@ fn extra_cases_from_env() {
     };
     let path = PathBuf::from(file);
     match check_cases(tok(), &path) {
-        Ok(n) => println!("$SPLATDREAM_TOKENIZER_CASES {}: {n} prompts match", path.display()),
+        Ok(n) => println!(
+            "$SPLATDREAM_TOKENIZER_CASES {}: {n} prompts match",
+            path.display()
+        ),
         Err(e) => panic!("$SPLATDREAM_TOKENIZER_CASES: {e}"),
     }
 }

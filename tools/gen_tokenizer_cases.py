@@ -29,20 +29,22 @@ A throwaway environment:
 Paths default to the shared data next to the repository (`../shared/data/...`, relative to the
 repository root); override them with --tokenizer-dir / --prompts / --out.
 
-Known differences between the slow tokenizer and the Rust pipeline, kept out of the committed
-file (the Rust side documents the approximations; ids below are without padding):
+Known difference between the slow tokenizer and the Rust pipeline, kept out of the committed
+file: characters assigned after Unicode 14.0 (the tables of Python 3.11's `unicodedata`). The
+slow tokenizer deletes them as unassigned (category Cn); the Rust normalizer's regex tables are
+newer (Unicode 16) and keep them. Ids without padding:
 
-- A capital sigma separated from the preceding cased letter by case-ignorable characters,
-  "Α'Σ": Python's str.lower gives the final sigma ς, the Rust normalizer (fixed-length
-  lookbehind) gives σ.
-      slow [49406, 138, 109, 262, 139, 480, 49407]   rust [49406, 138, 109, 262, 139, 481, 49407]
-- An upper-case or obfuscated special token glued to punctuation, "?<|ENDOFTEXT|>": the slow
-  tokenizer lowercases it and then CLIP's regex reads "?<|" as one punctuation run (no special
-  token); `tokenizers` matches normalized special tokens before pre-tokenization (49407).
-      slow [49406, 286, 27, 655, 49407]   rust [49406, 286, 49407, 49407]
-  (slow: "?</w>", "<|</w>", "endoftext</w>", "|></w>" ... ids abbreviated here)
-- Characters assigned after Unicode 14 (Python 3.11's unicodedata): Python deletes them as
-  unassigned (Cn), Rust's regex tables know them. NFC tables of `tokenizers` are also older.
+    "🪮 hair pick (Unicode 15)"   U+1FAAE, Unicode 15.0
+        slow [49406, 2225, 3142, 263, 7648, 19639, 272, 276, 264, 49407]
+        rust [49406, 558, 103, 362, 2225, 3142, 263, 7648, 19639, 272, 276, 264, 49407]
+    "𓚜"   U+1369C, Egyptian hieroglyph, Unicode 16.0
+        slow [49406, 49407]
+        rust [49406, 172, 241, 248, 506, 49407]
+
+The reference itself moves with the Python version (3.12 has Unicode 15.0, 3.13 15.1). In a
+stress run of 5000 random strings of assigned (Unicode 14) characters mixed with the awkward
+characters of EDGE_CASES, the Rust tokenizer matched the slow one on all of them; of 3000
+drawn from all code points, the 45 mismatches all contained such newly assigned characters.
 Run with --show-excluded to print both outputs for these.
 """
 import argparse
@@ -109,12 +111,17 @@ EDGE_CASES = [
     " ".join(["a"] * 76),
     " ".join(["a"] * 74) + " !",
     " ".join(["a"] * 74) + " cat!",
+    # Final sigma across case-ignorable characters (Python's str.lower).
+    "Α'Σ ΑΣ.Σ. Σ:Σ ΣΑΣ'",
+    # Special tokens spelt otherwise: a word of CLIP's regex unless punctuation precedes them.
+    "?<|ENDOFTEXT|> x <|EndOfText|> y",
+    "a<|endof\u200btext|>b 😀<|ENDOFTEXT|> it's<|STARTOFTEXT|> !<|ENDOFTEXT|>",
 ]
 
-# Known differences (see the docstring); --show-excluded prints both outputs.
+# Known differences (see the docstring); --show-excluded prints the slow tokenizer's output.
 EXCLUDED = [
-    "Α'Σ",
-    "?<|ENDOFTEXT|>",
+    "\U0001FAAE hair pick (Unicode 15)",
+    "\U0001369C",
 ]
 
 

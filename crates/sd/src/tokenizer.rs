@@ -19,10 +19,10 @@
 //!
 //! The text pipeline reproduces the slow tokenizer step by step:
 //!
-//! 1. The special tokens are split off the raw text first: the pad token `"!"` (case-sensitive,
-//!    so every `!` becomes id 0 and never `!</w>` = 256 or a merge such as `!!`), and
-//!    `<|startoftext|>` / `<|endoftext|>` (matched after the normalization below, so also in
-//!    upper case).
+//! 1. The special tokens are split off the raw text first, case-sensitively: the pad token `"!"`
+//!    (so every `!` becomes id 0, never `!</w>` = 256 or a merge such as `!!`), `<|startoftext|>`
+//!    and `<|endoftext|>`. Other spellings of the latter two (`<|EndOfText|>`) become the
+//!    special id too where CLIP's regex reads them as one word (not after punctuation).
 //! 2. Normalization (transformers' `BasicTokenizer(strip_accents=False, do_split_on_punc=False)`,
 //!    the `ftfy` stand-in): `\t`, `\n`, `\r`, space separators, line and paragraph separators →
 //!    one space; other control, format, private-use and unassigned characters and U+FFFD are
@@ -45,7 +45,7 @@ use std::str::FromStr;
 use serde_json::{Map, Value, json};
 use thiserror::Error;
 use tokenizers::{
-    PaddingDirection, PaddingParams, PaddingStrategy, Tokenizer, TruncationDirection,
+    Model, PaddingDirection, PaddingParams, PaddingStrategy, Tokenizer, TruncationDirection,
     TruncationParams, TruncationStrategy,
 };
 
@@ -80,10 +80,10 @@ const WHITESPACE_RE: &str = r"[\t\n\r\p{Zs}\x{2028}\x{2029}]+";
 /// What `BasicTokenizer._clean_text` deletes: NUL, U+FFFD and category `C*` other than `\t\n\r`
 /// (already turned into spaces by [`WHITESPACE_RE`]). Surrogates cannot occur in a `&str`.
 const REMOVED_RE: &str = r"[\p{Cc}\p{Cf}\p{Co}\p{Cn}\x{FFFD}]";
-/// Python's `str.lower` maps a capital sigma that ends a word to `ς`: preceded by a cased letter
-/// and not followed by (case-ignorable characters and) a cased letter. Approximation: the cased
-/// letter must come right before the sigma.
-const FINAL_SIGMA_RE: &str = r"(?<=\p{Cased})Σ(?!\p{Case_Ignorable}*\p{Cased})";
+/// Python's `str.lower` maps a capital sigma that ends a word to `ς` (Unicode's Final_Sigma
+/// context): preceded by a cased letter and case-ignorable characters, and not followed by
+/// case-ignorable characters and a cased letter. `\K` keeps the match to the sigma alone.
+const FINAL_SIGMA_RE: &str = r"\p{Cased}\p{Case_Ignorable}*\KΣ(?!\p{Case_Ignorable}*\p{Cased})";
 /// The CJK ideograph blocks of `BasicTokenizer._is_chinese_char`.
 const CJK_RE: &str = r"[\x{4E00}-\x{9FFF}\x{3400}-\x{4DBF}\x{20000}-\x{2A6DF}\x{2A700}-\x{2B73F}\x{2B740}-\x{2B81F}\x{2B820}-\x{2CEAF}\x{F900}-\x{FAFF}\x{2F800}-\x{2FA1F}]";
 /// CLIP's word regex (`simple_tokenizer.py`, compiled with `re.IGNORECASE` there).
@@ -156,12 +156,9 @@ fn byte_level_chars() -> Vec<(u8, char)> {
         .filter(|&b| printable(b))
         .map(|b| (b, char::from(b)))
         .collect();
-    let mut n = 0u32;
-    for b in (0..=255u8).filter(|&b| !printable(b)) {
-        // 256 + n < 512: always a valid scalar value.
-        out.push((b, char::from_u32(256 + n).unwrap_or('\u{FFFD}')));
-        n += 1;
-    }
+    // U+0100 + n for the n-th other byte: below U+0200, always a valid scalar value.
+    let others = (0..=255u8).filter(|&b| !printable(b));
+    out.extend(others.zip('\u{100}'..));
     out
 }
 
@@ -324,21 +321,22 @@ impl Vocabulary {
     /// The `tokenizer.json` text (without truncation and padding, which
     /// [`ClipTokenizer::to_json`] adds through the `tokenizers` API).
     fn to_json(&self) -> String {
-        let added = |content: &str, normalized: bool| {
+        // The slow tokenizer splits its special tokens off the raw text, case-sensitively
+        // (`normalized: false`); see `ClipTokenizer::special_pieces` for the other spellings.
+        let added = |content: &str| {
             json!({
                 "id": self.vocab[content],
                 "content": content,
                 "single_word": false,
                 "lstrip": false,
                 "rstrip": false,
-                "normalized": normalized,
+                "normalized": false,
                 "special": true,
             })
         };
-        let mut added_tokens = vec![added(BOS_TOKEN, true), added(EOS_TOKEN, true)];
+        let mut added_tokens = vec![added(BOS_TOKEN), added(EOS_TOKEN)];
         if self.pad != BOS_TOKEN && self.pad != EOS_TOKEN {
-            // The slow tokenizer splits its special tokens off the raw text, case-sensitively.
-            added_tokens.push(added(&self.pad, false));
+            added_tokens.push(added(&self.pad));
         }
         let replace = |pattern: &str, content: &str| json!({"type": "Replace", "pattern": {"Regex": pattern}, "content": content});
         let special =
@@ -403,8 +401,8 @@ impl Vocabulary {
 
 /// The SD 2.x CLIP tokenizer: prompt → 77 token ids. See the [module documentation](self).
 ///
-/// Cheap to share (`&self` methods, `Send + Sync`); building one parses 48 894 merges (tens of
-/// milliseconds).
+/// Share one (`&self` methods, `Send + Sync`): building it parses 48 894 merges and a
+/// vocabulary of 49 408 tokens, which takes a noticeable fraction of a second in debug builds.
 #[derive(Clone)]
 pub struct ClipTokenizer {
     /// Normalizer, pre-tokenizer, BPE and BOS/EOS post-processor; no truncation or padding.
@@ -413,6 +411,8 @@ pub struct ClipTokenizer {
     eos_id: u32,
     pad_id: u32,
     pad_token: String,
+    /// BPE ids of the words `<|startoftext|>` and `<|endoftext|>` with their special ids.
+    special_pieces: Vec<(Vec<u32>, u32)>,
 }
 
 impl std::fmt::Debug for ClipTokenizer {
@@ -493,11 +493,34 @@ impl ClipTokenizer {
                 .token_to_id(token)
                 .ok_or_else(|| build_err(format!("no id for {token:?}")))
         };
+        let bos_id = id(BOS_TOKEN)?;
+        let eos_id = id(EOS_TOKEN)?;
+        // A special token that is not in the raw text literally but appears after normalization
+        // (`<|EndOfText|>`, or with a zero-width space inside) is a word of CLIP's regex, which
+        // the slow tokenizer's BPE cache maps to the special token, unless punctuation right
+        // before it swallowed the `<|`. The BPE pieces of that word cannot come from any other
+        // word (they mix punctuation and letters, and only the last ends in `</w>`), so
+        // replacing them by the special id afterwards is exact.
+        let mut special_pieces = vec![];
+        for (token, special_id) in [(BOS_TOKEN, bos_id), (EOS_TOKEN, eos_id)] {
+            let pieces = inner
+                .get_model()
+                .tokenize(token)
+                .map_err(|e| build_err(format!("BPE of {token:?}: {e}")))?;
+            let only_last_ends_word = pieces
+                .iter()
+                .enumerate()
+                .all(|(i, p)| p.value.ends_with("</w>") == (i + 1 == pieces.len()));
+            if pieces.len() > 1 && only_last_ends_word {
+                special_pieces.push((pieces.iter().map(|p| p.id).collect(), special_id));
+            }
+        }
         Ok(Self {
-            bos_id: id(BOS_TOKEN)?,
-            eos_id: id(EOS_TOKEN)?,
+            bos_id,
+            eos_id,
             pad_id: id(&vocab.pad)?,
             pad_token: vocab.pad.clone(),
+            special_pieces,
             inner,
         })
     }
@@ -537,7 +560,8 @@ impl ClipTokenizer {
         self.inner.token_to_id(token)
     }
 
-    /// The `tokenizers` tokenizer underneath: BOS/EOS added, no truncation, no padding.
+    /// The `tokenizers` tokenizer underneath: BOS/EOS added, no truncation, no padding, and
+    /// no mapping of non-literal special-token spellings (see [`Self::to_json`]).
     pub fn inner(&self) -> &Tokenizer {
         &self.inner
     }
@@ -587,6 +611,15 @@ impl ClipTokenizer {
     /// Truncates `[BOS, tokens…, EOS]` to 77 with EOS last, then pads.
     fn finish(&self, with_specials: &[u32]) -> Encoded {
         let mut ids = with_specials.to_vec();
+        for (pieces, special_id) in &self.special_pieces {
+            let mut i = 0;
+            while i + pieces.len() <= ids.len() {
+                if ids[i..i + pieces.len()] == pieces[..] {
+                    ids.splice(i..i + pieces.len(), [*special_id]);
+                }
+                i += 1;
+            }
+        }
         let dropped = ids.len().saturating_sub(MAX_LENGTH);
         if dropped > 0 {
             ids.truncate(MAX_LENGTH - 1);
@@ -599,7 +632,9 @@ impl ClipTokenizer {
     /// The equivalent self-contained `tokenizer.json` text: this tokenizer with truncation to
     /// 77 and padding to 77 with the pad token, as `tokenizers`' `Tokenizer::from_str` or
     /// Python's `Tokenizer.from_str` / `PreTrainedTokenizerFast(tokenizer_file=…)` load it.
-    /// `encode(prompt, add_special_tokens=true)` on it gives the ids of [`Self::encode`].
+    /// `encode(prompt, add_special_tokens=true)` on it gives the ids of [`Self::encode`], except
+    /// for `<|startoftext|>` / `<|endoftext|>` spelt otherwise than literally (other case,
+    /// removed characters inside), which it leaves as BPE pieces.
     pub fn to_json(&self, pretty: bool) -> Result<String, TokenizerError> {
         let err = |e: tokenizers::Error| TokenizerError::Build {
             path: PathBuf::from("tokenizer.json"),
