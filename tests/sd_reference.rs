@@ -216,3 +216,51 @@ fn blocked_attention_equals_single_block() {
         }
     }
 }
+
+/// f16 compute (where the adapter has SHADER_F16) stays close to the float64 reference: every
+/// output within `F16_TOL·max|ref|`. f16 keeps ~3 significant digits, and errors grow through
+/// the 23-layer text encoder and the U-Net's ~70 layers, so this is a looser bound than f32's.
+#[test]
+fn f16_compute_is_close_to_reference() {
+    const F16_TOL: f64 = 3e-2;
+    if !gpu().shader_f16() {
+        println!("note: adapter lacks SHADER_F16; f16 compute not tested");
+        return;
+    }
+    let close = |case: &Path, name: &str, got: &[f32], want: &[f64]| -> Result<(), String> {
+        let max_ref = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let worst = got
+            .iter()
+            .zip(want)
+            .map(|(g, w)| if g.is_finite() { (*g as f64 - w).abs() } else { f64::INFINITY })
+            .fold(0.0f64, f64::max);
+        println!("{}: f16 {name}: worst |err| {:.2e} = {:.4}·max|ref|", case.display(), worst, worst / max_ref);
+        if worst > F16_TOL * max_ref {
+            return Err(format!("f16 {name}: worst |err| {worst:.3e} > {F16_TOL}·max|ref| ({max_ref:.3e})"));
+        }
+        Ok(())
+    };
+    run_all("text_encoder", |model, st| {
+        let enc = TextEncoder::from_dir(model, &gpu().burn, Precision::F16).map_err(|e| e.to_string())?;
+        let (ids, shape) = f64s(st, "input_ids")?;
+        let ids: Vec<Vec<u32>> = ids.chunks(shape[1]).map(|r| r.iter().map(|&x| x as u32).collect()).collect();
+        let out = host(&enc.forward(&ids)?)?;
+        close(model, "last_hidden_state", &out, &reference(st, "last_hidden_state")?)
+    });
+    run_all("unet", |model, st| {
+        let unet = UNet::from_dir(model, &gpu().burn, Precision::F16).map_err(|e| e.to_string())?;
+        let out = unet.forward(
+            upload::<4>(st, "latents")?,
+            &f64s(st, "timesteps")?.0,
+            upload::<3>(st, "encoder_hidden_states")?,
+        );
+        close(model, "out", &host(&out)?, &reference(st, "out")?)
+    });
+    run_all("vae", |model, st| {
+        let vae = Vae::from_dir(model, &gpu().burn, Precision::F16).map_err(|e| e.to_string())?;
+        let post = vae.encode(upload::<4>(st, "image")?);
+        close(model, "mean", &host(&post.mean)?, &reference(st, "mean")?)?;
+        let dec = vae.decode(upload::<4>(st, "z")?);
+        close(model, "decoded", &host(&dec)?, &reference(st, "decoded")?)
+    });
+}

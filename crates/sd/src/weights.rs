@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{DType, Device, Tensor, TensorData};
 use half::{bf16, f16};
 use memmap2::Mmap;
 use safetensors::{Dtype, SafeTensors};
@@ -316,14 +316,18 @@ impl WeightFile {
 
     /// Upload host values in this file's precision.
     fn upload<const D: usize>(&self, values: Vec<f32>, shape: [usize; D]) -> Tensor<D> {
-        let data = match self.precision {
-            Precision::F32 => TensorData::new(values, shape),
-            Precision::F16 => TensorData::new(
-                values.into_iter().map(f16::from_f32).collect::<Vec<_>>(),
-                shape,
+        match self.precision {
+            Precision::F32 => Tensor::from_data(TensorData::new(values, shape), &self.device),
+            // The dtype must be given at creation: burn converts data to the device's default
+            // float type (f32) otherwise.
+            Precision::F16 => Tensor::from_data(
+                TensorData::new(
+                    values.into_iter().map(f16::from_f32).collect::<Vec<_>>(),
+                    shape,
+                ),
+                (&self.device, DType::F16),
             ),
-        };
-        Tensor::from_data(data, &self.device)
+        }
     }
 
     /// Tensor `name` with exactly `shape`, uploaded.
