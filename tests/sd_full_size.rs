@@ -25,7 +25,10 @@ fn shared_config(variant: &str, component: &str) -> Option<PathBuf> {
     if p.is_file() {
         Some(p)
     } else {
-        println!("note: {} absent; using the shipped copy where there is one", p.display());
+        println!(
+            "note: {} absent; using the shipped copy where there is one",
+            p.display()
+        );
         None
     }
 }
@@ -46,7 +49,11 @@ fn full_size_sd21_runs_from_published_configs() {
     let unet_cfg = shared_config("base", "unet")
         .unwrap_or_else(|| root().join("assets/sd21/base-unet-config.json"));
     let arch = UNetConfig::from_file(&unet_cfg).unwrap();
-    assert_eq!(arch.heads, vec![5, 10, 20, 20], "heads per block from the config");
+    assert_eq!(
+        arch.heads,
+        vec![5, 10, 20, 20],
+        "heads per block from the config"
+    );
     let unet = UNet::load(arch, &w).unwrap();
     let lat = sd::pipeline::gaussian([1, 4, 8, 8], 1, dev);
     let ctx = sd::pipeline::gaussian([1, 77, 1024], 2, dev);
@@ -96,16 +103,18 @@ fn sd_size_attention_stays_under_the_binding_limit() {
         sd::nn::attention_budget() >> 20
     );
     assert!(sd::nn::attention_budget() < limit);
-    let gen = |seed: u64| -> Vec<f32> {
+    let random = |seed: u64| -> Vec<f32> {
         let mut s = seed;
         (0..n * c)
             .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
             })
             .collect()
     };
-    let (q, k, v) = (gen(1), gen(2), gen(3));
+    let (q, k, v) = (random(1), random(2), random(3));
     let up = |x: &Vec<f32>| Tensor::<3>::from_data(TensorData::new(x.clone(), [1, n, c]), dev);
     let out = sd::nn::attention(up(&q), up(&k), up(&v), heads, None, false);
     let got = host(&out).unwrap();
@@ -117,7 +126,10 @@ fn sd_size_attention_stays_under_the_binding_limit() {
             let scores: Vec<f64> = (0..n)
                 .map(|j| {
                     let kj = &k[j * c + h * d..j * c + (h + 1) * d];
-                    qi.iter().zip(kj).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>()
+                    qi.iter()
+                        .zip(kj)
+                        .map(|(a, b)| *a as f64 * *b as f64)
+                        .sum::<f64>()
                         / (d as f64).sqrt()
                 })
                 .collect();
@@ -125,7 +137,9 @@ fn sd_size_attention_stays_under_the_binding_limit() {
             let e: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
             let z: f64 = e.iter().sum();
             for dd in 0..d {
-                let want: f64 = (0..n).map(|j| e[j] / z * v[j * c + h * d + dd] as f64).sum();
+                let want: f64 = (0..n)
+                    .map(|j| e[j] / z * v[j * c + h * d + dd] as f64)
+                    .sum();
                 let g = got[row * c + h * d + dd] as f64;
                 assert!(
                     (g - want).abs() < 1e-4,

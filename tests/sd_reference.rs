@@ -75,7 +75,11 @@ fn check<const D: usize>(
     let want = reference(st, name)?;
     let got = host(got)?;
     let r = compare(name, &got, &want)?;
-    println!("{}: {name} ok (worst {:.3} of tolerance)", case.display(), r);
+    println!(
+        "{}: {name} ok (worst {:.3} of tolerance)",
+        case.display(),
+        r
+    );
     Ok(())
 }
 
@@ -97,7 +101,11 @@ fn run_all(component: &str, run: impl Fn(&Path, &SafeTensors) -> Result<(), Stri
             .map_err(|e| e.to_string())
             .and_then(|st| run(model, &st));
         if let Err(e) = res {
-            failures.push(format!("{} (model {}): {e}", case.display(), model.display()));
+            failures.push(format!(
+                "{} (model {}): {e}",
+                case.display(),
+                model.display()
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -106,8 +114,8 @@ fn run_all(component: &str, run: impl Fn(&Path, &SafeTensors) -> Result<(), Stri
 #[test]
 fn text_encoder_matches_transformers() {
     run_all("text_encoder", |model, st| {
-        let enc = TextEncoder::from_dir(model, &gpu().burn, Precision::F32)
-            .map_err(|e| e.to_string())?;
+        let enc =
+            TextEncoder::from_dir(model, &gpu().burn, Precision::F32).map_err(|e| e.to_string())?;
         let (ids, shape) = f64s(st, "input_ids")?;
         let n = shape[1];
         let ids: Vec<Vec<u32>> = ids
@@ -122,8 +130,7 @@ fn text_encoder_matches_transformers() {
 #[test]
 fn unet_matches_diffusers_with_input_gradients_and_cfg() {
     run_all("unet", |model, st| {
-        let unet =
-            UNet::from_dir(model, &gpu().burn, Precision::F32).map_err(|e| e.to_string())?;
+        let unet = UNet::from_dir(model, &gpu().burn, Precision::F32).map_err(|e| e.to_string())?;
         let latents = upload::<4>(st, "latents")?.autodiff().require_grad();
         let ctx = upload::<3>(st, "encoder_hidden_states")?
             .autodiff()
@@ -133,9 +140,13 @@ fn unet_matches_diffusers_with_input_gradients_and_cfg() {
         check(st, model, "out", &out)?;
         let g = upload::<4>(st, "grad_g")?;
         let grads = (out * g.autodiff()).sum().backward();
-        let gl = latents.grad(&grads).ok_or("no gradient reached the latents")?;
+        let gl = latents
+            .grad(&grads)
+            .ok_or("no gradient reached the latents")?;
         check(st, model, "grad_latents", &gl)?;
-        let gc = ctx.grad(&grads).ok_or("no gradient reached the text embedding")?;
+        let gc = ctx
+            .grad(&grads)
+            .ok_or("no gradient reached the text embedding")?;
         check(st, model, "grad_encoder_hidden_states", &gc)?;
 
         // Classifier-free guidance: uncond and cond in one batch of 2.
@@ -191,11 +202,21 @@ fn blocked_attention_equals_single_block() {
     };
     let (q, k, v) = (mk(1, [2, 77, 32]), mk(2, [2, 77, 32]), mk(3, [2, 77, 32]));
     let mask = sd::nn::causal_mask(77, dev);
-    let full = sd::nn::attention(q.clone(), k.clone(), v.clone(), 4, Some(mask.clone()), false);
+    let full = sd::nn::attention(
+        q.clone(),
+        k.clone(),
+        v.clone(),
+        4,
+        Some(mask.clone()),
+        false,
+    );
     // 2 batches × 4 heads × 77 keys × 4 bytes = 2464 bytes per query row: 3 rows per block.
     sd::nn::set_attention_budget(1 << 16);
     let per_row = 2 * 4 * 77 * 4;
-    assert!((1 << 16) / per_row < 77, "the test budget must force several blocks");
+    assert!(
+        (1 << 16) / per_row < 77,
+        "the test budget must force several blocks"
+    );
     let blocked = sd::nn::attention(q, k, v, 4, Some(mask), false);
     sd::nn::set_attention_budget(0);
     let a = host(&full).unwrap();
@@ -232,20 +253,42 @@ fn f16_compute_is_close_to_reference() {
         let worst = got
             .iter()
             .zip(want)
-            .map(|(g, w)| if g.is_finite() { (*g as f64 - w).abs() } else { f64::INFINITY })
+            .map(|(g, w)| {
+                if g.is_finite() {
+                    (*g as f64 - w).abs()
+                } else {
+                    f64::INFINITY
+                }
+            })
             .fold(0.0f64, f64::max);
-        println!("{}: f16 {name}: worst |err| {:.2e} = {:.4}·max|ref|", case.display(), worst, worst / max_ref);
+        println!(
+            "{}: f16 {name}: worst |err| {:.2e} = {:.4}·max|ref|",
+            case.display(),
+            worst,
+            worst / max_ref
+        );
         if worst > F16_TOL * max_ref {
-            return Err(format!("f16 {name}: worst |err| {worst:.3e} > {F16_TOL}·max|ref| ({max_ref:.3e})"));
+            return Err(format!(
+                "f16 {name}: worst |err| {worst:.3e} > {F16_TOL}·max|ref| ({max_ref:.3e})"
+            ));
         }
         Ok(())
     };
     run_all("text_encoder", |model, st| {
-        let enc = TextEncoder::from_dir(model, &gpu().burn, Precision::F16).map_err(|e| e.to_string())?;
+        let enc =
+            TextEncoder::from_dir(model, &gpu().burn, Precision::F16).map_err(|e| e.to_string())?;
         let (ids, shape) = f64s(st, "input_ids")?;
-        let ids: Vec<Vec<u32>> = ids.chunks(shape[1]).map(|r| r.iter().map(|&x| x as u32).collect()).collect();
+        let ids: Vec<Vec<u32>> = ids
+            .chunks(shape[1])
+            .map(|r| r.iter().map(|&x| x as u32).collect())
+            .collect();
         let out = host(&enc.forward(&ids)?)?;
-        close(model, "last_hidden_state", &out, &reference(st, "last_hidden_state")?)
+        close(
+            model,
+            "last_hidden_state",
+            &out,
+            &reference(st, "last_hidden_state")?,
+        )
     });
     run_all("unet", |model, st| {
         let unet = UNet::from_dir(model, &gpu().burn, Precision::F16).map_err(|e| e.to_string())?;

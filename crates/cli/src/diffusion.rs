@@ -86,8 +86,10 @@ pub fn cmd_sample(ctx: &GpuContext, a: SampleArgs) -> Result<()> {
         height: a.height.unwrap_or(side),
     };
     let bar = indicatif::ProgressBar::new(opts.steps as u64).with_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} steps  {elapsed} (eta {eta})")
-            .expect("static template"),
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} steps  {elapsed} (eta {eta})",
+        )
+        .expect("static template"),
     );
     let t1 = Instant::now();
     let image = model.txt2img(&opts, |i, _| bar.set_position(i as u64))?;
@@ -167,7 +169,10 @@ pub fn cmd_bench_unet(ctx: &GpuContext, a: BenchUnetArgs) -> Result<()> {
         }
         (None, cfg) => {
             let (arch, src) = match cfg {
-                Some(path) => (sd::config::UNetConfig::from_file(path)?, path.display().to_string()),
+                Some(path) => (
+                    sd::config::UNetConfig::from_file(path)?,
+                    path.display().to_string(),
+                ),
                 None => {
                     let text = include_str!("../../../assets/sd21/base-unet-config.json");
                     let c: sd::config::UNetConfig = serde_json::from_str(text)

@@ -504,7 +504,7 @@ impl ClipTextConfig {
             field: field.into(),
             detail,
         };
-        if c.num_attention_heads == 0 || c.hidden_size % c.num_attention_heads != 0 {
+        if c.num_attention_heads == 0 || !c.hidden_size.is_multiple_of(c.num_attention_heads) {
             return Err(bad(
                 "num_attention_heads",
                 format!(

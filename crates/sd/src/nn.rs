@@ -159,7 +159,10 @@ static ATTENTION_BUDGET: AtomicU64 = AtomicU64::new(0);
 /// the default. Attention processes the queries in blocks so no larger score matrix is ever
 /// allocated.
 pub fn set_attention_budget(bytes: u64) {
-    ATTENTION_BUDGET.store(if bytes == 0 { 0 } else { bytes.max(1 << 12) }, Ordering::Relaxed);
+    ATTENTION_BUDGET.store(
+        if bytes == 0 { 0 } else { bytes.max(1 << 12) },
+        Ordering::Relaxed,
+    );
 }
 
 /// The attention score budget in bytes: the value set with [`set_attention_budget`], else a

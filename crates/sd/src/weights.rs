@@ -190,7 +190,9 @@ impl WeightFile {
     /// Random values for `name` (see [`WeightFile::random`]).
     fn random_values(seed: u64, name: &str, shape: &[usize]) -> Vec<f32> {
         let n: usize = shape.iter().product();
-        let is_norm = ["norm", "ln_", "layer_norm"].iter().any(|k| name.contains(k));
+        let is_norm = ["norm", "ln_", "layer_norm"]
+            .iter()
+            .any(|k| name.contains(k));
         if is_norm && shape.len() == 1 {
             return vec![if name.ends_with(".weight") { 1.0 } else { 0.0 }; n];
         }
