@@ -55,6 +55,23 @@ fn full_size_sd21_runs_from_published_configs() {
         "heads per block from the config"
     );
     let unet = UNet::load(arch, &w).unwrap();
+    // SD 2.1 (768, v-prediction) differs only in config: the same code reads it.
+    if let Some(p) = shared_config("768v", "unet") {
+        let v = UNetConfig::from_file(&p).unwrap();
+        assert!(v.config.upcast_attention);
+        assert_eq!(v.config.sample_size, Some(96));
+        let s = p
+            .parent()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .join("scheduler/scheduler_config.json");
+        let sched = sd::scheduler::NoiseSchedule::from_file(&s).unwrap();
+        assert_eq!(
+            sched.config().prediction_type,
+            sd::scheduler::PredictionType::VPrediction
+        );
+    }
     let lat = sd::pipeline::gaussian([1, 4, 8, 8], 1, dev);
     let ctx = sd::pipeline::gaussian([1, 77, 1024], 2, dev);
     let out = unet.forward(lat, &[981.0], ctx);

@@ -250,8 +250,6 @@ fn wrong_shape_names_file_tensor_and_both_shapes() {
 /// A Linear weight stored transposed (`[in, out]` instead of PyTorch's `[out, in]`, same
 /// element count) must be rejected, not silently loaded with its values scrambled.
 #[test]
-#[ignore = "library bug: WeightFile::linear accepts any shape with the right element count \
-            (crates/sd/src/weights.rs, `host(.., true)` in `linear`); run with --ignored once fixed"]
 fn transposed_linear_weight_is_rejected() {
     let _g = shared();
     let (_t, m) = copy_model("tiny-eps", Some("unet"), "transposed");
@@ -468,8 +466,6 @@ fn bad_configs_name_file_and_field() {
 /// A field of the wrong JSON type: serde_json alone reports only line and column, so the
 /// message must still name the field.
 #[test]
-#[ignore = "library gap: config::read_json passes serde_json's message through, which gives \
-            only line and column for a wrong-type field; run with --ignored once fixed"]
 fn wrong_type_config_field_is_named() {
     let (_t, m) = copy_model("tiny-eps", Some("unet"), "config-type");
     let unet = m.join("unet/config.json");

@@ -49,9 +49,17 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
         file: path.to_path_buf(),
         source,
     })?;
-    serde_json::from_str(&text).map_err(|e| ConfigError::Parse {
-        file: path.to_path_buf(),
-        detail: e.to_string(),
+    serde_json::from_str(&text).map_err(|e| {
+        // serde_json gives line and column only; quote the line so the field is visible.
+        let line = text
+            .lines()
+            .nth(e.line().saturating_sub(1))
+            .map(|l| format!(" (`{}`)", l.trim()))
+            .unwrap_or_default();
+        ConfigError::Parse {
+            file: path.to_path_buf(),
+            detail: format!("{e}{line}"),
+        }
     })
 }
 

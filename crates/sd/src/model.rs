@@ -10,7 +10,8 @@ use sha2::{Digest, Sha256};
 use crate::SdError;
 
 /// The Hugging Face hub cache directory: `$HF_HUB_CACHE`, else `$HF_HOME/hub`, else
-/// `~/.cache/huggingface/hub` (the order `huggingface_hub` uses).
+/// `$XDG_CACHE_HOME/huggingface/hub`, else `~/.cache/huggingface/hub` (the order
+/// `huggingface_hub` uses).
 pub fn hf_hub_cache() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("HF_HUB_CACHE") {
         return Some(PathBuf::from(p));
@@ -50,7 +51,7 @@ pub fn resolve(spec: &str) -> Result<PathBuf, SdError> {
     }
     let Some(cache) = hf_hub_cache() else {
         return Err(SdError::Model(format!(
-            "{spec}: no HF cache directory (HF_HOME, HF_HUB_CACHE and HOME are unset); {how}"
+            "{spec}: no HF cache directory (HF_HUB_CACHE, HF_HOME, XDG_CACHE_HOME and HOME are unset); {how}"
         )));
     };
     let repo = cache.join(format!("models--{}--{}", parts[0], parts[1]));

@@ -264,9 +264,9 @@ impl WeightFile {
             })
     }
 
-    /// The values of `name` as f32 on the host, checked against `shape` (element count must
-    /// match when `flexible` is set, else the exact dims).
-    fn host(&self, name: &str, shape: &[usize], flexible: bool) -> Result<Vec<f32>, WeightError> {
+    /// The values of `name` as f32 on the host, checked against `shape` (exact dims; with
+    /// `one_by_one` a `shape ++ [1, 1]` 1×1-convolution weight is accepted too).
+    fn host(&self, name: &str, shape: &[usize], one_by_one: bool) -> Result<Vec<f32>, WeightError> {
         if let Some(seed) = self.random {
             return Ok(Self::random_values(seed, name, shape));
         }
@@ -275,12 +275,11 @@ impl WeightFile {
             tensor: name.to_string(),
             hint: String::new(),
         })?;
-        let numel = |s: &[usize]| s.iter().product::<usize>();
-        let ok = if flexible {
-            numel(found) == numel(shape)
-        } else {
-            found == shape
-        };
+        let ok = found.as_slice() == shape
+            || (one_by_one
+                && found.len() == shape.len() + 2
+                && found[..shape.len()] == *shape
+                && found[shape.len()..] == [1, 1]);
         if !ok {
             return Err(WeightError::Shape {
                 file: self.path.clone(),
