@@ -1,0 +1,208 @@
+//! Score-distillation guidance: the only crate that speaks both the diffusion vocabulary (`sd`)
+//! and the 3D one (`splat` cameras), through one [`Guidance`] trait.
+//!
+//! One step of every method (docs/methods.md §0): render → VAE encode `z` (with gradient) →
+//! sample `t`, `ε` → `z_t = α_t z + σ_t ε` → U-Net with classifier-free guidance (no gradient)
+//! → the method's gradient `g` on the latents → inject with the pseudo-loss
+//! `½‖z − sg(z − g)‖²` ([`inject`]), whose gradient with respect to `z` is exactly `g`.
+//!
+//! - [`Guidance`], [`GuidanceInput`], [`GuidanceOutput`], [`Prior`]: the seam to `train`.
+//! - [`sds`]: DreamFusion's SDS with the common weightings.
+//! - [`timesteps`]: timestep samplers (uniform, LucidDreamer's annealed range).
+//! - [`cameras`]: random cameras around the object (LucidDreamer/threestudio ranges).
+//! - [`prompts`]: view-dependent prompt suffixes and their azimuth interpolation.
+//!
+//! Conventions: latents are `[B, 4, h, w]`, **scaled** by the VAE's `scaling_factor`; timesteps
+//! are integers in `0..T` of the model's schedule; CFG is form A (`ε̂_∅ + s(ε̂_y − ε̂_∅)`) with
+//! scales stated in form A; every prediction is converted to ε before a method sees it.
+
+pub mod cameras;
+pub mod prompts;
+pub mod sds;
+pub mod timesteps;
+
+use burn::tensor::{Device, Tensor};
+use sd::UNet;
+use sd::scheduler::NoiseSchedule;
+use serde::{Deserialize, Serialize};
+
+pub use sds::{Sds, SdsConfig, Weighting};
+
+/// Errors of a guidance step.
+#[derive(Debug, thiserror::Error)]
+pub enum DistillError {
+    /// Inputs of inconsistent shapes or counts (a programming or configuration error).
+    #[error("guidance input: {0}")]
+    Input(String),
+    /// A setting is out of range; names the setting.
+    #[error("guidance setting `{name}`: {detail}")]
+    Setting {
+        /// The setting's name as in the config file.
+        name: String,
+        /// What is wrong.
+        detail: String,
+    },
+}
+
+/// The frozen diffusion prior a guidance queries: the U-Net and its noise schedule (which also
+/// knows whether the U-Net predicts ε or v).
+#[derive(Clone, Copy)]
+pub struct Prior<'a> {
+    /// The denoiser.
+    pub unet: &'a UNet,
+    /// ᾱ_t and the prediction type.
+    pub schedule: &'a NoiseSchedule,
+}
+
+impl Prior<'_> {
+    /// ε̂ with classifier-free guidance (form A, scale `s`) for `z_t [B, 4, h, w]` at per-sample
+    /// `t`, conditioning `cond [B, 77, D]` and unconditional/negative `uncond [B, 77, D]`: one
+    /// batched U-Net forward of 2B, converted to ε when the model predicts v. Plain (no
+    /// gradient) tensors in and out; returns `(ε̂_cfg, ε̂_cond, ε̂_uncond)`.
+    pub fn eps_cfg(
+        &self,
+        z_t: Tensor<4>,
+        t: &[usize],
+        cond: Tensor<3>,
+        uncond: Tensor<3>,
+        scale: f64,
+    ) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
+        let b = z_t.dims()[0];
+        let z_t = z_t.detach();
+        let tf: Vec<f64> = t.iter().chain(t.iter()).map(|&x| x as f64).collect();
+        let both = Tensor::cat(vec![z_t.clone(), z_t.clone()], 0);
+        let out = self
+            .unet
+            .forward(both, &tf, Tensor::cat(vec![uncond, cond], 0))
+            .detach();
+        let t2: Vec<usize> = t.iter().chain(t.iter()).copied().collect();
+        let zz = Tensor::cat(vec![z_t.clone(), z_t], 0);
+        let eps = self.schedule.to_epsilon(out, zz, &t2);
+        let u = eps.clone().narrow(0, 0, b);
+        let c = eps.narrow(0, b, b);
+        (sd::scheduler::cfg(u.clone(), c.clone(), scale), c, u)
+    }
+}
+
+/// What a guidance sees in one step.
+#[derive(Clone, Debug)]
+pub struct GuidanceInput {
+    /// `z [B, 4, h, w]`, the (scaled) VAE latents of the renders, detached.
+    pub latents: Tensor<4>,
+    /// Per-sample integer timesteps, length B.
+    pub timesteps: Vec<usize>,
+    /// `ε [B, 4, h, w]` ~ N(0, I), the noise added to form `z_t`.
+    pub noise: Tensor<4>,
+    /// `[B, 77, D]` text embeddings of the (view-dependent) prompt.
+    pub cond: Tensor<3>,
+    /// `[B, 77, D]` embeddings of the unconditional or negative prompt.
+    pub uncond: Tensor<3>,
+    /// The optimisation step (0-based), for methods with schedules.
+    pub step: usize,
+}
+
+impl GuidanceInput {
+    /// `z_t = α_t z + σ_t ε` (plain tensors).
+    pub fn noisy(&self, schedule: &NoiseSchedule) -> Tensor<4> {
+        schedule.add_noise(
+            self.latents.clone().detach(),
+            self.noise.clone(),
+            &self.timesteps,
+        )
+    }
+}
+
+/// What a guidance returns.
+#[derive(Clone, Debug)]
+pub struct GuidanceOutput {
+    /// `g [B, 4, h, w]`, the gradient to inject into the latents (no autodiff graph).
+    pub grad: Tensor<4>,
+    /// Scalars to log (name, value), e.g. an auxiliary network's loss. Host values.
+    pub stats: Vec<(&'static str, f64)>,
+}
+
+/// A score-distillation method. Implementations own their settings and any auxiliary network
+/// (trained inside [`Guidance::gradient`] on the same sample, as DreamMapping's ℳψ).
+pub trait Guidance {
+    /// Short name (`sds`, `vdm`, …) as used by `--method`.
+    fn name(&self) -> &'static str;
+
+    /// The CFG scale (form A) this method queries the prior with.
+    fn cfg_scale(&self) -> f64;
+
+    /// The gradient on the latents for one step.
+    ///
+    /// # Errors
+    /// [`DistillError::Input`] on inconsistent input shapes.
+    fn gradient(
+        &mut self,
+        prior: &Prior<'_>,
+        input: &GuidanceInput,
+    ) -> Result<GuidanceOutput, DistillError>;
+
+    /// Named tensors of the method's learnable state (for checkpoints), flattened to host f32
+    /// with their shapes. Default: none.
+    fn state(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+        vec![]
+    }
+
+    /// Restore what [`Guidance::state`] returned.
+    ///
+    /// # Errors
+    /// [`DistillError::Input`] naming a missing or mis-shaped entry.
+    fn load_state(&mut self, state: &[(String, Vec<usize>, Vec<f32>)]) -> Result<(), DistillError> {
+        let _ = state;
+        Ok(())
+    }
+}
+
+/// The SDS pseudo-loss `½‖z − sg(z − g)‖²` summed over all elements: its gradient with respect
+/// to the autodiff latents `z` is exactly `g` (docs/methods.md §0, "SDS pseudo-loss trick").
+/// Non-finite entries of `g` are replaced by 0 first (as the reference codes' `nan_to_num`).
+pub fn inject(z: Tensor<4>, g: Tensor<4>) -> Tensor<1> {
+    let g = g.detach();
+    let g = g.clone().mask_fill(g.clone().is_nan(), 0.0);
+    let g = g.clone().mask_fill(g.clone().is_inf(), 0.0);
+    let target = (z.clone().detach() - g).detach();
+    (z - target).square().sum() * 0.5
+}
+
+/// Which method and its settings (`[guidance]` of the generate config; `--method`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GuidanceConfig {
+    /// `sds` or `vdm` (DreamMapping VDM + DCA).
+    pub method: String,
+    /// SDS settings (also the CFG scale and weighting used when `method = "sds"`).
+    pub sds: SdsConfig,
+}
+
+impl Default for GuidanceConfig {
+    fn default() -> Self {
+        Self {
+            method: "sds".into(),
+            sds: SdsConfig::default(),
+        }
+    }
+}
+
+/// The method names [`build`] accepts.
+pub const METHODS: &[&str] = &["sds"];
+
+/// Construct the configured guidance on `device` (auxiliary networks are created there).
+///
+/// # Errors
+/// [`DistillError::Setting`] for an unknown method name or an invalid setting.
+pub fn build(cfg: &GuidanceConfig, device: &Device) -> Result<Box<dyn Guidance>, DistillError> {
+    let _ = device;
+    match cfg.method.as_str() {
+        "sds" => Ok(Box::new(Sds::new(cfg.sds.clone()))),
+        other => Err(DistillError::Setting {
+            name: "guidance.method".into(),
+            detail: format!(
+                "unknown method `{other}`; expected one of {}",
+                METHODS.join(", ")
+            ),
+        }),
+    }
+}

@@ -1,0 +1,116 @@
+//! Timestep samplers (docs/methods.md §6.1 item 3).
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+/// How t is drawn each step (one t per sample of the batch).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TimestepSchedule {
+    /// t ~ U{t_min, …, t_max}.
+    Uniform {
+        /// Lowest t (inclusive).
+        t_min: usize,
+        /// Highest t (inclusive).
+        t_max: usize,
+    },
+    /// LucidDreamer's warm-up anneal (docs/methods.md §5.3, [EXT]): t ~ U{t_min, …,
+    /// t_end + ⌊(t_start − t_end)·r_k⌋} with r_k = 1 − min(k / anneal_steps, 1), so the upper
+    /// bound shrinks linearly from `t_start` to `t_end` over `anneal_steps` steps.
+    Annealed {
+        /// Lowest t (20 in LucidDreamer).
+        t_min: usize,
+        /// Upper bound at step 0 (980).
+        t_start: usize,
+        /// Upper bound after the anneal (500).
+        t_end: usize,
+        /// Steps over which the bound shrinks (1500).
+        anneal_steps: usize,
+    },
+}
+
+impl Default for TimestepSchedule {
+    /// The DreamMapping default: LucidDreamer's anneal 980 → 500 over 1,500 steps, t ≥ 20.
+    fn default() -> Self {
+        Self::Annealed {
+            t_min: 20,
+            t_start: 980,
+            t_end: 500,
+            anneal_steps: 1500,
+        }
+    }
+}
+
+impl TimestepSchedule {
+    /// The inclusive range `[lo, hi]` at `step`, clipped to `0..num_train_timesteps`.
+    pub fn range(&self, step: usize, num_train_timesteps: usize) -> (usize, usize) {
+        let top = num_train_timesteps.saturating_sub(1);
+        let (lo, hi) = match *self {
+            Self::Uniform { t_min, t_max } => (t_min, t_max),
+            Self::Annealed {
+                t_min,
+                t_start,
+                t_end,
+                anneal_steps,
+            } => {
+                let r = 1.0 - (step as f64 / anneal_steps.max(1) as f64).min(1.0);
+                let span = t_start.saturating_sub(t_end) as f64;
+                (t_min, t_end + (span * r).floor() as usize)
+            }
+        };
+        let hi = hi.min(top);
+        (lo.min(hi), hi)
+    }
+
+    /// Draw `batch` timesteps for `step`.
+    pub fn sample(
+        &self,
+        step: usize,
+        batch: usize,
+        num_train_timesteps: usize,
+        rng: &mut impl Rng,
+    ) -> Vec<usize> {
+        let (lo, hi) = self.range(step, num_train_timesteps);
+        (0..batch).map(|_| rng.random_range(lo..=hi)).collect()
+    }
+
+    /// Check the ranges are ordered.
+    ///
+    /// # Errors
+    /// A message naming the field.
+    pub fn validate(&self) -> Result<(), String> {
+        match *self {
+            Self::Uniform { t_min, t_max } if t_min > t_max => {
+                Err(format!("timesteps: t_min {t_min} > t_max {t_max}"))
+            }
+            Self::Annealed {
+                t_min,
+                t_start,
+                t_end,
+                ..
+            } if t_end > t_start || t_min > t_end => Err(format!(
+                "timesteps: need t_min ≤ t_end ≤ t_start, got {t_min}, {t_end}, {t_start}"
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn anneal_bounds_follow_lucid_dreamer() {
+        let s = TimestepSchedule::default();
+        assert_eq!(s.range(0, 1000), (20, 980));
+        assert_eq!(s.range(750, 1000), (20, 740));
+        assert_eq!(s.range(1500, 1000), (20, 500));
+        assert_eq!(s.range(10_000, 1000), (20, 500));
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+        let t = s.sample(1500, 1000, 1000, &mut rng);
+        assert!(t.iter().all(|&t| (20..=500).contains(&t)));
+        assert!(t.iter().any(|&t| t > 450) && t.iter().any(|&t| t < 70));
+    }
+}
