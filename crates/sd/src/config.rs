@@ -63,6 +63,15 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
     })
 }
 
+/// [`ConfigError::Unsupported`] for `field` of `path`.
+fn unsupported(path: &Path, field: &str, detail: String) -> ConfigError {
+    ConfigError::Unsupported {
+        file: path.to_path_buf(),
+        field: field.into(),
+        detail,
+    }
+}
+
 /// An int or a per-block list (diffusers accepts both for head counts).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(untagged)]
@@ -236,11 +245,7 @@ impl UNetConfig {
     /// # Errors
     /// [`ConfigError::Unsupported`] naming the field.
     pub fn check(self, path: &Path) -> Result<UNetArch, ConfigError> {
-        let bad = |field: &str, detail: String| ConfigError::Unsupported {
-            file: path.to_path_buf(),
-            field: field.into(),
-            detail,
-        };
+        let bad = |field: &str, detail: String| unsupported(path, field, detail);
         let n = self.block_out_channels.len();
         if n == 0 {
             return Err(bad("block_out_channels", "empty".into()));
@@ -435,11 +440,7 @@ impl VaeConfig {
     /// I/O, parse, and unsupported-option errors naming the file and field.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let c: Self = read_json(path)?;
-        let bad = |field: &str, detail: String| ConfigError::Unsupported {
-            file: path.to_path_buf(),
-            field: field.into(),
-            detail,
-        };
+        let bad = |field: &str, detail: String| unsupported(path, field, detail);
         if c.block_out_channels.is_empty() {
             return Err(bad("block_out_channels", "empty".into()));
         }
@@ -507,11 +508,7 @@ impl ClipTextConfig {
     /// I/O, parse, and unsupported-option errors naming the file and field.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let c: Self = read_json(path)?;
-        let bad = |field: &str, detail: String| ConfigError::Unsupported {
-            file: path.to_path_buf(),
-            field: field.into(),
-            detail,
-        };
+        let bad = |field: &str, detail: String| unsupported(path, field, detail);
         if c.num_attention_heads == 0 || !c.hidden_size.is_multiple_of(c.num_attention_heads) {
             return Err(bad(
                 "num_attention_heads",

@@ -104,13 +104,18 @@ pub enum WeightError {
     },
 }
 
+/// Where tensor values come from.
+enum Source {
+    /// A memory-mapped safetensors file.
+    Mapped(Mmap),
+    /// Deterministic random values from this seed (see [`WeightFile::random`]).
+    Random(u64),
+}
+
 /// One memory-mapped `.safetensors` file.
 pub struct WeightFile {
     path: PathBuf,
-    /// The mapped file; `None` for a random-weight source.
-    mmap: Option<Mmap>,
-    /// Seed of a random-weight source (see [`WeightFile::random`]).
-    random: Option<u64>,
+    source: Source,
     /// name → (dtype, shape, byte range in the whole file).
     index: HashMap<String, (Dtype, Vec<usize>, std::ops::Range<usize>)>,
     device: Device,
@@ -164,8 +169,7 @@ impl WeightFile {
         }
         Ok(Self {
             path: path.to_path_buf(),
-            mmap: Some(mmap),
-            random: None,
+            source: Source::Mapped(mmap),
             index,
             device: device.clone(),
             precision,
@@ -179,8 +183,7 @@ impl WeightFile {
     pub fn random(device: &Device, precision: Precision, seed: u64) -> Self {
         Self {
             path: PathBuf::from(format!("<random weights, seed {seed}>")),
-            mmap: None,
-            random: Some(seed),
+            source: Source::Random(seed),
             index: HashMap::new(),
             device: device.clone(),
             precision,
@@ -236,7 +239,7 @@ impl WeightFile {
 
     /// Whether a tensor of this name exists.
     pub fn contains(&self, name: &str) -> bool {
-        self.random.is_some() || self.index.contains_key(name)
+        matches!(self.source, Source::Random(_)) || self.index.contains_key(name)
     }
 
     /// All tensor names (unordered).
@@ -267,9 +270,10 @@ impl WeightFile {
     /// The values of `name` as f32 on the host, checked against `shape` (exact dims; with
     /// `one_by_one` a `shape ++ [1, 1]` 1×1-convolution weight is accepted too).
     fn host(&self, name: &str, shape: &[usize], one_by_one: bool) -> Result<Vec<f32>, WeightError> {
-        if let Some(seed) = self.random {
-            return Ok(Self::random_values(seed, name, shape));
-        }
+        let mmap = match &self.source {
+            Source::Random(seed) => return Ok(Self::random_values(*seed, name, shape)),
+            Source::Mapped(m) => m,
+        };
         let (dtype, found, range) = self.index.get(name).ok_or_else(|| WeightError::Missing {
             file: self.path.clone(),
             tensor: name.to_string(),
@@ -288,9 +292,6 @@ impl WeightFile {
                 found: found.clone(),
             });
         }
-        let Some(mmap) = &self.mmap else {
-            unreachable!("a weight file without a map is a random source, answered above")
-        };
         let bytes = &mmap[range.clone()];
         Ok(match dtype {
             Dtype::F32 => bytes

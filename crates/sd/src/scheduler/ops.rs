@@ -31,6 +31,14 @@ impl NoiseSchedule {
         Tensor::<1>::from_data(TensorData::new(v, [t.len()]), &like.device()).reshape(shape)
     }
 
+    /// (√ᾱ_t, √(1−ᾱ_t)) per sample, broadcastable against `like`.
+    fn alpha_sigma<const D: usize>(&self, t: &[usize], like: &Tensor<D>) -> (Tensor<D>, Tensor<D>) {
+        (
+            self.per_sample(t, like, f64::sqrt),
+            self.per_sample(t, like, |a| (1.0 - a).sqrt()),
+        )
+    }
+
     /// Forward noising x_t = √ᾱ_t·x₀ + √(1−ᾱ_t)·ε per sample; `DDPMScheduler.add_noise`
     /// (= `DDIMScheduler.add_noise`).
     pub fn add_noise<const D: usize>(
@@ -39,8 +47,7 @@ impl NoiseSchedule {
         eps: Tensor<D>,
         t: &[usize],
     ) -> Tensor<D> {
-        let a = self.per_sample(t, &x0, f64::sqrt);
-        let s = self.per_sample(t, &x0, |a| (1.0 - a).sqrt());
+        let (a, s) = self.alpha_sigma(t, &x0);
         x0 * a + eps * s
     }
 
@@ -51,8 +58,7 @@ impl NoiseSchedule {
         eps: Tensor<D>,
         t: &[usize],
     ) -> Tensor<D> {
-        let a = self.per_sample(t, &x0, f64::sqrt);
-        let s = self.per_sample(t, &x0, |a| (1.0 - a).sqrt());
+        let (a, s) = self.alpha_sigma(t, &x0);
         eps * a - x0 * s
     }
 
@@ -87,8 +93,7 @@ impl NoiseSchedule {
         sample: Tensor<D>,
         t: &[usize],
     ) -> Tensor<D> {
-        let a = self.per_sample(t, &v, f64::sqrt);
-        let s = self.per_sample(t, &v, |a| (1.0 - a).sqrt());
+        let (a, s) = self.alpha_sigma(t, &v);
         v * a + sample * s
     }
 
@@ -99,8 +104,7 @@ impl NoiseSchedule {
         sample: Tensor<D>,
         t: &[usize],
     ) -> Tensor<D> {
-        let a = self.per_sample(t, &v, f64::sqrt);
-        let s = self.per_sample(t, &v, |a| (1.0 - a).sqrt());
+        let (a, s) = self.alpha_sigma(t, &v);
         sample * a - v * s
     }
 
