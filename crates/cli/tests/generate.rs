@@ -33,7 +33,7 @@ fn run(c: &mut Command) -> String {
 }
 
 /// The common options of the tiny runs.
-fn tiny(c: &mut Command, out: &Path) -> &mut Command {
+fn tiny<'a>(c: &'a mut Command, out: &Path) -> &'a mut Command {
     c.args(["generate", "--model", "tests/cases/sd/tiny-eps", "--prompt", "a corgi"])
         .args(["--batch", "1", "--resolution", "64", "--method", "sds", "--out"])
         .arg(out)
