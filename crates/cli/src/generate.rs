@@ -75,8 +75,8 @@ fn resume_dir(p: &Path) -> PathBuf {
 /// The settings: defaults (or the resumed run's config.toml) ← `--config` ← options ← `--set`.
 pub fn resolve(a: &GenerateArgs) -> Result<GenerateConfig> {
     let read = |path: &Path| -> Result<toml::Table> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         toml::from_str::<GenerateConfig>(&text)
             .with_context(|| format!("{}: invalid settings", path.display()))?;
         toml::from_str(&text).with_context(|| format!("{}", path.display()))
@@ -157,7 +157,9 @@ pub fn cmd_generate(ctx: impl FnOnce() -> Result<GpuContext>, a: GenerateArgs) -
     let runs: Vec<GenerateConfig> = match &a.prompts {
         Some(file) => {
             if a.resume.is_some() {
-                bail!("--resume continues one run; resume each folder of a --prompts batch on its own");
+                bail!(
+                    "--resume continues one run; resume each folder of a --prompts batch on its own"
+                );
             }
             let text = std::fs::read_to_string(file)
                 .with_context(|| format!("reading {}", file.display()))?;
@@ -197,7 +199,11 @@ pub fn cmd_generate(ctx: impl FnOnce() -> Result<GpuContext>, a: GenerateArgs) -
         .with_context(|| format!("loading the diffusion model `{}`", cfg0.model))?;
     eprintln!("model {} loaded", model.dir.display());
     for cfg in &runs {
-        eprintln!("generating \"{}\" → {}", cfg.prompt, cfg.output.dir.display());
+        eprintln!(
+            "generating \"{}\" → {}",
+            cfg.prompt,
+            cfg.output.dir.display()
+        );
         let bar = ProgressBar::new(cfg.steps);
         bar.set_style(
             ProgressStyle::with_template(
@@ -233,13 +239,7 @@ pub fn cmd_generate(ctx: impl FnOnce() -> Result<GpuContext>, a: GenerateArgs) -
                 }
             }
         };
-        let report = generate(
-            cfg,
-            &model,
-            &ctx.burn,
-            a.resume.as_deref(),
-            &mut on_event,
-        )?;
+        let report = generate(cfg, &model, &ctx.burn, a.resume.as_deref(), &mut on_event)?;
         bar.finish_and_clear();
         println!(
             "generated {} splats in {} steps ({} this run, {:.1} s); outputs in {}",

@@ -34,12 +34,31 @@ fn run(c: &mut Command) -> String {
 
 /// The common options of the tiny runs.
 fn tiny<'a>(c: &'a mut Command, out: &Path) -> &'a mut Command {
-    c.args(["generate", "--model", "tests/cases/sd/tiny-eps", "--prompt", "a corgi"])
-        .args(["--batch", "1", "--resolution", "64", "--method", "sds", "--out"])
-        .arg(out)
-        .args(["--set", "init.count=2000", "--set", "output.log_every=1"])
-        .args(["--set", "output.turntable_frames=6", "--set", "output.turntable_size=64"])
-        .args(["--set", "output.views=4"])
+    c.args([
+        "generate",
+        "--model",
+        "tests/cases/sd/tiny-eps",
+        "--prompt",
+        "a corgi",
+    ])
+    .args([
+        "--batch",
+        "1",
+        "--resolution",
+        "64",
+        "--method",
+        "sds",
+        "--out",
+    ])
+    .arg(out)
+    .args(["--set", "init.count=2000", "--set", "output.log_every=1"])
+    .args([
+        "--set",
+        "output.turntable_frames=6",
+        "--set",
+        "output.turntable_size=64",
+    ])
+    .args(["--set", "output.views=4"])
 }
 
 fn metrics(dir: &Path) -> Vec<serde_json::Value> {
@@ -81,7 +100,11 @@ fn generate_tiny_model_outputs_and_resume() {
     assert_eq!(checkpoint_step(&ck.join("step-0000009.safetensors")), 9);
     let m = metrics(&out);
     let steps: Vec<u64> = m.iter().map(|r| r["step"].as_u64().unwrap()).collect();
-    assert_eq!(steps, (0..9).collect::<Vec<_>>(), "the log continues at step 6");
+    assert_eq!(
+        steps,
+        (0..9).collect::<Vec<_>>(),
+        "the log continues at step 6"
+    );
     for r in &m {
         for k in ["loss", "grad_norm", "grad_abs_mean", "t_mean", "step_ms"] {
             let v = r[k].as_f64().unwrap_or(f64::NAN);
@@ -105,7 +128,10 @@ fn generate_tiny_model_outputs_and_resume() {
     let views = image::open(out.join("views.png")).unwrap();
     assert_eq!((views.width(), views.height()), (4 * 64, 64));
     let cfg = std::fs::read_to_string(out.join("config.toml")).unwrap();
-    assert!(cfg.contains("seed = 0") && cfg.contains("steps = 9"), "{cfg}");
+    assert!(
+        cfg.contains("seed = 0") && cfg.contains("steps = 9"),
+        "{cfg}"
+    );
     eprintln!(
         "generate: first run (6 steps) {:.1} s, total {:.1} s",
         first.as_secs_f64(),
@@ -128,17 +154,32 @@ fn generate_missing_model_names_the_files() {
     let t = text(&out);
     assert!(!out.status.success(), "succeeded without a model:\n{t}");
     assert!(!t.contains("panicked"), "{t}");
-    assert!(t.contains(&dir.display().to_string()), "folder not named:\n{t}");
-    assert!(t.contains("unet/config.json") && t.contains("vae/config.json"), "{t}");
+    assert!(
+        t.contains(&dir.display().to_string()),
+        "folder not named:\n{t}"
+    );
+    assert!(
+        t.contains("unet/config.json") && t.contains("vae/config.json"),
+        "{t}"
+    );
 
     // A model id absent from the HF cache says how to get it.
     let out = bin()
         .env("HF_HUB_CACHE", &dir)
-        .args(["generate", "--prompt", "a corgi", "--model", "nobody/no-model"])
+        .args([
+            "generate",
+            "--prompt",
+            "a corgi",
+            "--model",
+            "nobody/no-model",
+        ])
         .output()
         .unwrap();
     let t = text(&out);
-    assert!(!out.status.success() && t.contains("nobody/no-model"), "{t}");
+    assert!(
+        !out.status.success() && t.contains("nobody/no-model"),
+        "{t}"
+    );
     assert!(!t.contains("panicked"), "{t}");
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -146,7 +187,14 @@ fn generate_missing_model_names_the_files() {
 #[test]
 fn unknown_method_is_a_config_error() {
     let out = bin()
-        .args(["generate", "--prompt", "a corgi", "--method", "nope", "--print-config"])
+        .args([
+            "generate",
+            "--prompt",
+            "a corgi",
+            "--method",
+            "nope",
+            "--print-config",
+        ])
         .output()
         .unwrap();
     let t = text(&out);

@@ -196,12 +196,11 @@ impl Checkpoint {
             message: e.to_string(),
         })?;
         let info = HashMap::from([("splatdream".to_string(), meta_json.clone())]);
-        let data = safetensors::tensor::serialize(views, Some(info)).map_err(|e| {
-            OutputError::Write {
+        let data =
+            safetensors::tensor::serialize(views, Some(info)).map_err(|e| OutputError::Write {
                 path: path.to_path_buf(),
                 message: e.to_string(),
-            }
-        })?;
+            })?;
         write_atomic(path, |tmp| {
             std::fs::write(tmp, &data).map_err(|e| e.to_string())
         })?;
@@ -233,7 +232,10 @@ impl Checkpoint {
         let mut tensors: Vec<Entry> = vec![];
         for (name, view) in st.tensors() {
             if view.dtype() != Dtype::F32 {
-                return Err(bad(format!("tensor `{name}` is {:?}, not F32", view.dtype())));
+                return Err(bad(format!(
+                    "tensor `{name}` is {:?}, not F32",
+                    view.dtype()
+                )));
             }
             let v: Vec<f32> = view
                 .data()
@@ -315,7 +317,11 @@ mod tests {
             p.moments.v = p.value.clone().square() + 0.25;
         }
         let mut tensors = gaussian_entries(&g).unwrap();
-        tensors.push(("guidance.net.w".into(), vec![2, 3], vec![1., 2., 3., 4., 5., 6.]));
+        tensors.push((
+            "guidance.net.w".into(),
+            vec![2, 3],
+            vec![1., 2., 3., 4., 5., 6.],
+        ));
         tensors.sort_by(|a, b| a.0.cmp(&b.0));
         let ck = Checkpoint {
             meta: Meta {
@@ -337,7 +343,10 @@ mod tests {
         assert_eq!(back, ck);
         assert_eq!(resolve(&dir).unwrap(), path);
         let g2 = back.gaussians(&device, &path).unwrap();
-        assert_eq!(gaussian_entries(&g2).unwrap(), gaussian_entries(&g).unwrap());
+        assert_eq!(
+            gaussian_entries(&g2).unwrap(),
+            gaussian_entries(&g).unwrap()
+        );
         assert_eq!(back.with_prefix("guidance.")[0].0, "net.w");
         std::fs::remove_dir_all(&dir).ok();
     }

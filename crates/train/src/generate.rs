@@ -389,7 +389,7 @@ pub fn validate(cfg: &GenerateConfig) -> Result<(), GenerateError> {
     if cfg.batch == 0 {
         return Err(config_err("batch", "must be at least 1"));
     }
-    if cfg.resolution < 8 || cfg.resolution % 8 != 0 {
+    if cfg.resolution < 8 || !cfg.resolution.is_multiple_of(8) {
         return Err(config_err(
             "resolution",
             "must be a positive multiple of 8 (the VAE downscale)",
@@ -408,8 +408,12 @@ pub fn validate(cfg: &GenerateConfig) -> Result<(), GenerateError> {
             ),
         ));
     }
-    cfg.timesteps.validate().map_err(|e| config_err("timesteps", e))?;
-    cfg.cameras.validate().map_err(|e| config_err("cameras", e))?;
+    cfg.timesteps
+        .validate()
+        .map_err(|e| config_err("timesteps", e))?;
+    cfg.cameras
+        .validate()
+        .map_err(|e| config_err("cameras", e))?;
     if cfg.init.kind != InitKind::Sphere && cfg.init.path.is_none() {
         return Err(config_err(
             "init.path",
@@ -431,7 +435,10 @@ pub fn validate(cfg: &GenerateConfig) -> Result<(), GenerateError> {
     if let Background::Rgb(c) = cfg.background.colour
         && c.iter().any(|v| !(0.0..=1.0).contains(v))
     {
-        return Err(config_err("background.colour", "components must be in [0, 1]"));
+        return Err(config_err(
+            "background.colour",
+            "components must be in [0, 1]",
+        ));
     }
     let l = &cfg.lr;
     for (name, v) in [
@@ -643,7 +650,7 @@ pub fn generate(
 ) -> Result<GenerateReport, GenerateError> {
     validate(cfg)?;
     let f = model.vae.downscale() as u32;
-    if cfg.resolution % f != 0 {
+    if !cfg.resolution.is_multiple_of(f) {
         return Err(config_err(
             "resolution",
             format!("must be a multiple of the VAE downscale {f}"),
@@ -976,7 +983,10 @@ mod tests {
         let back: GenerateConfig = toml::from_str(&text).unwrap();
         assert_eq!(to_toml(&back).unwrap(), text);
         validate(&cfg).unwrap();
-        assert!(validate(&GenerateConfig::default()).is_err(), "empty prompt");
+        assert!(
+            validate(&GenerateConfig::default()).is_err(),
+            "empty prompt"
+        );
     }
 
     #[test]

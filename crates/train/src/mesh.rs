@@ -255,7 +255,7 @@ impl Mesh {
     /// `count` points sampled uniformly by area on the surface with their colours, seeded.
     /// Degenerate (zero-area) triangles are never chosen; an empty or zero-area mesh gives no
     /// points.
-    pub fn sample_surface(&self, count: usize, seed: u64) -> (Vec<[f32; 3]>, Vec<[f32; 3]>) {
+    pub fn sample_surface(&self, count: usize, seed: u64) -> Points {
         let mut cumulative = Vec::new();
         let mut which = Vec::new();
         let mut total = 0.0f64;
@@ -340,12 +340,15 @@ fn gltf_rgb(data: &gltf::image::Data) -> Option<image::RgbImage> {
     image::RgbImage::from_raw(data.width, data.height, rgb)
 }
 
+/// Point positions and their colours in [0, 1].
+pub type Points = (Vec<[f32; 3]>, Vec<[f32; 3]>);
+
 /// Read a point cloud from a PLY file's `vertex` element: `x, y, z` and, when present,
 /// `red, green, blue` (integers are read as 0–255, floats as 0–1); grey otherwise.
 ///
 /// # Errors
 /// [`GeometryError`] naming the file: unreadable, not a PLY, no vertices or coordinates.
-pub fn read_point_cloud(path: &Path) -> Result<(Vec<[f32; 3]>, Vec<[f32; 3]>), GeometryError> {
+pub fn read_point_cloud(path: &Path) -> Result<Points, GeometryError> {
     use ply_rs_bw::ply::{DefaultElement, Property};
     let file = std::fs::File::open(path).map_err(|e| err(path, e.to_string()))?;
     let mut reader = std::io::BufReader::new(file);
@@ -485,14 +488,20 @@ mod tests {
             assert!(d < 1e-5, "point {p} is {d} off the mesh");
             if p.x > 2.5 {
                 on_b += 1;
-                assert!((c[2] - 1.0).abs() < 1e-5 && c[0].abs() < 1e-5, "colour {c:?}");
+                assert!(
+                    (c[2] - 1.0).abs() < 1e-5 && c[0].abs() < 1e-5,
+                    "colour {c:?}"
+                );
             } else {
                 assert!((c[0] - 1.0).abs() < 1e-5, "colour {c:?}");
             }
         }
         // Area weighting: B holds 4.5 / 5 = 90 % of the surface (σ ≈ 0.2 %).
         let frac = on_b as f64 / pos.len() as f64;
-        assert!((frac - 0.9).abs() < 0.01, "fraction on the larger triangle {frac}");
+        assert!(
+            (frac - 0.9).abs() < 0.01,
+            "fraction on the larger triangle {frac}"
+        );
         std::fs::remove_dir_all(&dir).ok();
     }
 
