@@ -62,7 +62,7 @@ pub struct FitArgs {
 }
 
 /// Set `dotted` in a TOML table, creating tables on the way.
-fn set_key(root: &mut toml::Table, dotted: &str, value: toml::Value) -> Result<()> {
+pub(crate) fn set_key(root: &mut toml::Table, dotted: &str, value: toml::Value) -> Result<()> {
     let mut parts: Vec<&str> = dotted.split('.').collect();
     let last = parts.pop().filter(|s| !s.is_empty()).context("empty key")?;
     let mut table = root;
@@ -80,7 +80,7 @@ fn set_key(root: &mut toml::Table, dotted: &str, value: toml::Value) -> Result<(
 
 /// A TOML value from command-line text: TOML syntax (numbers, booleans, arrays, quoted
 /// strings), else the bare text as a string.
-fn parse_value(raw: &str) -> toml::Value {
+pub(crate) fn parse_value(raw: &str) -> toml::Value {
     toml::from_str::<toml::Table>(&format!("v = {raw}"))
         .ok()
         .and_then(|mut t| t.remove("v"))

@@ -15,6 +15,7 @@ use train::output::{to_rgb8, write_gif, write_png};
 
 mod diffusion;
 mod fit;
+mod generate;
 
 #[derive(Parser)]
 #[command(
@@ -44,6 +45,9 @@ enum Command {
     Render(RenderArgs),
     /// Fit splats to posed photographs (3DGS): NeRF-synthetic, instant-ngp or COLMAP.
     Fit(fit::FitArgs),
+    /// Text to Gaussian splats by score distillation with a Stable Diffusion 2.x prior
+    /// (SDS; DreamMapping's VDM where built in).
+    Generate(generate::GenerateArgs),
     /// Text-to-image with a Stable Diffusion 2.x model (DDIM + CFG): the sanity check that
     /// weights load and the port is right.
     Sample(diffusion::SampleArgs),
@@ -158,6 +162,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Render(args) => cmd_render(&ctx()?, args),
         Command::Fit(args) => fit::cmd_fit(ctx, args),
+        Command::Generate(args) => generate::cmd_generate(ctx, args),
         Command::Sample(args) => diffusion::cmd_sample(&ctx()?, args),
         Command::Bench(BenchCommand::Raster(args)) => cmd_bench_raster(&ctx()?, args),
         Command::Bench(BenchCommand::Unet(args)) => diffusion::cmd_bench_unet(&ctx()?, args),

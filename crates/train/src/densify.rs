@@ -227,6 +227,25 @@ impl Densifier {
         }
     }
 
+    /// The accumulated screen-space gradient statistics `(Σ‖∇‖ [N], visible count [N])` since
+    /// the last refinement, when any (for checkpoints).
+    pub fn accumulators(&self) -> Option<(Tensor<1>, Tensor<1>)> {
+        Some((self.grad2d.clone()?, self.count.clone()?))
+    }
+
+    /// Restore what [`Densifier::accumulators`] returned (`None` clears them).
+    pub fn set_accumulators(&mut self, acc: Option<(Tensor<1>, Tensor<1>)>) {
+        (self.grad2d, self.count) = match acc {
+            Some((g, c)) => (Some(g), Some(c)),
+            None => (None, None),
+        };
+    }
+
+    /// Reseed the strategy's random choices (a resumed run reseeds from its seed and step).
+    pub fn reseed(&mut self, seed: u64) {
+        self.rng = StdRng::seed_from_u64(seed ^ 0x5eed_de45);
+    }
+
     /// The strategy.
     pub fn strategy(&self) -> &Strategy {
         &self.strategy

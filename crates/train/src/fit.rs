@@ -45,7 +45,7 @@ pub enum NamedBackground {
 
 impl Background {
     /// The colour for one training step.
-    fn train(&self, rng: &mut StdRng) -> [f32; 3] {
+    pub fn train(&self, rng: &mut StdRng) -> [f32; 3] {
         match self {
             Self::Named(NamedBackground::Random) => std::array::from_fn(|_| rng.random()),
             other => other.eval(),
@@ -53,7 +53,7 @@ impl Background {
     }
 
     /// The colour for evaluation.
-    fn eval(&self) -> [f32; 3] {
+    pub fn eval(&self) -> [f32; 3] {
         match self {
             Self::Named(NamedBackground::White | NamedBackground::Random) => [1.0; 3],
             Self::Named(NamedBackground::Black) => [0.0; 3],
@@ -864,13 +864,7 @@ pub fn fit(
             cfg.output.turntable_frames,
             cfg.output.turntable_size,
         );
-        let splats = gaussians.splats();
-        let mut frames = Vec::with_capacity(orbit.len());
-        for cam in &orbit {
-            let out = render(&splats, std::slice::from_ref(cam), &final_opts)?;
-            let [_, h, w, _] = out.rgb.dims();
-            frames.push(to_rgb8(out.rgb.reshape([h, w, 3]))?);
-        }
+        let frames = crate::output::render_frames(&gaussians.splats(), &orbit, &final_opts)?;
         let path = out_dir.join("turntable.gif");
         write_gif(&path, &frames, 50)?;
         report.outputs.push(path);

@@ -122,9 +122,48 @@ pub fn random_points(
     (pos, col)
 }
 
+/// `count` points uniform in the ball of `radius` around the origin, seeded; colours uniform
+/// random, or all `colour` when given.
+pub fn sphere_points(
+    count: usize,
+    radius: f32,
+    colour: Option<[f32; 3]>,
+    seed: u64,
+) -> (Vec<[f32; 3]>, Vec<[f32; 3]>) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut pos = Vec::with_capacity(count);
+    let mut col = Vec::with_capacity(count);
+    while pos.len() < count {
+        // Rejection from the cube: 52 % acceptance.
+        let p: [f32; 3] = std::array::from_fn(|_| 2.0 * rng.random::<f32>() - 1.0);
+        if p[0] * p[0] + p[1] * p[1] + p[2] * p[2] > 1.0 {
+            continue;
+        }
+        pos.push(p.map(|v| v * radius));
+        col.push(colour.unwrap_or_else(|| std::array::from_fn(|_| rng.random::<f32>())));
+    }
+    (pos, col)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sphere_points_fill_the_ball() {
+        let (p, c) = sphere_points(4000, 0.8, None, 5);
+        assert_eq!((p.len(), c.len()), (4000, 4000));
+        let r: Vec<f32> = p
+            .iter()
+            .map(|q| (q[0] * q[0] + q[1] * q[1] + q[2] * q[2]).sqrt())
+            .collect();
+        assert!(r.iter().all(|&r| r <= 0.8 + 1e-6));
+        // Uniform in volume: P(r < 0.8·½) = 1/8.
+        let inner = r.iter().filter(|&&r| r < 0.4).count() as f64 / 4000.0;
+        assert!((inner - 0.125).abs() < 0.03, "{inner}");
+        let (_, grey) = sphere_points(10, 1.0, Some([0.5; 3]), 5);
+        assert!(grey.iter().all(|c| *c == [0.5; 3]));
+    }
 
     #[test]
     fn point_scales_are_nearest_neighbour_rms() {

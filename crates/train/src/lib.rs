@@ -1,11 +1,15 @@
 //! Training: datasets of posed photographs, the GPU losses and Adam optimizer, densification
-//! strategies, and the `fit` loop.
+//! strategies, the `fit` loop (splats to photographs) and the `generate` loop (text to splats
+//! by score distillation), checkpoints, and mesh/point-cloud initialisation.
 
 pub mod adam;
+pub mod checkpoint;
 pub mod data;
 pub mod densify;
 pub mod fit;
+pub mod generate;
 pub mod init;
 pub mod loss;
+pub mod mesh;
 pub mod output;
 pub mod params;

@@ -28,6 +28,44 @@ pub enum OutputError {
     /// Reading the image back from the device failed.
     #[error("reading an image back from the GPU: {0}")]
     Device(String),
+    /// Rendering a frame failed.
+    #[error("rendering: {0}")]
+    Render(String),
+}
+
+/// Render each camera on its own to an 8-bit image (turntables, view grids), on whatever
+/// device `splats` lives on.
+///
+/// # Errors
+/// [`OutputError::Render`] or [`OutputError::Device`].
+pub fn render_frames(
+    splats: &splat::Splats,
+    cams: &[splat::Camera],
+    opts: &splat::RenderOptions,
+) -> Result<Vec<image::RgbImage>, OutputError> {
+    let mut frames = Vec::with_capacity(cams.len());
+    for cam in cams {
+        let out = splat::render(splats, std::slice::from_ref(cam), opts)
+            .map_err(|e| OutputError::Render(e.to_string()))?;
+        let [_, h, w, _] = out.rgb.dims();
+        frames.push(to_rgb8(out.rgb.reshape([h, w, 3]))?);
+    }
+    Ok(frames)
+}
+
+/// Tile equally sized images into a grid of `columns` columns (row-major), black where a row
+/// is short. `None` for no images.
+pub fn grid(images: &[image::RgbImage], columns: usize) -> Option<image::RgbImage> {
+    let first = images.first()?;
+    let (w, h) = first.dimensions();
+    let cols = columns.clamp(1, images.len());
+    let rows = images.len().div_ceil(cols);
+    let mut out = image::RgbImage::new(w * cols as u32, h * rows as u32);
+    for (i, img) in images.iter().enumerate() {
+        let (x, y) = ((i % cols) as u32 * w, (i / cols) as u32 * h);
+        image::imageops::replace(&mut out, img, x as i64, y as i64);
+    }
+    Some(out)
 }
 
 /// Write `path` atomically: `write` fills a temporary file next to it, which is then renamed

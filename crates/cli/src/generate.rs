@@ -1,0 +1,265 @@
+//! `splatdream generate`: text to Gaussian splats by score distillation. Settings from
+//! defaults, a TOML file and command-line overrides (as `fit`), the model, a progress bar; one
+//! run per prompt with `--prompts`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use gpu::GpuContext;
+use indicatif::{ProgressBar, ProgressStyle};
+use train::generate::{Event, GenerateConfig, generate, load_model};
+
+use crate::fit::{parse_value, set_key};
+
+#[derive(Args)]
+pub struct GenerateArgs {
+    /// The text prompt.
+    #[arg(long)]
+    prompt: Option<String>,
+    /// A text file with one prompt per non-empty line; each runs into `<out>/<index>-<slug>/`.
+    #[arg(long, conflicts_with = "prompt")]
+    prompts: Option<PathBuf>,
+    /// TOML settings (see configs/dreammapping.toml); command-line options override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Diffusers folder or Hugging Face model id in the local HF cache.
+    #[arg(long)]
+    model: Option<String>,
+    /// Guidance method (sds, or vdm where built in).
+    #[arg(long)]
+    method: Option<String>,
+    /// Optimisation steps (the total, also when resuming).
+    #[arg(long)]
+    steps: Option<u64>,
+    /// Cameras per step.
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Render side in pixels.
+    #[arg(long)]
+    resolution: Option<u32>,
+    /// Seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Run folder for the outputs (with --resume: defaults to the resumed run's folder).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue a run: its folder (latest checkpoint) or a checkpoint file. Its config.toml is
+    /// the base the other options override.
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// Any setting as dotted.key=value (TOML value syntax), e.g. --set init.count=20000;
+    /// repeatable, applied last.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Print the resolved settings as TOML and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+/// The run folder of `--resume` (a checkpoint file lies in `<run>/checkpoints/`).
+fn resume_dir(p: &Path) -> PathBuf {
+    if p.is_file() {
+        let parent = p.parent().unwrap_or(Path::new("."));
+        if parent.file_name().is_some_and(|n| n == "checkpoints") {
+            return parent.parent().unwrap_or(Path::new(".")).to_path_buf();
+        }
+        return parent.to_path_buf();
+    }
+    if p.file_name().is_some_and(|n| n == "checkpoints") {
+        return p.parent().unwrap_or(Path::new(".")).to_path_buf();
+    }
+    p.to_path_buf()
+}
+
+/// The settings: defaults (or the resumed run's config.toml) ← `--config` ← options ← `--set`.
+pub fn resolve(a: &GenerateArgs) -> Result<GenerateConfig> {
+    let read = |path: &Path| -> Result<toml::Table> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        toml::from_str::<GenerateConfig>(&text)
+            .with_context(|| format!("{}: invalid settings", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("{}", path.display()))
+    };
+    let mut table: toml::Table = match (&a.config, &a.resume) {
+        (Some(path), _) => read(path)?,
+        (None, Some(r)) => {
+            let path = resume_dir(r).join("config.toml");
+            read(&path).with_context(|| format!("--resume {}", r.display()))?
+        }
+        (None, None) => toml::Table::try_from(GenerateConfig::default())?,
+    };
+    let mut sets: Vec<(String, toml::Value)> = vec![];
+    let mut put = |k: &str, v: toml::Value| sets.push((k.to_string(), v));
+    let s = |v: &str| toml::Value::String(v.to_string());
+    let i = |v: u64| toml::Value::Integer(v as i64);
+    if let Some(p) = &a.prompt {
+        put("prompt", s(p));
+    }
+    if let Some(v) = &a.model {
+        put("model", s(v));
+    }
+    if let Some(v) = &a.method {
+        put("guidance.method", s(v));
+    }
+    if let Some(v) = a.steps {
+        put("steps", i(v));
+    }
+    if let Some(v) = a.batch {
+        put("batch", i(v as u64));
+    }
+    if let Some(v) = a.resolution {
+        put("resolution", i(v as u64));
+    }
+    if let Some(v) = a.seed {
+        put("seed", i(v));
+    }
+    match (&a.out, &a.resume) {
+        (Some(o), _) => put("output.dir", s(&o.display().to_string())),
+        (None, Some(r)) => put("output.dir", s(&resume_dir(r).display().to_string())),
+        _ => {}
+    }
+    for kv in &a.set {
+        let (k, v) = kv
+            .split_once('=')
+            .with_context(|| format!("--set `{kv}`: expected key=value"))?;
+        put(k.trim(), parse_value(v.trim()));
+    }
+    for (k, v) in sets {
+        set_key(&mut table, &k, v).with_context(|| format!("setting `{k}`"))?;
+    }
+    let cfg: GenerateConfig = toml::Value::Table(table)
+        .try_into()
+        .context("invalid settings after the command-line overrides")?;
+    Ok(cfg)
+}
+
+/// A folder-name slug of a prompt: lowercase ASCII alphanumerics joined by `-`, ≤ 40 chars.
+fn slug(prompt: &str) -> String {
+    let mut out = String::new();
+    for c in prompt.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') && !out.is_empty() {
+            out.push('-');
+        }
+        if out.len() >= 40 {
+            break;
+        }
+    }
+    let out = out.trim_end_matches('-').to_string();
+    if out.is_empty() { "prompt".into() } else { out }
+}
+
+pub fn cmd_generate(ctx: impl FnOnce() -> Result<GpuContext>, a: GenerateArgs) -> Result<()> {
+    let base = resolve(&a)?;
+    // One config per prompt.
+    let runs: Vec<GenerateConfig> = match &a.prompts {
+        Some(file) => {
+            if a.resume.is_some() {
+                bail!(
+                    "--resume continues one run; resume each folder of a --prompts batch on its own"
+                );
+            }
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let prompts: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            if prompts.is_empty() {
+                bail!("{}: no prompts (one per non-empty line)", file.display());
+            }
+            prompts
+                .iter()
+                .enumerate()
+                .map(|(k, p)| {
+                    let mut c = base.clone();
+                    c.prompt = p.to_string();
+                    c.output.dir = base.output.dir.join(format!("{k:03}-{}", slug(p)));
+                    c
+                })
+                .collect()
+        }
+        None => vec![base],
+    };
+    for c in &runs {
+        train::generate::validate(c)?;
+    }
+    if a.print_config {
+        for c in &runs {
+            print!("{}", train::generate::to_toml(c)?);
+        }
+        return Ok(());
+    }
+    let ctx = ctx()?;
+    let cfg0 = &runs[0];
+    let model = load_model(cfg0, &ctx.burn)
+        .with_context(|| format!("loading the diffusion model `{}`", cfg0.model))?;
+    eprintln!("model {} loaded", model.dir.display());
+    for cfg in &runs {
+        eprintln!(
+            "generating \"{}\" → {}",
+            cfg.prompt,
+            cfg.output.dir.display()
+        );
+        let bar = ProgressBar::new(cfg.steps);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg} (ETA {eta})",
+            )?
+            .progress_chars("=> "),
+        );
+        let mut msg = String::new();
+        let mut on_event = |e: Event| match e {
+            Event::Step {
+                step,
+                record,
+                splats,
+                ..
+            } => {
+                if let Some(r) = record {
+                    msg = format!(
+                        "loss {:.4} | t {:.0} | {splats} splats | {:.0} ms/step",
+                        r.loss, r.t_mean, r.step_ms
+                    );
+                    if bar.is_hidden() {
+                        eprintln!("step {}: {msg}", r.step);
+                    }
+                }
+                bar.set_position(step);
+                bar.set_message(msg.clone());
+            }
+            Event::Message(m) => {
+                if bar.is_hidden() {
+                    eprintln!("{m}");
+                } else {
+                    bar.println(m);
+                }
+            }
+        };
+        let report = generate(cfg, &model, &ctx.burn, a.resume.as_deref(), &mut on_event)?;
+        bar.finish_and_clear();
+        println!(
+            "generated {} splats in {} steps ({} this run, {:.1} s); outputs in {}",
+            report.splats,
+            report.steps,
+            report.steps - report.start_step,
+            report.train_seconds,
+            cfg.output.dir.display()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_are_folder_safe() {
+        assert_eq!(slug("A DSLR photo of a corgi!"), "a-dslr-photo-of-a-corgi");
+        assert_eq!(slug("???"), "prompt");
+    }
+}

@@ -1,0 +1,203 @@
+//! End-to-end test of `splatdream generate` with the committed tiny random-weight SD model
+//! (tests/cases/sd/tiny-eps) at 64² on lavapipe: a short SDS run writes a reloadable PLY, a
+//! decodable turntable, a view grid and finite metrics; `--resume` continues at the saved step;
+//! a missing model folder fails cleanly naming what is missing. Step counts are small because
+//! a tiny-model step takes seconds on lavapipe in a debug build.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_splatdream"));
+    c.current_dir(root());
+    c
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn run(c: &mut Command) -> String {
+    let out = c.output().expect("spawn splatdream");
+    let t = text(&out);
+    assert!(out.status.success(), "{c:?} failed:\n{t}");
+    t
+}
+
+/// The common options of the tiny runs.
+fn tiny<'a>(c: &'a mut Command, out: &Path) -> &'a mut Command {
+    c.args([
+        "generate",
+        "--model",
+        "tests/cases/sd/tiny-eps",
+        "--prompt",
+        "a corgi",
+    ])
+    .args([
+        "--batch",
+        "1",
+        "--resolution",
+        "64",
+        "--method",
+        "sds",
+        "--out",
+    ])
+    .arg(out)
+    .args(["--set", "init.count=2000", "--set", "output.log_every=1"])
+    .args([
+        "--set",
+        "output.turntable_frames=6",
+        "--set",
+        "output.turntable_size=64",
+    ])
+    .args(["--set", "output.views=4"])
+}
+
+fn metrics(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l}: {e}")))
+        .collect()
+}
+
+fn checkpoint_step(path: &Path) -> u64 {
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path.with_extension("json")).unwrap())
+            .unwrap();
+    j["step"].as_u64().unwrap()
+}
+
+#[test]
+fn generate_tiny_model_outputs_and_resume() {
+    let out = std::env::temp_dir().join(format!("splatdream-gen-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let t0 = std::time::Instant::now();
+    // 6 steps with a checkpoint every 3.
+    run(tiny(&mut bin(), &out).args(["--steps", "6", "--set", "output.checkpoint_every=3"]));
+    let first = t0.elapsed();
+    let ck = out.join("checkpoints");
+    assert!(ck.join("step-0000003.safetensors").is_file());
+    assert_eq!(checkpoint_step(&ck.join("step-0000006.safetensors")), 6);
+    let m = metrics(&out);
+    assert_eq!(m.len(), 6, "{m:?}");
+    assert_eq!(m[0]["step"], 0);
+
+    // Resume from the run folder (its latest checkpoint, step 6) to 9 steps.
+    let log = run(bin()
+        .args(["generate", "--resume"])
+        .arg(&out)
+        .args(["--steps", "9"]));
+    assert!(log.contains("resumed"), "{log}");
+    assert_eq!(checkpoint_step(&ck.join("step-0000009.safetensors")), 9);
+    let m = metrics(&out);
+    let steps: Vec<u64> = m.iter().map(|r| r["step"].as_u64().unwrap()).collect();
+    assert_eq!(
+        steps,
+        (0..9).collect::<Vec<_>>(),
+        "the log continues at step 6"
+    );
+    for r in &m {
+        for k in ["loss", "grad_norm", "grad_abs_mean", "t_mean", "step_ms"] {
+            let v = r[k].as_f64().unwrap_or(f64::NAN);
+            assert!(v.is_finite(), "{k} = {v} in {r}");
+        }
+        assert!(r["splats"].as_u64().unwrap() > 0);
+        assert!(r["grad_norm"].as_f64().unwrap() > 0.0);
+    }
+
+    // Outputs: the PLY reloads with the logged splat count, the turntable decodes.
+    let data = splat::ply::read_ply(&out.join("point_cloud.ply")).unwrap();
+    assert_eq!(data.len() as u64, m[8]["splats"].as_u64().unwrap());
+    assert!(data.means.iter().all(|v| v.is_finite()));
+    let gif = std::fs::File::open(out.join("turntable.gif")).unwrap();
+    let frames = image::AnimationDecoder::into_frames(
+        image::codecs::gif::GifDecoder::new(std::io::BufReader::new(gif)).unwrap(),
+    )
+    .collect_frames()
+    .unwrap();
+    assert_eq!(frames.len(), 6);
+    let views = image::open(out.join("views.png")).unwrap();
+    assert_eq!((views.width(), views.height()), (4 * 64, 64));
+    let cfg = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    assert!(
+        cfg.contains("seed = 0") && cfg.contains("steps = 9"),
+        "{cfg}"
+    );
+    eprintln!(
+        "generate: first run (6 steps) {:.1} s, total {:.1} s",
+        first.as_secs_f64(),
+        t0.elapsed().as_secs_f64()
+    );
+    std::fs::remove_dir_all(&out).ok();
+}
+
+#[test]
+fn generate_missing_model_names_the_files() {
+    let dir = std::env::temp_dir().join(format!("splatdream-nomodel-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("unet")).unwrap();
+    let out = bin()
+        .args(["generate", "--prompt", "a corgi", "--model"])
+        .arg(&dir)
+        .args(["--out"])
+        .arg(dir.join("run"))
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert!(!out.status.success(), "succeeded without a model:\n{t}");
+    assert!(!t.contains("panicked"), "{t}");
+    assert!(
+        t.contains(&dir.display().to_string()),
+        "folder not named:\n{t}"
+    );
+    assert!(
+        t.contains("unet/config.json") && t.contains("vae/config.json"),
+        "{t}"
+    );
+
+    // A model id absent from the HF cache says how to get it.
+    let out = bin()
+        .env("HF_HUB_CACHE", &dir)
+        .args([
+            "generate",
+            "--prompt",
+            "a corgi",
+            "--model",
+            "nobody/no-model",
+        ])
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert!(
+        !out.status.success() && t.contains("nobody/no-model"),
+        "{t}"
+    );
+    assert!(!t.contains("panicked"), "{t}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn unknown_method_is_a_config_error() {
+    let out = bin()
+        .args([
+            "generate",
+            "--prompt",
+            "a corgi",
+            "--method",
+            "nope",
+            "--print-config",
+        ])
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(t.contains("guidance.method") && t.contains("sds"), "{t}");
+}

@@ -1,0 +1,353 @@
+//! Checkpoints of a `generate` run: one safetensors file per checkpoint holding every splat
+//! parameter group with its Adam moments, the densifier's gradient accumulators and the
+//! guidance's learnable state, with the step, seed and config hash in the safetensors header
+//! metadata (and a readable JSON sidecar next to it).
+//!
+//! Tensor names: `params.<group>`, `adam_m.<group>`, `adam_v.<group>` for the six groups of
+//! [`GROUPS`]; `densify.grad2d`, `densify.count` when the densifier has accumulated anything;
+//! `guidance.<name>` for each entry of `Guidance::state`. All f32.
+//!
+//! The run's randomness is derived from `(seed, step)` (see `generate`), so the step is all
+//! the RNG state a resumed run needs. Files are written atomically (temporary file, rename).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{Device, Tensor, TensorData};
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use serde::{Deserialize, Serialize};
+
+use crate::adam::Moments;
+use crate::output::{OutputError, write_atomic, write_text};
+use crate::params::{GROUPS, Gaussians, Param, host};
+
+/// A named host tensor: name, shape, values (row-major).
+pub type Entry = (String, Vec<usize>, Vec<f32>);
+
+/// Errors saving or loading a checkpoint; each names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// Reading or parsing failed.
+    #[error("{path}: {message}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// Writing failed.
+    #[error(transparent)]
+    Write(#[from] OutputError),
+    /// A device read failed.
+    #[error("device: {0}")]
+    Device(String),
+}
+
+/// What a checkpoint records besides tensors (the safetensors header metadata and the JSON
+/// sidecar).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Meta {
+    /// Completed optimisation steps; a resumed run's first step has this 0-based index.
+    pub step: u64,
+    /// The run's seed.
+    pub seed: u64,
+    /// sha256 of the resolved config (TOML) at save time, hex.
+    pub config_hash: String,
+    /// Splat count.
+    pub splats: usize,
+    /// The guidance method.
+    pub method: String,
+    /// SH degree of the parameters.
+    pub sh_degree: u32,
+}
+
+/// A checkpoint in host memory.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checkpoint {
+    /// Metadata.
+    pub meta: Meta,
+    /// Every tensor.
+    pub tensors: Vec<Entry>,
+}
+
+/// sha256 of `text`, hex.
+pub fn hash_text(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Download a `[N, C]` tensor (empty tensors without a device read).
+fn download(t: &Tensor<2>) -> Result<Vec<f32>, CheckpointError> {
+    let [n, c] = t.dims();
+    if n * c == 0 {
+        return Ok(vec![]);
+    }
+    host(t).map_err(CheckpointError::Device)
+}
+
+/// The parameter and moment entries of `g` (`params.*`, `adam_m.*`, `adam_v.*`).
+///
+/// # Errors
+/// [`CheckpointError::Device`] if a read fails.
+pub fn gaussian_entries(g: &Gaussians) -> Result<Vec<Entry>, CheckpointError> {
+    let mut out = vec![];
+    for (name, p) in GROUPS.iter().zip(&g.groups) {
+        let shape = p.value.dims().to_vec();
+        out.push((format!("params.{name}"), shape.clone(), download(&p.value)?));
+        out.push((
+            format!("adam_m.{name}"),
+            shape.clone(),
+            download(&p.moments.m)?,
+        ));
+        out.push((format!("adam_v.{name}"), shape, download(&p.moments.v)?));
+    }
+    Ok(out)
+}
+
+impl Checkpoint {
+    /// Look up an entry by name.
+    pub fn get(&self, name: &str) -> Option<&Entry> {
+        self.tensors.iter().find(|e| e.0 == name)
+    }
+
+    /// Entries whose names start with `prefix`, with the prefix removed.
+    pub fn with_prefix(&self, prefix: &str) -> Vec<Entry> {
+        self.tensors
+            .iter()
+            .filter_map(|(n, s, v)| {
+                n.strip_prefix(prefix)
+                    .map(|rest| (rest.to_string(), s.clone(), v.clone()))
+            })
+            .collect()
+    }
+
+    /// Rebuild the splat parameters and their moments on `device`.
+    ///
+    /// # Errors
+    /// [`CheckpointError::Read`] (with `path` for the message) when a group is missing or
+    /// mis-shaped.
+    pub fn gaussians(&self, device: &Device, path: &Path) -> Result<Gaussians, CheckpointError> {
+        let bad = |message: String| CheckpointError::Read {
+            path: path.to_path_buf(),
+            message,
+        };
+        let tensor = |name: String, n: Option<usize>| -> Result<Tensor<2>, CheckpointError> {
+            let (_, shape, v) = self
+                .get(&name)
+                .ok_or_else(|| bad(format!("tensor `{name}` is missing")))?;
+            if shape.len() != 2 || n.is_some_and(|n| n != shape[0]) {
+                return Err(bad(format!("tensor `{name}` has shape {shape:?}")));
+            }
+            Ok(Tensor::from_data(
+                TensorData::new(v.clone(), [shape[0], shape[1]]),
+                device,
+            ))
+        };
+        let mut n = None;
+        let mut groups = vec![];
+        for name in GROUPS {
+            let value = tensor(format!("params.{name}"), n)?;
+            n = Some(value.dims()[0]);
+            let m = tensor(format!("adam_m.{name}"), n)?;
+            let v = tensor(format!("adam_v.{name}"), n)?;
+            groups.push(Param {
+                value,
+                moments: Moments { m, v },
+            });
+        }
+        let groups: [Param; 6] = groups
+            .try_into()
+            .map_err(|_| bad("parameter groups".into()))?;
+        Ok(Gaussians {
+            groups,
+            max_sh_degree: self.meta.sh_degree,
+        })
+    }
+
+    /// Write to `path` (atomically) and a JSON sidecar `path.json`-style next to it
+    /// (`<stem>.json`).
+    ///
+    /// # Errors
+    /// [`CheckpointError::Write`] naming the file.
+    pub fn save(&self, path: &Path) -> Result<(), CheckpointError> {
+        let bytes: Vec<Vec<u8>> = self
+            .tensors
+            .iter()
+            .map(|(_, _, v)| bytemuck_f32(v))
+            .collect();
+        let views: Vec<(String, TensorView)> = self
+            .tensors
+            .iter()
+            .zip(&bytes)
+            .map(|((n, s, _), b)| {
+                TensorView::new(Dtype::F32, s.clone(), b)
+                    .map(|v| (n.clone(), v))
+                    .map_err(|e| OutputError::Write {
+                        path: path.to_path_buf(),
+                        message: format!("tensor `{n}`: {e}"),
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        let meta_json = serde_json::to_string(&self.meta).map_err(|e| OutputError::Write {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let info = HashMap::from([("splatdream".to_string(), meta_json.clone())]);
+        let data =
+            safetensors::tensor::serialize(views, Some(info)).map_err(|e| OutputError::Write {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
+        write_atomic(path, |tmp| {
+            std::fs::write(tmp, &data).map_err(|e| e.to_string())
+        })?;
+        let pretty = serde_json::to_string_pretty(&self.meta).unwrap_or(meta_json);
+        write_text(&path.with_extension("json"), &pretty)?;
+        Ok(())
+    }
+
+    /// Read a checkpoint file.
+    ///
+    /// # Errors
+    /// [`CheckpointError::Read`] naming the file.
+    pub fn load(path: &Path) -> Result<Self, CheckpointError> {
+        let bad = |message: String| CheckpointError::Read {
+            path: path.to_path_buf(),
+            message,
+        };
+        let data = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+        let (_, header) = SafeTensors::read_metadata(&data)
+            .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+        let meta_json = header
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get("splatdream"))
+            .ok_or_else(|| bad("no splatdream metadata; not a generate checkpoint".into()))?;
+        let meta: Meta =
+            serde_json::from_str(meta_json).map_err(|e| bad(format!("metadata: {e}")))?;
+        let st = SafeTensors::deserialize(&data).map_err(|e| bad(e.to_string()))?;
+        let mut tensors: Vec<Entry> = vec![];
+        for (name, view) in st.tensors() {
+            if view.dtype() != Dtype::F32 {
+                return Err(bad(format!(
+                    "tensor `{name}` is {:?}, not F32",
+                    view.dtype()
+                )));
+            }
+            let v: Vec<f32> = view
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            tensors.push((name, view.shape().to_vec(), v));
+        }
+        tensors.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(Self { meta, tensors })
+    }
+}
+
+fn bytemuck_f32(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// The checkpoint file name for `step`.
+pub fn file_name(step: u64) -> String {
+    format!("step-{step:07}.safetensors")
+}
+
+/// Resolve `--resume`: a checkpoint file as is; a run folder (or its `checkpoints/` folder) to
+/// its latest checkpoint by step.
+///
+/// # Errors
+/// [`CheckpointError::Read`] when nothing usable is there.
+pub fn resolve(path: &Path) -> Result<PathBuf, CheckpointError> {
+    if path.is_file() {
+        return Ok(path.to_path_buf());
+    }
+    let dir = if path.join("checkpoints").is_dir() {
+        path.join("checkpoints")
+    } else {
+        path.to_path_buf()
+    };
+    let rd = std::fs::read_dir(&dir).map_err(|e| CheckpointError::Read {
+        path: dir.clone(),
+        message: e.to_string(),
+    })?;
+    let mut best: Option<(u64, PathBuf)> = None;
+    for e in rd.flatten() {
+        let p = e.path();
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if let Some(step) = name
+            .strip_prefix("step-")
+            .and_then(|s| s.strip_suffix(".safetensors"))
+            .and_then(|s| s.parse::<u64>().ok())
+            && best.as_ref().is_none_or(|(b, _)| step > *b)
+        {
+            best = Some((step, p));
+        }
+    }
+    best.map(|(_, p)| p).ok_or_else(|| CheckpointError::Read {
+        path: dir,
+        message: "no checkpoints (step-*.safetensors) found".into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::init::{from_points, sphere_points};
+
+    #[test]
+    fn round_trip_keeps_tensors_and_moments() {
+        let ctx = gpu::GpuContext::new(&gpu::GpuOptions::default()).ok();
+        let Some(ctx) = ctx else {
+            eprintln!("skipping: no adapter");
+            return;
+        };
+        let device = ctx.burn.clone();
+        let (p, c) = sphere_points(50, 1.0, None, 1);
+        let data = from_points(&p, &c, 0.1, 1.0);
+        let mut g = Gaussians::from_data(&data, 1, &device);
+        // Non-trivial moments.
+        for (k, p) in g.groups.iter_mut().enumerate() {
+            p.moments.m = p.value.clone() * (0.5 + k as f64);
+            p.moments.v = p.value.clone().square() + 0.25;
+        }
+        let mut tensors = gaussian_entries(&g).unwrap();
+        tensors.push((
+            "guidance.net.w".into(),
+            vec![2, 3],
+            vec![1., 2., 3., 4., 5., 6.],
+        ));
+        tensors.sort_by(|a, b| a.0.cmp(&b.0));
+        let ck = Checkpoint {
+            meta: Meta {
+                step: 12,
+                seed: 7,
+                config_hash: hash_text("x"),
+                splats: 50,
+                method: "sds".into(),
+                sh_degree: 1,
+            },
+            tensors,
+        };
+        let dir = std::env::temp_dir().join(format!("splatdream-ck-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(file_name(12));
+        ck.save(&path).unwrap();
+        assert!(path.with_extension("json").is_file());
+        let back = Checkpoint::load(&path).unwrap();
+        assert_eq!(back, ck);
+        assert_eq!(resolve(&dir).unwrap(), path);
+        let g2 = back.gaussians(&device, &path).unwrap();
+        assert_eq!(
+            gaussian_entries(&g2).unwrap(),
+            gaussian_entries(&g).unwrap()
+        );
+        assert_eq!(back.with_prefix("guidance.")[0].0, "net.w");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
