@@ -359,3 +359,12 @@ impl ModuleMapper for StateWriter {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn vdm_is_send() {
+        fn send<T: Send>() {}
+        send::<super::Vdm>();
+    }
+}
