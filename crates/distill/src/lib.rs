@@ -8,6 +8,8 @@
 //!
 //! - [`Guidance`], [`GuidanceInput`], [`GuidanceOutput`], [`Prior`]: the seam to `train`.
 //! - [`sds`]: DreamFusion's SDS with the common weightings.
+//! - [`vdm`]: DreamMapping's VDM + DCA (Eq. 19) with its online degradation network ℳψ,
+//!   the U-Lite of [`ulite`].
 //! - [`timesteps`]: timestep samplers (uniform, LucidDreamer's annealed range).
 //! - [`cameras`]: random cameras around the object (LucidDreamer/threestudio ranges).
 //! - [`prompts`]: view-dependent prompt suffixes and their azimuth interpolation.
@@ -20,6 +22,8 @@ pub mod cameras;
 pub mod prompts;
 pub mod sds;
 pub mod timesteps;
+pub mod ulite;
+pub mod vdm;
 
 use burn::tensor::{Device, Tensor};
 use sd::UNet;
@@ -27,6 +31,8 @@ use sd::scheduler::NoiseSchedule;
 use serde::{Deserialize, Serialize};
 
 pub use sds::{Sds, SdsConfig, Weighting};
+pub use ulite::{ULite, ULiteConfig};
+pub use vdm::{Vdm, VdmConfig};
 
 /// Errors of a guidance step.
 #[derive(Debug, thiserror::Error)]
@@ -175,6 +181,8 @@ pub struct GuidanceConfig {
     pub method: String,
     /// SDS settings (also the CFG scale and weighting used when `method = "sds"`).
     pub sds: SdsConfig,
+    /// DreamMapping VDM + DCA settings (used when `method = "vdm"`).
+    pub vdm: VdmConfig,
 }
 
 impl Default for GuidanceConfig {
@@ -182,21 +190,23 @@ impl Default for GuidanceConfig {
         Self {
             method: "sds".into(),
             sds: SdsConfig::default(),
+            vdm: VdmConfig::default(),
         }
     }
 }
 
 /// The method names [`build`] accepts.
-pub const METHODS: &[&str] = &["sds"];
+pub const METHODS: &[&str] = &["sds", "vdm"];
 
-/// Construct the configured guidance on `device` (auxiliary networks are created there).
+/// Construct the configured guidance on `device` (auxiliary networks are created there; VDM's
+/// ℳψ on the autodiff side of `device`).
 ///
 /// # Errors
 /// [`DistillError::Setting`] for an unknown method name or an invalid setting.
 pub fn build(cfg: &GuidanceConfig, device: &Device) -> Result<Box<dyn Guidance>, DistillError> {
-    let _ = device;
     match cfg.method.as_str() {
         "sds" => Ok(Box::new(Sds::new(cfg.sds.clone()))),
+        "vdm" => Ok(Box::new(Vdm::new(cfg.vdm.clone(), device)?)),
         other => Err(DistillError::Setting {
             name: "guidance.method".into(),
             detail: format!(

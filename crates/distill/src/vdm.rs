@@ -1,0 +1,370 @@
+//! DreamMapping's **VDM + DCA** guidance (Cai, Wang, Liang, Shao, Chen, Zhan, Wang 2024,
+//! "DreamMapping: High-Fidelity Text-to-3D Generation via Variational Distribution Mapping";
+//! docs/methods.md §5).
+//!
+//! The render is treated as a degraded diffusion output, and a small degradation network ℳψ
+//! (U-Lite, [`crate::ulite`]) is trained online to recover the injected noise from the
+//! prior's prediction. Per step (methods.md §5.5, the paper's Algorithm 1):
+//!
+//! 1. `z_t = α_t z + σ_t ε`;
+//! 2. `ε̂ = CFG_s(ε̂_φ(z_t; y, t), ε̂_φ(z_t; ∅, t))` without gradient (form A, s = 7.5);
+//! 3. `m = ℳψ(ε̂)` with gradient to ψ only, the operator loss `L_op = mean‖m − ε‖²`
+//!    (Eq. 17/18: no U-Net backward) and one Adam step on ψ (lr 0.01);
+//! 4. DCA: `λ_t = 1 − ᾱ_t` for `t ≤ 300`, else 1;
+//! 5. the latent gradient (Eq. 19) `g = ω(t)·(ε̂ − λ_t·sg(m))·scale`, injected with the SDS
+//!    pseudo-loss ([`crate::inject`]).
+//!
+//! **Which m.** `g` uses the ℳψ output of the *same* forward that produced `L_op`, i.e. ℳψ
+//! with its weights from **before** this step's ψ update: Algorithm 1 computes both losses
+//! from one forward pass and then steps ψ and θ. (Evaluating ℳψ again after the update would
+//! cost a second forward and is not what the paper does.)
+//!
+//! **ω(t)** is not specified by the paper; the default is LucidDreamer's `σ_t/α_t` (the
+//! codebase DreamMapping built on), times `scale` (LucidDreamer's `lambda_guidance`).
+//!
+//! **Checkpoints.** [`Guidance::state`] / [`Guidance::load_state`] save and restore ℳψ's
+//! weights (BatchNorm γ/β included; BatchNorm always uses batch statistics, so burn-nn's
+//! running-statistics buffers are neither used nor saved). Adam's moments are not saved: after a resume in a new process
+//! they restart from zero (bias correction makes the first steps behave like a fresh Adam);
+//! within one process, loading weights keeps the current moments.
+
+use std::collections::HashMap;
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Tensor, TensorData};
+use sd::scheduler::NoiseSchedule;
+use serde::{Deserialize, Serialize};
+
+use crate::sds::check_input;
+use crate::ulite::{MAX_LEVELS, ULite, ULiteConfig, is_running_stat};
+use crate::{DistillError, Guidance, GuidanceInput, GuidanceOutput, Prior, Weighting};
+
+/// Settings of [`Vdm`] (`[guidance.vdm]` in the generate config). Defaults follow
+/// docs/methods.md §5.4 and §6.3 (DreamMapping on SD 2.1-base, LucidDreamer defaults).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VdmConfig {
+    /// CFG scale, form A (DreamMapping: 7.5; its Eq. 4 is form B, so "7.5 in form B" would be
+    /// 8.5 here — methods.md §6.3 item 3).
+    pub cfg_scale: f64,
+    /// ω(t) of Eq. 19 (unspecified by the paper; LucidDreamer's σ_t/α_t by default).
+    pub weighting: Weighting,
+    /// Overall multiplier of the gradient (LucidDreamer's `lambda_guidance`, default 1).
+    pub scale: f64,
+    /// Distribution coefficient annealing on/off (off: λ_t = 1 for all t, the "VDM without
+    /// DCA" ablation).
+    pub dca: bool,
+    /// DCA cut-off on the 1000-step scale: λ_t = 1 − ᾱ_t for t ≤ `dca_cutoff`, else 1 (paper:
+    /// 300; Algorithm 1 writes t < 300).
+    pub dca_cutoff: usize,
+    /// Adam learning rate of ℳψ (paper: 0.01).
+    pub lr: f64,
+    /// The U-Lite network ℳψ.
+    pub ulite: ULiteConfig,
+}
+
+impl Default for VdmConfig {
+    fn default() -> Self {
+        Self {
+            cfg_scale: 7.5,
+            weighting: Weighting::SigmaOverAlpha,
+            scale: 1.0,
+            dca: true,
+            dca_cutoff: 300,
+            lr: 0.01,
+            ulite: ULiteConfig::default(),
+        }
+    }
+}
+
+impl VdmConfig {
+    /// Check the settings' ranges.
+    ///
+    /// # Errors
+    /// [`DistillError::Setting`] naming the offending `guidance.vdm.*` setting.
+    pub fn validate(&self) -> Result<(), DistillError> {
+        let bad = |name: &str, detail: String| DistillError::Setting {
+            name: format!("guidance.vdm.{name}"),
+            detail,
+        };
+        if !self.cfg_scale.is_finite() {
+            return Err(bad(
+                "cfg_scale",
+                format!("{} is not finite", self.cfg_scale),
+            ));
+        }
+        if !self.scale.is_finite() {
+            return Err(bad("scale", format!("{} is not finite", self.scale)));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(bad("lr", format!("{} is not a positive number", self.lr)));
+        }
+        if !(1..=MAX_LEVELS).contains(&self.ulite.levels) {
+            return Err(bad(
+                "ulite.levels",
+                format!("{} is outside 1..={MAX_LEVELS}", self.ulite.levels),
+            ));
+        }
+        Ok(())
+    }
+
+    /// DCA's λ_t (DreamMapping §4.3, Algorithm 1): `1 − ᾱ_t` for `t ≤ dca_cutoff`, else 1;
+    /// always 1 with `dca = false`.
+    pub fn lambda(&self, schedule: &NoiseSchedule, t: usize) -> f64 {
+        if self.dca && t <= self.dca_cutoff {
+            1.0 - schedule.alpha_cumprod(t)
+        } else {
+            1.0
+        }
+    }
+}
+
+/// VDM + DCA guidance (DreamMapping Eq. 19, Algorithm 1): `g = ω(t)(ε̂ − λ_t ℳψ(ε̂))`, with
+/// ℳψ a U-Lite trained online on `L_op = mean‖ℳψ(ε̂) − ε‖²` (one Adam step per call).
+pub struct Vdm {
+    /// Settings.
+    pub config: VdmConfig,
+    /// ℳψ, on the autodiff side of the device.
+    net: ULite,
+    /// Adam on ψ (β = (0.9, 0.999), ε = 1e-8 as PyTorch; no weight decay).
+    optim: ModuleOptimizer,
+    /// ψ updates done so far.
+    updates: usize,
+}
+
+impl std::fmt::Debug for Vdm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vdm")
+            .field("config", &self.config)
+            .field("parameters", &self.net.num_learnable())
+            .field("updates", &self.updates)
+            .finish()
+    }
+}
+
+impl Vdm {
+    /// New VDM guidance with a freshly initialised ℳψ (4 → 4 channels) on the autodiff side of
+    /// `device`.
+    ///
+    /// # Errors
+    /// [`DistillError::Setting`] when [`VdmConfig::validate`] fails.
+    pub fn new(config: VdmConfig, device: &Device) -> Result<Self, DistillError> {
+        config.validate()?;
+        let dev = device.clone().autodiff();
+        let net = ULite::new(4, 4, &config.ulite, &dev);
+        let optim = AdamConfig::new()
+            .with_beta_1(0.9)
+            .with_beta_2(0.999)
+            .with_epsilon(1e-8)
+            .init();
+        Ok(Self {
+            config,
+            net,
+            optim,
+            updates: 0,
+        })
+    }
+
+    /// ℳψ (weights as of the last update).
+    pub fn ulite(&self) -> &ULite {
+        &self.net
+    }
+
+    /// Number of ψ updates done so far.
+    pub fn updates(&self) -> usize {
+        self.updates
+    }
+
+    /// Evaluate ℳψ(ε̂) with the current weights, without training (BatchNorm with batch
+    /// statistics, as in training). Plain tensor out.
+    pub fn degrade(&self, eps_hat: Tensor<4>) -> Tensor<4> {
+        self.net.valid().forward(eps_hat.detach().inner())
+    }
+
+    /// One online step of ℳψ (DreamMapping Eq. 18, Algorithm 1 lines 12–15): `m = ℳψ(ε̂)`,
+    /// `L_op = mean‖m − ε‖²`, one Adam step on ψ. Returns `(m, L_op)` where `m` (a plain
+    /// tensor) is the output of the weights **before** the step.
+    pub fn train_step(&mut self, eps_hat: Tensor<4>, eps: Tensor<4>) -> (Tensor<4>, f64) {
+        let x = eps_hat.detach().inner().autodiff();
+        let target = eps.detach().inner().autodiff();
+        let m = self.net.forward(x);
+        let loss = (m.clone() - target).square().mean();
+        let grads = loss.backward();
+        let loss_v: f32 = loss.detach().inner().into_scalar();
+        let grads = GradientsParams::from_grads(grads, &self.net);
+        self.net = self.optim.step(self.config.lr, self.net.clone(), grads);
+        self.updates += 1;
+        (m.detach().inner(), loss_v as f64)
+    }
+}
+
+impl Guidance for Vdm {
+    fn name(&self) -> &'static str {
+        "vdm"
+    }
+
+    fn cfg_scale(&self) -> f64 {
+        self.config.cfg_scale
+    }
+
+    /// Eq. 19 with DCA; also trains ℳψ by one step (module docs). Stats: `ulite_loss` (L_op
+    /// before the step) and `lambda_t_mean` (mean λ_t over the batch).
+    fn gradient(
+        &mut self,
+        prior: &Prior<'_>,
+        input: &GuidanceInput,
+    ) -> Result<GuidanceOutput, DistillError> {
+        check_input(input)?;
+        let z_t = input.noisy(prior.schedule);
+        let (eps_hat, _, _) = prior.eps_cfg(
+            z_t,
+            &input.timesteps,
+            input.cond.clone(),
+            input.uncond.clone(),
+            self.config.cfg_scale,
+        );
+        let eps_hat = eps_hat.detach().inner();
+        let (m, loss) = self.train_step(eps_hat.clone(), input.noise.clone());
+        let lam: Vec<f32> = input
+            .timesteps
+            .iter()
+            .map(|&t| self.config.lambda(prior.schedule, t) as f32)
+            .collect();
+        let lam_mean = lam.iter().map(|&x| x as f64).sum::<f64>() / lam.len().max(1) as f64;
+        let lam_t = Tensor::<4>::from_data(
+            TensorData::new(lam, [input.timesteps.len(), 1, 1, 1]),
+            &eps_hat.device(),
+        );
+        let w = self
+            .config
+            .weighting
+            .tensor(prior.schedule, &input.timesteps, &eps_hat);
+        let grad = (eps_hat - m * lam_t) * w * self.config.scale;
+        Ok(GuidanceOutput {
+            grad,
+            stats: vec![("ulite_loss", loss), ("lambda_t_mean", lam_mean)],
+        })
+    }
+
+    /// ℳψ's weights as `ulite.<module path>` entries (e.g. `ulite.enc.0.pw.weight`).
+    fn state(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+        let mut v = StateReader {
+            path: vec![],
+            out: vec![],
+        };
+        self.net.visit(&mut v);
+        v.out
+    }
+
+    /// Restore ℳψ's weights from [`Guidance::state`]'s entries; every weight must be present
+    /// with its shape and no unknown entry may appear. Adam's moments are kept (module docs).
+    fn load_state(&mut self, state: &[(String, Vec<usize>, Vec<f32>)]) -> Result<(), DistillError> {
+        let have: HashMap<String, Vec<usize>> =
+            self.state().into_iter().map(|(n, s, _)| (n, s)).collect();
+        let mut given = HashMap::new();
+        for (name, shape, values) in state {
+            let Some(want) = have.get(name) else {
+                return Err(DistillError::Input(format!(
+                    "vdm state: unknown entry `{name}`"
+                )));
+            };
+            if want != shape || shape.iter().product::<usize>() != values.len() {
+                return Err(DistillError::Input(format!(
+                    "vdm state: `{name}` has shape {shape:?} ({} values), ℳψ expects {want:?}",
+                    values.len()
+                )));
+            }
+            given.insert(name.clone(), (shape.clone(), values.clone()));
+        }
+        if let Some(missing) = have.keys().find(|n| !given.contains_key(*n)) {
+            return Err(DistillError::Input(format!(
+                "vdm state: missing entry `{missing}`"
+            )));
+        }
+        let mut w = StateWriter {
+            path: vec![],
+            values: given,
+        };
+        self.net = self.net.clone().map(&mut w);
+        Ok(())
+    }
+}
+
+/// `ulite.` + the module path of the current parameter.
+fn join(path: &[String]) -> String {
+    let mut s = String::from("ulite");
+    for p in path {
+        s.push('.');
+        s.push_str(p);
+    }
+    s
+}
+
+/// Collects every float parameter with its module path.
+struct StateReader {
+    path: Vec<String>,
+    out: Vec<(String, Vec<usize>, Vec<f32>)>,
+}
+
+impl ModuleVisitor for StateReader {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if is_running_stat(self.path.last()) {
+            return;
+        }
+        let t = param.val();
+        let shape = t.dims().to_vec();
+        let values: Vec<f32> = t
+            .inner()
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .expect("f32 parameter data");
+        self.out.push((join(&self.path), shape, values));
+    }
+}
+
+/// Replaces every float parameter by the entry of the same path (validated beforehand), keeping
+/// its id (so Adam's per-parameter state stays attached) and its gradient requirement.
+struct StateWriter {
+    path: Vec<String>,
+    values: HashMap<String, (Vec<usize>, Vec<f32>)>,
+}
+
+impl ModuleMapper for StateWriter {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let Some((shape, values)) = self.values.remove(&join(&self.path)) else {
+            return param;
+        };
+        param.map(|old| {
+            let rg = old.is_require_grad();
+            let shape: [usize; D] = shape.try_into().expect("validated rank");
+            Tensor::from_data(TensorData::new(values, shape), &old.device()).set_require_grad(rg)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn vdm_is_send() {
+        fn send<T: Send>() {}
+        send::<super::Vdm>();
+    }
+}
