@@ -34,6 +34,11 @@ fn run(c: &mut Command) -> String {
 
 /// The common options of the tiny runs.
 fn tiny<'a>(c: &'a mut Command, out: &Path) -> &'a mut Command {
+    tiny_with(c, out, "sds")
+}
+
+/// The common options of the tiny runs with guidance `method`.
+fn tiny_with<'a>(c: &'a mut Command, out: &Path, method: &str) -> &'a mut Command {
     c.args([
         "generate",
         "--model",
@@ -47,7 +52,7 @@ fn tiny<'a>(c: &'a mut Command, out: &Path) -> &'a mut Command {
         "--resolution",
         "64",
         "--method",
-        "sds",
+        method,
         "--out",
     ])
     .arg(out)
@@ -137,6 +142,40 @@ fn generate_tiny_model_outputs_and_resume() {
         first.as_secs_f64(),
         t0.elapsed().as_secs_f64()
     );
+    std::fs::remove_dir_all(&out).ok();
+}
+
+/// DreamMapping's VDM + DCA for two dozen steps: ℳψ trains online (its loss is logged every
+/// step and stays finite), the run writes its PLY and turntable.
+#[test]
+fn generate_vdm_two_dozen_steps() {
+    let out = std::env::temp_dir().join(format!("splatdream-gen-vdm-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let t0 = std::time::Instant::now();
+    // 8×8 latents: three U-Lite levels fit without padding.
+    run(tiny_with(&mut bin(), &out, "vdm")
+        .args(["--steps", "24"])
+        .args(["--set", "guidance.vdm.ulite.levels=3"]));
+    let m = metrics(&out);
+    assert_eq!(m.len(), 24);
+    let ulite: Vec<f64> = m
+        .iter()
+        .map(|r| r["guidance"]["ulite_loss"].as_f64().unwrap_or(f64::NAN))
+        .collect();
+    assert!(
+        ulite.iter().all(|v| v.is_finite() && *v >= 0.0),
+        "{ulite:?}"
+    );
+    for r in &m {
+        for k in ["loss", "grad_norm", "t_mean"] {
+            let v = r[k].as_f64().unwrap_or(f64::NAN);
+            assert!(v.is_finite(), "{k} = {v} in {r}");
+        }
+    }
+    let data = splat::ply::read_ply(&out.join("point_cloud.ply")).unwrap();
+    assert_eq!(data.len() as u64, m[23]["splats"].as_u64().unwrap());
+    assert!(out.join("turntable.gif").is_file());
+    eprintln!("generate vdm: 24 steps {:.1} s", t0.elapsed().as_secs_f64());
     std::fs::remove_dir_all(&out).ok();
 }
 

@@ -663,6 +663,9 @@ pub fn generate(
     write_text(&out_dir.join("config.toml"), &config_text)?;
     let hash = config_hash(cfg);
 
+    // Seed the device RNG first so auxiliary networks (VDM's ℳψ) start from the same weights
+    // for the same seed.
+    device.seed(step_seed(cfg.seed, 0, 9));
     let mut guidance = distill::build(&cfg.guidance, device)?;
     let mut densifier;
     let mut gaussians;
