@@ -216,6 +216,8 @@ fn vdm_gradient_reaches_latents() {
                 .find(|(n, _)| *n == k)
                 .unwrap_or_else(|| panic!("stat {k}"))
                 .1
+                .value()
+                .expect("stat read-back")
         };
         let lam_mean = lam.iter().sum::<f64>() / B as f64;
         assert!((stat("lambda_t_mean") - lam_mean).abs() < 1e-6);
@@ -295,7 +297,7 @@ fn ulite_loss_falls_online() {
     let mut losses = vec![];
     for _ in 0..30 {
         let (_, l) = vdm.train_step(eps_hat.clone(), inp.noise.clone());
-        losses.push(l);
+        losses.push(distill::Stat::Device(l).value().expect("loss read-back"));
     }
     println!("L_op over 30 online steps: {losses:.4?}");
     assert!(losses.iter().all(|l| l.is_finite()));

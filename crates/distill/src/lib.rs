@@ -76,14 +76,13 @@ impl Prior<'_> {
         let b = z_t.dims()[0];
         let z_t = z_t.detach();
         let tf: Vec<f64> = t.iter().chain(t.iter()).map(|&x| x as f64).collect();
-        let both = Tensor::cat(vec![z_t.clone(), z_t.clone()], 0);
+        let t2: Vec<usize> = t.iter().chain(t.iter()).copied().collect();
+        let both = Tensor::cat(vec![z_t.clone(), z_t], 0);
         let out = self
             .unet
-            .forward(both, &tf, Tensor::cat(vec![uncond, cond], 0))
+            .forward(both.clone(), &tf, Tensor::cat(vec![uncond, cond], 0))
             .detach();
-        let t2: Vec<usize> = t.iter().chain(t.iter()).copied().collect();
-        let zz = Tensor::cat(vec![z_t.clone(), z_t], 0);
-        let eps = self.schedule.to_epsilon(out, zz, &t2);
+        let eps = self.schedule.to_epsilon(out, both, &t2);
         let u = eps.clone().narrow(0, 0, b);
         let c = eps.narrow(0, b, b);
         (sd::scheduler::cfg(u.clone(), c.clone(), scale), c, u)
@@ -108,6 +107,28 @@ pub struct GuidanceInput {
 }
 
 impl GuidanceInput {
+    /// Check the batch sizes, form `z_t = α_t z + σ_t ε` and query the prior with CFG scale
+    /// `scale`: the first half of every method's step. Returns `(z_t, ε̂_cfg)`, plain tensors.
+    ///
+    /// # Errors
+    /// [`DistillError::Input`] when the tensors' batch sizes or shapes disagree.
+    pub fn guided_eps(
+        &self,
+        prior: &Prior<'_>,
+        scale: f64,
+    ) -> Result<(Tensor<4>, Tensor<4>), DistillError> {
+        check_input(self)?;
+        let z_t = self.noisy(prior.schedule);
+        let (eps_hat, _, _) = prior.eps_cfg(
+            z_t.clone(),
+            &self.timesteps,
+            self.cond.clone(),
+            self.uncond.clone(),
+            scale,
+        );
+        Ok((z_t, eps_hat))
+    }
+
     /// `z_t = α_t z + σ_t ε` (plain tensors).
     pub fn noisy(&self, schedule: &NoiseSchedule) -> Tensor<4> {
         schedule.add_noise(
@@ -123,8 +144,43 @@ impl GuidanceInput {
 pub struct GuidanceOutput {
     /// `g [B, 4, h, w]`, the gradient to inject into the latents (no autodiff graph).
     pub grad: Tensor<4>,
-    /// Scalars to log (name, value), e.g. an auxiliary network's loss. Host values.
-    pub stats: Vec<(&'static str, f64)>,
+    /// Scalars to log (name, value), e.g. an auxiliary network's loss.
+    pub stats: Vec<(&'static str, Stat)>,
+}
+
+/// A logged scalar. Device values stay on the device until the training loop logs, so a
+/// guidance never forces a GPU→CPU read inside a step.
+// A handful per step: the size difference between the variants does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug)]
+pub enum Stat {
+    /// Known on the host.
+    Host(f64),
+    /// A `[1]` tensor on the device, read back only when logged.
+    Device(Tensor<1>),
+}
+
+impl Stat {
+    /// The value (a device read for [`Stat::Device`]).
+    ///
+    /// # Errors
+    /// The device's read error.
+    pub fn value(&self) -> Result<f64, String> {
+        match self {
+            Self::Host(v) => Ok(*v),
+            Self::Device(t) => t
+                .clone()
+                .inner()
+                .try_into_data()
+                .map_err(|e| format!("{e:?}"))?
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .map_err(|e| format!("{e:?}"))?
+                .first()
+                .map(|v| *v as f64)
+                .ok_or_else(|| "empty statistic".to_string()),
+        }
+    }
 }
 
 /// A score-distillation method. Implementations own their settings and any auxiliary network
@@ -162,13 +218,16 @@ pub trait Guidance {
     }
 }
 
+/// `g` with NaN and ±Inf entries replaced by 0 (PyTorch `nan_to_num(…, 0, 0, 0)`).
+pub fn finite_or_zero<const D: usize>(g: Tensor<D>) -> Tensor<D> {
+    g.clone().mask_fill(g.is_finite().bool_not(), 0.0)
+}
+
 /// The SDS pseudo-loss `½‖z − sg(z − g)‖²` summed over all elements: its gradient with respect
 /// to the autodiff latents `z` is exactly `g` (docs/methods.md §0, "SDS pseudo-loss trick").
 /// Non-finite entries of `g` are replaced by 0 first (as the reference codes' `nan_to_num`).
 pub fn inject(z: Tensor<4>, g: Tensor<4>) -> Tensor<1> {
-    let g = g.detach();
-    let g = g.clone().mask_fill(g.clone().is_nan(), 0.0);
-    let g = g.clone().mask_fill(g.clone().is_inf(), 0.0);
+    let g = finite_or_zero(g.detach());
     let target = (z.clone().detach() - g).detach();
     (z - target).square().sum() * 0.5
 }
@@ -215,4 +274,29 @@ pub fn build(cfg: &GuidanceConfig, device: &Device) -> Result<Box<dyn Guidance>,
             ),
         }),
     }
+}
+
+/// Check batch sizes agree across the input's tensors.
+fn check_input(input: &GuidanceInput) -> Result<(), DistillError> {
+    let b = input.latents.dims()[0];
+    let bad = |what: &str, n: usize| {
+        DistillError::Input(format!("{what} has batch {n}, the latents have {b}"))
+    };
+    if input.timesteps.len() != b {
+        return Err(bad("timesteps", input.timesteps.len()));
+    }
+    if input.noise.dims() != input.latents.dims() {
+        return Err(DistillError::Input(format!(
+            "noise {:?} and latents {:?} differ in shape",
+            input.noise.dims(),
+            input.latents.dims()
+        )));
+    }
+    if input.cond.dims()[0] != b {
+        return Err(bad("cond", input.cond.dims()[0]));
+    }
+    if input.uncond.dims()[0] != b {
+        return Err(bad("uncond", input.uncond.dims()[0]));
+    }
+    Ok(())
 }

@@ -88,15 +88,7 @@ impl Guidance for Sds {
         prior: &Prior<'_>,
         input: &GuidanceInput,
     ) -> Result<GuidanceOutput, DistillError> {
-        check_input(input)?;
-        let z_t = input.noisy(prior.schedule);
-        let (eps_hat, _, _) = prior.eps_cfg(
-            z_t,
-            &input.timesteps,
-            input.cond.clone(),
-            input.uncond.clone(),
-            self.config.cfg_scale,
-        );
+        let (_, eps_hat) = input.guided_eps(prior, self.config.cfg_scale)?;
         let w = self
             .config
             .weighting
@@ -107,29 +99,4 @@ impl Guidance for Sds {
             stats: vec![],
         })
     }
-}
-
-/// Check batch sizes agree across the input's tensors.
-pub(crate) fn check_input(input: &GuidanceInput) -> Result<(), DistillError> {
-    let b = input.latents.dims()[0];
-    let bad = |what: &str, n: usize| {
-        DistillError::Input(format!("{what} has batch {n}, the latents have {b}"))
-    };
-    if input.timesteps.len() != b {
-        return Err(bad("timesteps", input.timesteps.len()));
-    }
-    if input.noise.dims() != input.latents.dims() {
-        return Err(DistillError::Input(format!(
-            "noise {:?} and latents {:?} differ in shape",
-            input.noise.dims(),
-            input.latents.dims()
-        )));
-    }
-    if input.cond.dims()[0] != b {
-        return Err(bad("cond", input.cond.dims()[0]));
-    }
-    if input.uncond.dims()[0] != b {
-        return Err(bad("uncond", input.uncond.dims()[0]));
-    }
-    Ok(())
 }

@@ -36,9 +36,8 @@ use burn::tensor::{Device, Tensor, TensorData};
 use sd::scheduler::NoiseSchedule;
 use serde::{Deserialize, Serialize};
 
-use crate::sds::check_input;
 use crate::ulite::{MAX_LEVELS, ULite, ULiteConfig, is_running_stat};
-use crate::{DistillError, Guidance, GuidanceInput, GuidanceOutput, Prior, Weighting};
+use crate::{DistillError, Guidance, GuidanceInput, GuidanceOutput, Prior, Stat, Weighting};
 
 /// Settings of [`Vdm`] (`[guidance.vdm]` in the generate config). Defaults follow
 /// docs/methods.md §5.4 and §6.3 (DreamMapping on SD 2.1-base, LucidDreamer defaults).
@@ -184,18 +183,19 @@ impl Vdm {
 
     /// One online step of ℳψ (DreamMapping Eq. 18, Algorithm 1 lines 12–15): `m = ℳψ(ε̂)`,
     /// `L_op = mean‖m − ε‖²`, one Adam step on ψ. Returns `(m, L_op)` where `m` (a plain
-    /// tensor) is the output of the weights **before** the step.
-    pub fn train_step(&mut self, eps_hat: Tensor<4>, eps: Tensor<4>) -> (Tensor<4>, f64) {
+    /// tensor) is the output of the weights **before** the step and `L_op` a `[1]` device
+    /// tensor (not read back here).
+    pub fn train_step(&mut self, eps_hat: Tensor<4>, eps: Tensor<4>) -> (Tensor<4>, Tensor<1>) {
         let x = eps_hat.detach().inner().autodiff();
         let target = eps.detach().inner().autodiff();
         let m = self.net.forward(x);
         let loss = (m.clone() - target).square().mean();
         let grads = loss.backward();
-        let loss_v: f32 = loss.detach().inner().into_scalar();
+        let loss_v = loss.clone().detach().inner().reshape([1]);
         let grads = GradientsParams::from_grads(grads, &self.net);
         self.net = self.optim.step(self.config.lr, self.net.clone(), grads);
         self.updates += 1;
-        (m.detach().inner(), loss_v as f64)
+        (m.detach().inner(), loss_v)
     }
 }
 
@@ -215,15 +215,7 @@ impl Guidance for Vdm {
         prior: &Prior<'_>,
         input: &GuidanceInput,
     ) -> Result<GuidanceOutput, DistillError> {
-        check_input(input)?;
-        let z_t = input.noisy(prior.schedule);
-        let (eps_hat, _, _) = prior.eps_cfg(
-            z_t,
-            &input.timesteps,
-            input.cond.clone(),
-            input.uncond.clone(),
-            self.config.cfg_scale,
-        );
+        let (_, eps_hat) = input.guided_eps(prior, self.config.cfg_scale)?;
         let eps_hat = eps_hat.detach().inner();
         let (m, loss) = self.train_step(eps_hat.clone(), input.noise.clone());
         let lam: Vec<f32> = input
@@ -243,7 +235,10 @@ impl Guidance for Vdm {
         let grad = (eps_hat - m * lam_t) * w * self.config.scale;
         Ok(GuidanceOutput {
             grad,
-            stats: vec![("ulite_loss", loss), ("lambda_t_mean", lam_mean)],
+            stats: vec![
+                ("ulite_loss", Stat::Device(loss)),
+                ("lambda_t_mean", Stat::Host(lam_mean)),
+            ],
         })
     }
 

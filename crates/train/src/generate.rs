@@ -28,7 +28,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use distill::cameras::CameraConfig;
 use distill::prompts::{View, ViewPromptConfig, ViewPrompts};
 use distill::timesteps::TimestepSchedule;
-use distill::{GuidanceConfig, GuidanceInput, Prior};
+use distill::{GuidanceConfig, GuidanceInput, Prior, Stat};
 use glam::Vec3;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use sd::pipeline::{StableDiffusion, gaussian};
@@ -806,24 +806,35 @@ pub fn generate(
         let logged = step.is_multiple_of(cfg.output.log_every.max(1)) || done == steps;
         let mut record = None;
         if logged {
-            let gd = g.grad.clone();
-            let gd = gd.clone().mask_fill(gd.clone().is_nan(), 0.0);
-            let gd = gd.clone().mask_fill(gd.clone().is_inf(), 0.0);
+            let gd = distill::finite_or_zero(g.grad.clone());
             let n = gd.dims().iter().product::<usize>() as f64;
             let finite = g.grad.clone().is_finite().bool_not().int().sum().float();
-            let vals = host(
-                &Tensor::cat(
-                    vec![
-                        loss.inner().reshape([1]),
-                        gd.clone().square().sum().reshape([1]),
-                        gd.abs().sum().reshape([1]),
-                        finite.reshape([1]),
-                    ],
-                    0,
-                )
-                .reshape([1, 4]),
-            )
-            .map_err(GenerateError::Device)?;
+            let mut parts = vec![
+                loss.inner().reshape([1]),
+                gd.clone().square().sum().reshape([1]),
+                gd.abs().sum().reshape([1]),
+                finite.reshape([1]),
+            ];
+            // The guidance's device statistics join the same single read-back.
+            parts.extend(g.stats.iter().filter_map(|(_, v)| match v {
+                Stat::Device(t) => Some(t.clone().inner().reshape([1])),
+                Stat::Host(_) => None,
+            }));
+            let k = parts.len();
+            let vals =
+                host(&Tensor::cat(parts, 0).reshape([1, k])).map_err(GenerateError::Device)?;
+            let mut device_vals = vals[4..].iter();
+            let guidance_stats: serde_json::Map<String, serde_json::Value> = g
+                .stats
+                .iter()
+                .map(|(name, v)| {
+                    let x = match v {
+                        Stat::Host(x) => *x,
+                        Stat::Device(_) => device_vals.next().map_or(f64::NAN, |x| *x as f64),
+                    };
+                    (name.to_string(), serde_json::json!(x))
+                })
+                .collect();
             if vals[3] > 0.0 || !vals[0].is_finite() {
                 return Err(GenerateError::NotFinite { step });
             }
@@ -839,11 +850,7 @@ pub fn generate(
                 splats: gaussians.len(),
                 step_ms,
                 lr_means: lrs[0],
-                guidance: g
-                    .stats
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), serde_json::json!(v)))
-                    .collect(),
+                guidance: guidance_stats,
             };
             let line = serde_json::to_string(&rec).map_err(|e| io_err(&metrics_path, e))?;
             writeln!(metrics, "{line}").map_err(|e| io_err(&metrics_path, e))?;
