@@ -62,7 +62,7 @@ pub struct FitArgs {
 }
 
 /// Set `dotted` in a TOML table, creating tables on the way.
-pub(crate) fn set_key(root: &mut toml::Table, dotted: &str, value: toml::Value) -> Result<()> {
+fn set_key(root: &mut toml::Table, dotted: &str, value: toml::Value) -> Result<()> {
     let mut parts: Vec<&str> = dotted.split('.').collect();
     let last = parts.pop().filter(|s| !s.is_empty()).context("empty key")?;
     let mut table = root;
@@ -80,7 +80,7 @@ pub(crate) fn set_key(root: &mut toml::Table, dotted: &str, value: toml::Value) 
 
 /// A TOML value from command-line text: TOML syntax (numbers, booleans, arrays, quoted
 /// strings), else the bare text as a string.
-pub(crate) fn parse_value(raw: &str) -> toml::Value {
+fn parse_value(raw: &str) -> toml::Value {
     toml::from_str::<toml::Table>(&format!("v = {raw}"))
         .ok()
         .and_then(|mut t| t.remove("v"))
@@ -174,20 +174,34 @@ pub fn resolve(a: &FitArgs) -> Result<FitConfig> {
     if let Some(v) = a.cap_max {
         put("densify.cap_max", toml::Value::Integer(v as i64));
     }
-    for kv in &a.set {
+    let cfg: FitConfig = apply_overrides(table, sets, &a.set)?;
+    train::fit::validate(&cfg)?;
+    Ok(cfg)
+}
+
+/// Apply the options' settings, then every `--set key=value` (later wins), to a settings
+/// table and read it as `T`. Shared by every command with a settings file.
+///
+/// # Errors
+/// A malformed `--set`, a key that cannot be set, or settings `T` rejects.
+pub fn apply_overrides<T: serde::de::DeserializeOwned>(
+    mut table: toml::Table,
+    options: Vec<(String, toml::Value)>,
+    set: &[String],
+) -> Result<T> {
+    let mut all = options;
+    for kv in set {
         let (k, v) = kv
             .split_once('=')
             .with_context(|| format!("--set `{kv}`: expected key=value"))?;
-        put(k.trim(), parse_value(v.trim()));
+        all.push((k.trim().to_string(), parse_value(v.trim())));
     }
-    for (k, v) in sets {
+    for (k, v) in all {
         set_key(&mut table, &k, v).with_context(|| format!("setting `{k}`"))?;
     }
-    let cfg: FitConfig = toml::Value::Table(table)
+    toml::Value::Table(table)
         .try_into()
-        .context("invalid settings after the command-line overrides")?;
-    train::fit::validate(&cfg)?;
-    Ok(cfg)
+        .context("invalid settings after the command-line overrides")
 }
 
 pub fn cmd_fit(ctx: impl FnOnce() -> Result<GpuContext>, a: FitArgs) -> Result<()> {

@@ -10,7 +10,7 @@ use gpu::GpuContext;
 use indicatif::{ProgressBar, ProgressStyle};
 use train::generate::{Event, GenerateConfig, generate, load_model};
 
-use crate::fit::{parse_value, set_key};
+use crate::fit;
 
 #[derive(Args)]
 pub struct GenerateArgs {
@@ -81,7 +81,7 @@ pub fn resolve(a: &GenerateArgs) -> Result<GenerateConfig> {
             .with_context(|| format!("{}: invalid settings", path.display()))?;
         toml::from_str(&text).with_context(|| format!("{}", path.display()))
     };
-    let mut table: toml::Table = match (&a.config, &a.resume) {
+    let table: toml::Table = match (&a.config, &a.resume) {
         (Some(path), _) => read(path)?,
         (None, Some(r)) => {
             let path = resume_dir(r).join("config.toml");
@@ -119,18 +119,7 @@ pub fn resolve(a: &GenerateArgs) -> Result<GenerateConfig> {
         (None, Some(r)) => put("output.dir", s(&resume_dir(r).display().to_string())),
         _ => {}
     }
-    for kv in &a.set {
-        let (k, v) = kv
-            .split_once('=')
-            .with_context(|| format!("--set `{kv}`: expected key=value"))?;
-        put(k.trim(), parse_value(v.trim()));
-    }
-    for (k, v) in sets {
-        set_key(&mut table, &k, v).with_context(|| format!("setting `{k}`"))?;
-    }
-    let cfg: GenerateConfig = toml::Value::Table(table)
-        .try_into()
-        .context("invalid settings after the command-line overrides")?;
+    let cfg: GenerateConfig = fit::apply_overrides(table, sets, &a.set)?;
     Ok(cfg)
 }
 
