@@ -279,18 +279,12 @@ impl Densifier {
     /// non-zero gradient.
     pub fn observe(&mut self, grad: Tensor<3>, width: u32, height: u32) {
         let [c, n, _] = grad.dims();
-        let device = grad.device();
-        let scale = Tensor::<3>::from_data(
-            TensorData::new(
-                vec![
-                    0.5 * width as f32 * c as f32,
-                    0.5 * height as f32 * c as f32,
-                ],
-                [1, 1, 2],
-            ),
-            &device,
-        );
-        let norm = (grad * scale).square().sum_dim(2).sqrt().reshape([c, n]);
+        // Per-axis scale by scalar multiplies (no per-step upload of a scale tensor).
+        let sx = 0.5 * width as f64 * c as f64;
+        let sy = 0.5 * height as f64 * c as f64;
+        let gx = grad.clone().narrow(2, 0, 1) * sx;
+        let gy = grad.narrow(2, 1, 1) * sy;
+        let norm = (gx.square() + gy.square()).sqrt().reshape([c, n]);
         let visible = norm.clone().greater_elem(0.0).float();
         let add_norm = norm.sum_dim(0).reshape([n]);
         let add_count = visible.sum_dim(0).reshape([n]);

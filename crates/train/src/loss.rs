@@ -21,9 +21,15 @@ fn gaussian_window() -> Vec<f32> {
     w.iter().map(|v| (v / s) as f32).collect()
 }
 
-/// Depthwise separable Gaussian blur with zero padding ("same" size), `[B, ch, H, W]`.
-fn blur(x: Tensor<4>, device: &Device) -> Tensor<4> {
-    let ch = x.dims()[1];
+/// The depthwise `[ch, 1, 1, 11]` and `[ch, 1, 11, 1]` Gaussian kernels for `device`, built
+/// once per (device, channel count) and reused: a training step then uploads nothing for SSIM.
+fn windows(ch: usize, device: &Device) -> (Tensor<4>, Tensor<4>) {
+    type Cache = Vec<(Device, usize, Tensor<4>, Tensor<4>)>;
+    static CACHE: std::sync::Mutex<Cache> = std::sync::Mutex::new(Vec::new());
+    let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, _, kx, ky)) = cache.iter().find(|(d, c, _, _)| d == device && *c == ch) {
+        return (kx.clone(), ky.clone());
+    }
     let w = gaussian_window();
     let mut wx = Vec::with_capacity(ch * SSIM_WINDOW);
     for _ in 0..ch {
@@ -31,6 +37,14 @@ fn blur(x: Tensor<4>, device: &Device) -> Tensor<4> {
     }
     let kx = Tensor::<4>::from_data(TensorData::new(wx.clone(), [ch, 1, 1, SSIM_WINDOW]), device);
     let ky = Tensor::<4>::from_data(TensorData::new(wx, [ch, 1, SSIM_WINDOW, 1]), device);
+    cache.push((device.clone(), ch, kx.clone(), ky.clone()));
+    (kx, ky)
+}
+
+/// Depthwise separable Gaussian blur with zero padding ("same" size), `[B, ch, H, W]`.
+fn blur(x: Tensor<4>, device: &Device) -> Tensor<4> {
+    let ch = x.dims()[1];
+    let (kx, ky) = windows(ch, device);
     let pad = SSIM_WINDOW / 2;
     let x = conv2d(x, kx, None, ConvOptions::new([1, 1], [0, pad], [1, 1], ch));
     conv2d(x, ky, None, ConvOptions::new([1, 1], [pad, 0], [1, 1], ch))
