@@ -3,7 +3,9 @@
 
 use burn::tensor::Tensor;
 
-use crate::nn::{Conv2d, GroupNorm, Linear, attention, swish, upsample_nearest2x};
+use crate::nn::{
+    Conv2d, GroupNorm, Linear, attention, from_tokens, swish, to_tokens, upsample_nearest2x,
+};
 use crate::weights::{WeightError, WeightFile};
 
 /// diffusers `ResnetBlock2D` with `time_embedding_norm="default"`:
@@ -197,12 +199,8 @@ impl SpatialAttention {
 
     /// `[B, C, H, W] → [B, C, H, W]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let [b, c, h, wd] = x.dims();
-        let t = self
-            .norm
-            .forward(x.clone())
-            .reshape([b, c, h * wd])
-            .swap_dims(1, 2);
+        let [_, _, h, wd] = x.dims();
+        let t = to_tokens(self.norm.forward(x.clone()));
         let a = attention(
             self.q.forward(t.clone()),
             self.k.forward(t.clone()),
@@ -211,7 +209,7 @@ impl SpatialAttention {
             None,
             true,
         );
-        let o = self.out.forward(a).swap_dims(1, 2).reshape([b, c, h, wd]);
+        let o = from_tokens(self.out.forward(a), h, wd);
         x + o
     }
 }

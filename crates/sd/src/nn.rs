@@ -143,6 +143,18 @@ pub fn gelu_exact<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     }
 }
 
+/// Feature map to token sequence: `[B, C, H, W] → [B, H·W, C]` (row-major pixels).
+pub fn to_tokens(x: Tensor<4>) -> Tensor<3> {
+    let [b, c, h, w] = x.dims();
+    x.reshape([b, c, h * w]).swap_dims(1, 2)
+}
+
+/// The inverse of [`to_tokens`]: `[B, H·W, C] → [B, C, H, W]`.
+pub fn from_tokens(t: Tensor<3>, h: usize, w: usize) -> Tensor<4> {
+    let [b, _, c] = t.dims();
+    t.swap_dims(1, 2).reshape([b, c, h, w])
+}
+
 /// Nearest-neighbour upsampling by 2 on both axes (PyTorch
 /// `F.interpolate(scale_factor=2, mode="nearest")`), `[B, C, H, W] → [B, C, 2H, 2W]`.
 pub fn upsample_nearest2x(x: Tensor<4>) -> Tensor<4> {

@@ -16,7 +16,9 @@ use burn::tensor::{Device, FloatDType, Tensor, TensorData};
 
 use crate::blocks::{Downsample, ResnetBlock, ResnetSpec, Upsample};
 use crate::config::{UNetArch, UNetConfig};
-use crate::nn::{Conv2d, GroupNorm, LayerNorm, Linear, attention, gelu_exact, swish};
+use crate::nn::{
+    Conv2d, GroupNorm, LayerNorm, Linear, attention, from_tokens, gelu_exact, swish, to_tokens,
+};
 use crate::weights::{WeightError, WeightFile};
 
 /// GroupNorm ε of `Transformer2DModel` (diffusers fixes it at 1e-6).
@@ -129,14 +131,11 @@ impl Transformer2D {
 
     /// `x [B, C, H, W]`, `ctx [B, 77, D]` → `[B, C, H, W]`.
     fn forward(&self, x: Tensor<4>, ctx: &Tensor<3>) -> Tensor<4> {
-        let [b, c, h, wd] = x.dims();
+        let [_, _, h, wd] = x.dims();
         // Linear and 1×1-conv projections commute with the reshape, so one path serves both.
-        let t = self
-            .norm
-            .forward(x.clone())
-            .reshape([b, c, h * wd])
-            .swap_dims(1, 2);
-        let mut t = self.proj_in.forward(t);
+        let mut t = self
+            .proj_in
+            .forward(to_tokens(self.norm.forward(x.clone())));
         let blk = &self.block;
         t = t.clone() + blk.attn1.forward(blk.norm1.forward(t), None);
         t = t.clone() + blk.attn2.forward(blk.norm2.forward(t), Some(ctx));
@@ -144,12 +143,7 @@ impl Transformer2D {
         let half = g.dims()[2] / 2;
         let (hidden, gate) = (g.clone().narrow(2, 0, half), g.narrow(2, half, half));
         t = t + blk.ff_out.forward(hidden * gelu_exact(gate));
-        let t = self
-            .proj_out
-            .forward(t)
-            .swap_dims(1, 2)
-            .reshape([b, c, h, wd]);
-        x + t
+        x + from_tokens(self.proj_out.forward(t), h, wd)
     }
 }
 
