@@ -21,6 +21,7 @@
 pub mod cameras;
 pub mod prompts;
 pub mod sds;
+pub mod state;
 pub mod timesteps;
 pub mod ulite;
 pub mod vdm;
@@ -104,6 +105,26 @@ pub struct GuidanceInput {
     pub uncond: Tensor<3>,
     /// The optimisation step (0-based), for methods with schedules.
     pub step: usize,
+    /// `[B, 77, D]` embeddings of the method's extra prompts, in the order of
+    /// [`Guidance::extra_prompts`] (view-dependent ones already picked per sample's view);
+    /// empty for methods that ask for none.
+    pub extra: Vec<Tensor<3>>,
+    /// `[B, 16]` camera-to-world matrices of the renders (OpenCV camera axes: x right, y down,
+    /// z forward; row-major 4×4, the inverse of the rasterizer's `viewmat`), for methods that
+    /// condition on the camera (VSD); `None` in 2D distillation.
+    pub c2w: Option<Tensor<2>>,
+}
+
+/// A prompt a method needs encoded besides the prompt and the negative prompt (SDS-Bridge's
+/// source prompt, LODS-LoRA's placeholder `<new1>`). The training loop encodes it once and
+/// passes its embeddings in [`GuidanceInput::extra`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExtraPrompt {
+    /// The text.
+    pub text: String,
+    /// Whether the view suffixes (", front view", …) are appended per sample as for the
+    /// main prompt (when the run uses view-dependent prompting).
+    pub view_dependent: bool,
 }
 
 impl GuidanceInput {
@@ -192,6 +213,14 @@ pub trait Guidance {
     /// The CFG scale (form A) this method queries the prior with.
     fn cfg_scale(&self) -> f64;
 
+    /// Prompts the method needs besides `prompt` and the negative prompt, derived from the
+    /// user's `prompt` (their embeddings arrive in [`GuidanceInput::extra`], same order).
+    /// Default: none.
+    fn extra_prompts(&self, prompt: &str) -> Vec<ExtraPrompt> {
+        let _ = prompt;
+        vec![]
+    }
+
     /// The gradient on the latents for one step.
     ///
     /// # Errors
@@ -277,7 +306,10 @@ pub fn build(cfg: &GuidanceConfig, device: &Device) -> Result<Box<dyn Guidance>,
 }
 
 /// Check batch sizes agree across the input's tensors.
-fn check_input(input: &GuidanceInput) -> Result<(), DistillError> {
+///
+/// # Errors
+/// [`DistillError::Input`] naming the tensor whose batch or shape disagrees.
+pub fn check_input(input: &GuidanceInput) -> Result<(), DistillError> {
     let b = input.latents.dims()[0];
     let bad = |what: &str, n: usize| {
         DistillError::Input(format!("{what} has batch {n}, the latents have {b}"))
@@ -297,6 +329,17 @@ fn check_input(input: &GuidanceInput) -> Result<(), DistillError> {
     }
     if input.uncond.dims()[0] != b {
         return Err(bad("uncond", input.uncond.dims()[0]));
+    }
+    if let Some(e) = input.extra.iter().find(|e| e.dims()[0] != b) {
+        return Err(bad("an extra prompt embedding", e.dims()[0]));
+    }
+    if let Some(c) = &input.c2w
+        && c.dims() != [b, 16]
+    {
+        return Err(DistillError::Input(format!(
+            "c2w has shape {:?}, expected [{b}, 16]",
+            c.dims()
+        )));
     }
     Ok(())
 }

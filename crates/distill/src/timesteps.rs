@@ -27,6 +27,29 @@ pub enum TimestepSchedule {
         /// Steps over which the bound shrinks (1500).
         anneal_steps: usize,
     },
+    /// SDI's deterministic linear anneal (docs/methods.md §2.3, threestudio `t_anneal`): every
+    /// sample of step k gets `t_k = round(t_min + (t_max − t_min)(1 − min(k/steps, 1)))`.
+    Linear {
+        /// t after `steps` steps (SDI: 250 in threestudio's config, 200 in its README).
+        t_min: usize,
+        /// t at step 0 (980).
+        t_max: usize,
+        /// Length of the anneal (SDI: 10,000).
+        steps: usize,
+    },
+    /// A step function on the upper bound (threestudio's `[switch, 0.98, 0.5, switch + 1]`,
+    /// SDS-Bridge and LODS; methods.md §1.3, §4.3): t ~ U{t_min, …, t_max} before step
+    /// `switch_step`, U{t_min, …, t_max_after} from it on.
+    Stepped {
+        /// Lowest t (20).
+        t_min: usize,
+        /// Upper bound before the switch (980).
+        t_max: usize,
+        /// First step with the lower bound.
+        switch_step: usize,
+        /// Upper bound from `switch_step` on.
+        t_max_after: usize,
+    },
 }
 
 impl Default for TimestepSchedule {
@@ -57,6 +80,28 @@ impl TimestepSchedule {
                 let span = t_start.saturating_sub(t_end) as f64;
                 (t_min, t_end + (span * r).floor() as usize)
             }
+            Self::Linear {
+                t_min,
+                t_max,
+                steps,
+            } => {
+                let r = 1.0 - (step as f64 / steps.max(1) as f64).min(1.0);
+                let t = (t_min as f64 + (t_max as f64 - t_min as f64) * r).round() as usize;
+                (t, t)
+            }
+            Self::Stepped {
+                t_min,
+                t_max,
+                switch_step,
+                t_max_after,
+            } => (
+                t_min,
+                if step < switch_step {
+                    t_max
+                } else {
+                    t_max_after
+                },
+            ),
         };
         let hi = hi.min(top);
         (lo.min(hi), hi)
@@ -91,6 +136,17 @@ impl TimestepSchedule {
             } if t_end > t_start || t_min > t_end => Err(format!(
                 "timesteps: need t_min ≤ t_end ≤ t_start, got {t_min}, {t_end}, {t_start}"
             )),
+            Self::Linear { t_min, t_max, .. } if t_min > t_max => {
+                Err(format!("timesteps: t_min {t_min} > t_max {t_max}"))
+            }
+            Self::Stepped {
+                t_min,
+                t_max,
+                t_max_after,
+                ..
+            } if t_min > t_max || t_min > t_max_after => Err(format!(
+                "timesteps: need t_min ≤ t_max and t_min ≤ t_max_after, got {t_min}, {t_max}, {t_max_after}"
+            )),
             _ => Ok(()),
         }
     }
@@ -112,5 +168,33 @@ mod tests {
         let t = s.sample(1500, 1000, 1000, &mut rng);
         assert!(t.iter().all(|&t| (20..=500).contains(&t)));
         assert!(t.iter().any(|&t| t > 450) && t.iter().any(|&t| t < 70));
+    }
+
+    #[test]
+    fn sdi_linear_anneal_is_deterministic() {
+        // methods.md §2.5 step 1: t = round(1000·[0.25 + 0.73·(1 − k/10⁴)]).
+        let s = TimestepSchedule::Linear {
+            t_min: 250,
+            t_max: 980,
+            steps: 10_000,
+        };
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+        assert_eq!(s.sample(0, 3, 1000, &mut rng), vec![980; 3]);
+        assert_eq!(s.range(5_000, 1000), (615, 615));
+        assert_eq!(s.range(2_500, 1000), (798, 798)); // 250 + 730·0.75 = 797.5 → 798
+        assert_eq!(s.range(20_000, 1000), (250, 250));
+    }
+
+    #[test]
+    fn stepped_bound_switches_at_the_step() {
+        let s = TimestepSchedule::Stepped {
+            t_min: 20,
+            t_max: 980,
+            switch_step: 501,
+            t_max_after: 550,
+        };
+        assert_eq!(s.range(500, 1000), (20, 980));
+        assert_eq!(s.range(501, 1000), (20, 550));
+        assert!(s.validate().is_ok());
     }
 }

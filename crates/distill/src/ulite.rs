@@ -40,6 +40,8 @@ use serde::{Deserialize, Serialize};
 
 use sd::nn::{gelu_exact, upsample_nearest2x};
 
+use crate::state::is_running_stat;
+
 /// The most levels [`ULiteConfig::levels`] accepts (5 is the published network; 6 would need
 /// 64-divisible sides and a 1024-wide bottleneck).
 pub const MAX_LEVELS: usize = 6;
@@ -334,12 +336,6 @@ impl ULite {
             y
         }
     }
-}
-
-/// Whether a module path names one of burn-nn BatchNorm's running-statistics buffers (not
-/// parameters of U-Lite: BatchNorm always uses batch statistics here).
-pub(crate) fn is_running_stat(field: Option<&String>) -> bool {
-    field.is_some_and(|f| f == "running_mean" || f == "running_var")
 }
 
 /// Counts float parameters outside BatchNorm's running-statistics buffers.

@@ -28,15 +28,14 @@
 //! they restart from zero (bias correction makes the first steps behave like a fresh Adam);
 //! within one process, loading weights keeps the current moments.
 
-use std::collections::HashMap;
-
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor, TensorData};
 use sd::scheduler::NoiseSchedule;
 use serde::{Deserialize, Serialize};
 
-use crate::ulite::{MAX_LEVELS, ULite, ULiteConfig, is_running_stat};
+use crate::state::{load_module_state, module_state};
+use crate::ulite::{MAX_LEVELS, ULite, ULiteConfig};
 use crate::{DistillError, Guidance, GuidanceInput, GuidanceOutput, Prior, Stat, Weighting};
 
 /// Settings of [`Vdm`] (`[guidance.vdm]` in the generate config). Defaults follow
@@ -244,114 +243,14 @@ impl Guidance for Vdm {
 
     /// ℳψ's weights as `ulite.<module path>` entries (e.g. `ulite.enc.0.pw.weight`).
     fn state(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
-        let mut v = StateReader {
-            path: vec![],
-            out: vec![],
-        };
-        self.net.visit(&mut v);
-        v.out
+        module_state("ulite", &self.net)
     }
 
     /// Restore ℳψ's weights from [`Guidance::state`]'s entries; every weight must be present
     /// with its shape and no unknown entry may appear. Adam's moments are kept (module docs).
     fn load_state(&mut self, state: &[(String, Vec<usize>, Vec<f32>)]) -> Result<(), DistillError> {
-        let have: HashMap<String, Vec<usize>> =
-            self.state().into_iter().map(|(n, s, _)| (n, s)).collect();
-        let mut given = HashMap::new();
-        for (name, shape, values) in state {
-            let Some(want) = have.get(name) else {
-                return Err(DistillError::Input(format!(
-                    "vdm state: unknown entry `{name}`"
-                )));
-            };
-            if want != shape || shape.iter().product::<usize>() != values.len() {
-                return Err(DistillError::Input(format!(
-                    "vdm state: `{name}` has shape {shape:?} ({} values), ℳψ expects {want:?}",
-                    values.len()
-                )));
-            }
-            given.insert(name.clone(), (shape.clone(), values.clone()));
-        }
-        if let Some(missing) = have.keys().find(|n| !given.contains_key(*n)) {
-            return Err(DistillError::Input(format!(
-                "vdm state: missing entry `{missing}`"
-            )));
-        }
-        let mut w = StateWriter {
-            path: vec![],
-            values: given,
-        };
-        self.net = self.net.clone().map(&mut w);
+        self.net = load_module_state("ulite", "vdm", self.net.clone(), state)?;
         Ok(())
-    }
-}
-
-/// `ulite.` + the module path of the current parameter.
-fn join(path: &[String]) -> String {
-    let mut s = String::from("ulite");
-    for p in path {
-        s.push('.');
-        s.push_str(p);
-    }
-    s
-}
-
-/// Collects every float parameter with its module path.
-struct StateReader {
-    path: Vec<String>,
-    out: Vec<(String, Vec<usize>, Vec<f32>)>,
-}
-
-impl ModuleVisitor for StateReader {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.push(name.to_string());
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
-    }
-
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        if is_running_stat(self.path.last()) {
-            return;
-        }
-        let t = param.val();
-        let shape = t.dims().to_vec();
-        let values: Vec<f32> = t
-            .inner()
-            .into_data()
-            .convert::<f32>()
-            .try_to_vec::<f32>()
-            .expect("f32 parameter data");
-        self.out.push((join(&self.path), shape, values));
-    }
-}
-
-/// Replaces every float parameter by the entry of the same path (validated beforehand), keeping
-/// its id (so Adam's per-parameter state stays attached) and its gradient requirement.
-struct StateWriter {
-    path: Vec<String>,
-    values: HashMap<String, (Vec<usize>, Vec<f32>)>,
-}
-
-impl ModuleMapper for StateWriter {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.push(name.to_string());
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
-    }
-
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let Some((shape, values)) = self.values.remove(&join(&self.path)) else {
-            return param;
-        };
-        param.map(|old| {
-            let rg = old.is_require_grad();
-            let shape: [usize; D] = shape.try_into().expect("validated rank");
-            Tensor::from_data(TensorData::new(values, shape), &old.device()).set_require_grad(rg)
-        })
     }
 }
 

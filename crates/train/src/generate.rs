@@ -723,14 +723,16 @@ pub fn generate(
     let metrics_path = out_dir.join("metrics.jsonl");
     let mut metrics = open_metrics(&metrics_path, start)?;
 
-    // Prompt embeddings, once: the four view prompts, then the negative prompt.
+    // Prompt embeddings, once: the four view prompts, the negative prompt and the method's
+    // extra prompts.
     let views = ViewPrompts::new(&cfg.prompt, cfg.prompts.clone());
-    let texts = views.all();
-    let mut all: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
-    all.push(&cfg.negative_prompt);
-    let embeds = model.encode_prompts(&all)?.detach();
-    let view_embeds = embeds.clone().narrow(0, 0, 4);
-    let negative = embeds.narrow(0, 4, 1);
+    let embeds = PromptEmbeddings::encode(
+        model,
+        &views,
+        &cfg.negative_prompt,
+        &guidance.extra_prompts(&cfg.prompt),
+        &cfg.prompts,
+    )?;
     let prior = Prior {
         unet: &model.unet,
         schedule: &model.schedule,
@@ -773,21 +775,20 @@ pub fn generate(
         let z = model.vae.encode(image).mean * model.vae.scaling_factor();
         let latents = z.clone().detach().inner();
         let noise = gaussian(latents.dims(), step_seed(cfg.seed, step, 2), device);
-        let idx: Vec<i32> = sampled
+        let view_of: Vec<View> = sampled
             .iter()
-            .map(|s| {
-                let v = views.view(s.azimuth_deg as f64, s.elevation_deg as f64);
-                View::ALL.iter().position(|x| *x == v).unwrap_or(0) as i32
-            })
+            .map(|s| views.view(s.azimuth_deg as f64, s.elevation_deg as f64))
             .collect();
-        let idx = Tensor::<1, Int>::from_data(TensorData::new(idx, [cfg.batch]), device);
+        let (cond, uncond, extra) = embeds.select(&view_of, device);
         let input = GuidanceInput {
             latents,
             timesteps: t.clone(),
             noise,
-            cond: view_embeds.clone().select(0, idx),
-            uncond: negative.clone().repeat_dim(0, cfg.batch),
+            cond,
+            uncond,
             step: step as usize,
+            extra,
+            c2w: Some(c2w_tensor(&cams, device)),
         };
         let g = guidance.gradient(&prior, &input)?;
         let loss = distill::inject(z, g.grad.clone());
@@ -905,6 +906,98 @@ pub fn generate(
     report.splats = gaussians.len();
     report.outputs.push(metrics_path);
     Ok(report)
+}
+
+/// The text embeddings of a run, encoded once: per view (front, side, back, overhead) the
+/// prompt and every view-dependent extra prompt; the negative prompt and fixed extra prompts
+/// once.
+pub struct PromptEmbeddings {
+    /// `[4, 77, D]` the view prompts.
+    views: Tensor<3>,
+    /// `[1, 77, D]`.
+    negative: Tensor<3>,
+    /// Per extra prompt: `[4, 77, D]` (view-dependent) or `[1, 77, D]`.
+    extra: Vec<Tensor<3>>,
+}
+
+impl PromptEmbeddings {
+    /// Encode `views`' four prompts, `negative` and `extra` (view-dependent ones with the same
+    /// view suffixes as the prompt) in one text-encoder batch.
+    ///
+    /// # Errors
+    /// The tokenizer's or text encoder's error.
+    pub fn encode(
+        model: &StableDiffusion,
+        views: &ViewPrompts,
+        negative: &str,
+        extra: &[distill::ExtraPrompt],
+        prompts: &ViewPromptConfig,
+    ) -> Result<Self, GenerateError> {
+        let mut texts: Vec<String> = views.all().to_vec();
+        texts.push(negative.to_string());
+        let mut counts = vec![];
+        for e in extra {
+            if e.view_dependent {
+                texts.extend(ViewPrompts::new(&e.text, prompts.clone()).all());
+                counts.push(4);
+            } else {
+                texts.push(e.text.clone());
+                counts.push(1);
+            }
+        }
+        let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
+        let all = model.encode_prompts(&refs)?.detach();
+        let mut at = 5;
+        let extra = counts
+            .into_iter()
+            .map(|n| {
+                let e = all.clone().narrow(0, at, n);
+                at += n;
+                e
+            })
+            .collect();
+        Ok(Self {
+            views: all.clone().narrow(0, 0, 4),
+            negative: all.narrow(0, 4, 1),
+            extra,
+        })
+    }
+
+    /// `(cond, uncond, extra)` for a batch whose samples see `views`: each `[B, 77, D]`.
+    pub fn select(
+        &self,
+        views: &[View],
+        device: &Device,
+    ) -> (Tensor<3>, Tensor<3>, Vec<Tensor<3>>) {
+        let b = views.len();
+        let idx: Vec<i32> = views
+            .iter()
+            .map(|v| View::ALL.iter().position(|x| x == v).unwrap_or(0) as i32)
+            .collect();
+        let idx = Tensor::<1, Int>::from_data(TensorData::new(idx, [b]), device);
+        let pick = |t: &Tensor<3>| {
+            if t.dims()[0] == 1 {
+                t.clone().repeat_dim(0, b)
+            } else {
+                t.clone().select(0, idx.clone())
+            }
+        };
+        (
+            pick(&self.views),
+            pick(&self.negative),
+            self.extra.iter().map(pick).collect(),
+        )
+    }
+}
+
+/// `[B, 16]` camera-to-world matrices (row-major, OpenCV axes) of `cams`, for
+/// [`GuidanceInput::c2w`].
+pub fn c2w_tensor(cams: &[Camera], device: &Device) -> Tensor<2> {
+    let v: Vec<f32> = cams
+        .iter()
+        .flat_map(|c| c.view_matrix().inverse().transpose().to_cols_array())
+        .collect();
+    Tensor::from_data(TensorData::new(v, [cams.len(), 16]), device)
 }
 
 /// The scene scale the densifier's size thresholds are fractions of: 1.1 × the largest camera
