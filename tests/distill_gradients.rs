@@ -73,6 +73,7 @@ fn input(d: usize, seed: u64) -> GuidanceInput {
         cond: sd::pipeline::gaussian([B, 77, d], seed + 2, dev),
         uncond: sd::pipeline::gaussian([B, 77, d], seed + 3, dev),
         step: 0,
+        seed,
         extra: vec![],
         c2w: None,
     }

@@ -18,8 +18,10 @@
 //! are integers in `0..T` of the model's schedule; CFG is form A (`ε̂_∅ + s(ε̂_y − ε̂_∅)`) with
 //! scales stated in form A; every prediction is converted to ε before a method sees it.
 
+pub mod bridge;
 pub mod cameras;
 pub mod prompts;
+pub mod sdi;
 pub mod sds;
 pub mod state;
 pub mod timesteps;
@@ -31,6 +33,8 @@ use sd::UNet;
 use sd::scheduler::NoiseSchedule;
 use serde::{Deserialize, Serialize};
 
+pub use bridge::{Bridge, BridgeConfig};
+pub use sdi::{Sdi, SdiConfig};
 pub use sds::{Sds, SdsConfig, Weighting};
 pub use ulite::{ULite, ULiteConfig};
 pub use vdm::{Vdm, VdmConfig};
@@ -105,6 +109,10 @@ pub struct GuidanceInput {
     pub uncond: Tensor<3>,
     /// The optimisation step (0-based), for methods with schedules.
     pub step: usize,
+    /// Seed of this step's extra random draws (SDI's inversion noise, LODS/VSD's prior-branch
+    /// t' and ε'), derived by the loop from the run seed and the step so a resumed run draws
+    /// the same values.
+    pub seed: u64,
     /// `[B, 77, D]` embeddings of the method's extra prompts, in the order of
     /// [`Guidance::extra_prompts`] (view-dependent ones already picked per sample's view);
     /// empty for methods that ask for none.
@@ -265,12 +273,16 @@ pub fn inject(z: Tensor<4>, g: Tensor<4>) -> Tensor<1> {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GuidanceConfig {
-    /// `sds` or `vdm` (DreamMapping VDM + DCA).
+    /// One of [`METHODS`]: `sds`, `vdm` (DreamMapping VDM + DCA), `sdi`, `bridge` (SDS-Bridge), ….
     pub method: String,
     /// SDS settings (also the CFG scale and weighting used when `method = "sds"`).
     pub sds: SdsConfig,
     /// DreamMapping VDM + DCA settings (used when `method = "vdm"`).
     pub vdm: VdmConfig,
+    /// SDI settings (`method = "sdi"`).
+    pub sdi: SdiConfig,
+    /// SDS-Bridge settings (`method = "bridge"`).
+    pub bridge: BridgeConfig,
 }
 
 impl Default for GuidanceConfig {
@@ -279,12 +291,14 @@ impl Default for GuidanceConfig {
             method: "sds".into(),
             sds: SdsConfig::default(),
             vdm: VdmConfig::default(),
+            sdi: SdiConfig::default(),
+            bridge: BridgeConfig::default(),
         }
     }
 }
 
 /// The method names [`build`] accepts.
-pub const METHODS: &[&str] = &["sds", "vdm"];
+pub const METHODS: &[&str] = &["sds", "vdm", "sdi", "bridge"];
 
 /// Construct the configured guidance on `device` (auxiliary networks are created there; VDM's
 /// ℳψ on the autodiff side of `device`).
@@ -295,6 +309,8 @@ pub fn build(cfg: &GuidanceConfig, device: &Device) -> Result<Box<dyn Guidance>,
     match cfg.method.as_str() {
         "sds" => Ok(Box::new(Sds::new(cfg.sds.clone()))),
         "vdm" => Ok(Box::new(Vdm::new(cfg.vdm.clone(), device)?)),
+        "sdi" => Ok(Box::new(Sdi::new(cfg.sdi.clone())?)),
+        "bridge" => Ok(Box::new(Bridge::new(cfg.bridge.clone())?)),
         other => Err(DistillError::Setting {
             name: "guidance.method".into(),
             detail: format!(

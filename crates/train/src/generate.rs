@@ -787,6 +787,7 @@ pub fn generate(
             cond,
             uncond,
             step: step as usize,
+            seed: step_seed(cfg.seed, step, 3),
             extra,
             c2w: Some(c2w_tensor(&cams, device)),
         };
