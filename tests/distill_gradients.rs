@@ -8,6 +8,10 @@
 //! - SDS (DreamFusion): `g = ω(t)(ε̂ − ε)` for every weighting.
 //! - VDM + DCA (DreamMapping Eq. 19): `g = ω(t)(ε̂ − λ_t ℳψ(ε̂))`, ℳψ with its weights from
 //!   before the step's online update; ℳψ's loss falls under repeated online steps.
+//! - SDI (methods.md §2): the DDIM inversion chain (negative-CFG U-Net calls at every level,
+//!   x̂₀/ε split at ᾱ of the level, η-noise) redone on the host, then
+//!   `g = (z − x̂₀(z_t))/(N·B²)` with `z_t` the inverted latent.
+//! - SDS-Bridge (methods.md §4): stage 1 `(1 − ᾱ_t)(ε̂_100 − ε)`, stage 2 `w·w₂(t)(ε̂_tgt − ε̂_src)`.
 
 mod common;
 
@@ -15,9 +19,10 @@ use std::path::PathBuf;
 
 use burn::tensor::{Tensor, TensorData};
 use common::{compare, gpu, root};
+use distill::sdi::{inversion_levels, inversion_noise};
 use distill::{
-    Guidance, GuidanceConfig, GuidanceInput, Prior, Sds, SdsConfig, ULiteConfig, Vdm, VdmConfig,
-    Weighting,
+    Bridge, BridgeConfig, Guidance, GuidanceConfig, GuidanceInput, Prior, Sdi, SdiConfig, Sds,
+    SdsConfig, ULiteConfig, Vdm, VdmConfig, Weighting,
 };
 use sd::scheduler::{NoiseSchedule, PredictionType};
 use sd::{Precision, UNet};
@@ -88,6 +93,15 @@ struct Reference {
 }
 
 fn reference(unet: &UNet, schedule: &NoiseSchedule, inp: &GuidanceInput) -> Reference {
+    reference_at(unet, schedule, inp, CFG)
+}
+
+fn reference_at(
+    unet: &UNet,
+    schedule: &NoiseSchedule,
+    inp: &GuidanceInput,
+    cfg: f64,
+) -> Reference {
     let per = LATENT[1] * LATENT[2] * LATENT[3];
     let z = host64(&inp.latents);
     let eps = host64(&inp.noise);
@@ -113,7 +127,7 @@ fn reference(unet: &UNet, schedule: &NoiseSchedule, inp: &GuidanceInput) -> Refe
         }
     };
     let (eu, ec) = (to_eps(&out_u), to_eps(&out_c));
-    let eps_hat = eu.iter().zip(&ec).map(|(u, c)| u + CFG * (c - u)).collect();
+    let eps_hat = eu.iter().zip(&ec).map(|(u, c)| u + cfg * (c - u)).collect();
     Reference { eps_hat, eps, abar }
 }
 
@@ -403,4 +417,186 @@ fn build_names_methods_and_rejects_unknown() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("dca_cutof"), "{e}");
+}
+
+/// ε̂ with CFG `scale` at arbitrary (possibly negative) levels, on the host: two separate U-Net
+/// calls, v → ε with ᾱ of the level (`final_alpha_cumprod` below 0).
+fn eps_host(
+    unet: &UNet,
+    schedule: &NoiseSchedule,
+    x: &[f64],
+    shape: [usize; 4],
+    level: i64,
+    cond: &Tensor<3>,
+    uncond: &Tensor<3>,
+    scale: f64,
+) -> Vec<f64> {
+    let b = shape[0];
+    let tf = vec![level as f64; b];
+    let run = |ctx: &Tensor<3>| host64(&unet.forward(upload(x, shape), &tf, ctx.clone()));
+    let ab = schedule.alpha_cumprod_at(level);
+    let (a, s) = (ab.sqrt(), (1.0 - ab).sqrt());
+    let v_pred = schedule.config().prediction_type == PredictionType::VPrediction;
+    let to_eps = |out: Vec<f64>| -> Vec<f64> {
+        if v_pred {
+            out.iter().zip(x).map(|(o, x)| a * o + s * x).collect()
+        } else {
+            out
+        }
+    };
+    let (u, c) = (to_eps(run(uncond)), to_eps(run(cond)));
+    u.iter().zip(&c).map(|(u, c)| u + scale * (c - u)).collect()
+}
+
+#[test]
+fn sdi_inversion_levels_follow_the_reference_grid() {
+    let (_, schedule, _) = load("tiny-eps");
+    // Leading spacing, steps_offset 1: grid {1, 101, …, 901}; the clean start 1 − 100 = −99.
+    assert_eq!(
+        inversion_levels(&schedule, 137, 10, 0).unwrap(),
+        vec![-99, 1, 101, 137]
+    );
+    assert_eq!(
+        inversion_levels(&schedule, 980, 10, 50).unwrap(),
+        vec![-99, 1, 101, 201, 301, 401, 501, 601, 701, 801, 901, 999]
+    );
+    assert_eq!(
+        inversion_levels(&schedule, 20, 10, 3).unwrap(),
+        vec![-99, 1, 23]
+    );
+}
+
+#[test]
+fn sdi_gradient_reaches_latents() {
+    // η = 0.3 (the default) exercises the noise path; η = 0 is its special case.
+    for (name, eta) in [("tiny-eps", 0.3), ("tiny-v", 0.3)] {
+        let (unet, schedule, d) = load(name);
+        let prior = Prior {
+            unet: &unet,
+            schedule: &schedule,
+        };
+        let cfg = SdiConfig {
+            eta,
+            ..SdiConfig::default()
+        };
+        assert_eq!((cfg.cfg_scale, cfg.inversion_cfg_scale), (7.5, -7.5));
+        let mut sdi = Sdi::new(cfg.clone()).expect("sdi");
+        // Two different timesteps (two inversion groups), kept low: each grid level below t
+        // is one more pair of U-Net calls here and in the reference.
+        let mut inp = input(d, 31);
+        inp.timesteps = vec![137, 250];
+        let out = sdi.gradient(&prior, &inp).expect("sdi gradient");
+        let got = injected(&inp.latents, out.grad);
+
+        // Host reference, one sample at a time (the two timesteps differ).
+        let z = host64(&inp.latents);
+        let n = per();
+        let mut want = vec![0.0; B * n];
+        for i in 0..B {
+            let t = inp.timesteps[i];
+            let one = [1, LATENT[1], LATENT[2], LATENT[3]];
+            let cond = inp.cond.clone().narrow(0, i, 1);
+            let uncond = inp.uncond.clone().narrow(0, i, 1);
+            let levels = inversion_levels(&schedule, t, 10, 0).unwrap();
+            let mut x = z[i * n..(i + 1) * n].to_vec();
+            for (k, w) in levels.windows(2).enumerate() {
+                let e = eps_host(&unet, &schedule, &x, one, w[0], &cond, &uncond, -7.5);
+                let af = schedule.alpha_cumprod_at(w[0]);
+                let at = schedule.alphas_cumprod()[w[1] as usize];
+                let xi = if eta > 0.0 {
+                    host64(&inversion_noise(inp.seed, i, k, one, &gpu().burn))
+                } else {
+                    vec![0.0; n]
+                };
+                let var = (1.0 - af) / (1.0 - at) * (1.0 - at / af);
+                x = (0..n)
+                    .map(|j| {
+                        let x0 = (x[j] - (1.0 - af).sqrt() * e[j]) / af.sqrt();
+                        at.sqrt() * x0 + (1.0 - at).sqrt() * e[j] + eta * var.sqrt() * xi[j]
+                    })
+                    .collect();
+            }
+            let e = eps_host(&unet, &schedule, &x, one, t as i64, &cond, &uncond, 7.5);
+            let ab = schedule.alphas_cumprod()[t];
+            for j in 0..n {
+                let x0 = (x[j] - (1.0 - ab).sqrt() * e[j]) / ab.sqrt();
+                want[i * n + j] = (z[i * n + j] - x0) / (n as f64 * (B * B) as f64);
+            }
+        }
+        let what = format!("{name} sdi eta {eta}");
+        let ratio = compare(&what, &got, &want).unwrap_or_else(|e| panic!("{e}"));
+        println!("{what}: ok (worst {ratio:.3} of tolerance)");
+        // Without inversion the same code gives SDS-with-x₀-loss, a different gradient.
+        let mut plain = Sdi::new(SdiConfig {
+            enable: false,
+            ..cfg
+        })
+        .expect("sdi");
+        let g0 = injected(&inp.latents, plain.gradient(&prior, &inp).expect("sdi").grad);
+        assert!(compare(&what, &g0, &want).is_err(), "{what}: inversion had no effect");
+    }
+}
+
+#[test]
+fn bridge_gradient_reaches_latents() {
+    for name in ["tiny-eps", "tiny-v"] {
+        let (unet, schedule, d) = load(name);
+        let prior = Prior {
+            unet: &unet,
+            schedule: &schedule,
+        };
+        let mut inp = input(d, 41);
+        inp.extra = vec![sd::pipeline::gaussian([B, 77, d], 77, &gpu().burn)];
+        let cfg = BridgeConfig {
+            stage_two_start: 10,
+            ..BridgeConfig::default()
+        };
+        assert_eq!(
+            (cfg.stage_one_cfg, cfg.stage_two_weight),
+            (100.0, 1.0),
+            "3D defaults"
+        );
+        // Stage 1: SDS at s = 100 with w = 1 − ᾱ_t.
+        let mut bridge = Bridge::new(cfg.clone()).expect("bridge");
+        let r = reference_at(&unet, &schedule, &inp, 100.0);
+        let got = injected(&inp.latents, bridge.gradient(&prior, &inp).expect("g").grad);
+        let want: Vec<f64> = (0..B * per())
+            .map(|k| (1.0 - r.abar[k / per()]) * (r.eps_hat[k] - r.eps[k]))
+            .collect();
+        compare(&format!("{name} bridge stage 1"), &got, &want).unwrap_or_else(|e| panic!("{e}"));
+
+        // Stage 2: ε̂(y_tgt) − ε̂(y_src) on the same z_t: the reference with CFG scale 1 and the
+        // source embedding in the unconditional slot is ε̂_src + (ε̂_tgt − ε̂_src); with scale 0
+        // it is ε̂_src.
+        let mut src = inp.clone();
+        src.uncond = inp.extra[0].clone();
+        let tgt = reference_at(&unet, &schedule, &src, 1.0).eps_hat;
+        let srcp = reference_at(&unet, &schedule, &src, 0.0).eps_hat;
+        for (weight, weighting) in [(1.0, Weighting::Uniform), (25.0, Weighting::Sigma2)] {
+            let mut bridge = Bridge::new(BridgeConfig {
+                stage_two_weight: weight,
+                stage_two_weighting: weighting,
+                ..cfg.clone()
+            })
+            .expect("bridge");
+            let mut inp2 = inp.clone();
+            inp2.step = 10;
+            let got = injected(&inp.latents, bridge.gradient(&prior, &inp2).expect("g").grad);
+            let want: Vec<f64> = (0..B * per())
+                .map(|k| weight * omega(weighting, r.abar[k / per()]) * (tgt[k] - srcp[k]))
+                .collect();
+            let what = format!("{name} bridge stage 2 w {weight} {weighting:?}");
+            let ratio = compare(&what, &got, &want).unwrap_or_else(|e| panic!("{e}"));
+            println!("{what}: ok (worst {ratio:.3} of tolerance)");
+        }
+        // Stage 2 without the source embedding is an input error, not a panic.
+        let mut bare = input(d, 41);
+        bare.step = 10;
+        assert!(
+            Bridge::new(cfg.clone())
+                .unwrap()
+                .gradient(&prior, &bare)
+                .is_err()
+        );
+    }
 }
