@@ -26,7 +26,7 @@ pub struct GenerateArgs {
     /// Diffusers folder or Hugging Face model id in the local HF cache.
     #[arg(long)]
     model: Option<String>,
-    /// Guidance method (sds, or vdm where built in).
+    /// Guidance method: sds, vdm, sdi, bridge, lmc, lods or vsd.
     #[arg(long)]
     method: Option<String>,
     /// Optimisation steps (the total, also when resuming).

@@ -14,6 +14,7 @@ use splat::{Camera, RasterizeMode, RenderOptions, SplatData, render};
 use train::output::{to_rgb8, write_gif, write_png};
 
 mod diffusion;
+mod distill2d;
 mod fit;
 mod generate;
 
@@ -46,8 +47,14 @@ enum Command {
     /// Fit splats to posed photographs (3DGS): NeRF-synthetic, instant-ngp or COLMAP.
     Fit(fit::FitArgs),
     /// Text to Gaussian splats by score distillation with a Stable Diffusion 2.x prior
-    /// (SDS; DreamMapping's VDM where built in).
+    /// (SDS, DreamMapping's VDM + DCA, SDI, SDS-Bridge, LMC-SDS, LODS, VSD).
     Generate(generate::GenerateArgs),
+    /// Score distillation on one image: text-to-2D, or editing from --init-image; writes the
+    /// progression as a GIF.
+    Distill2d(distill2d::Distill2dArgs),
+    /// Run several distillation methods on one prompt and seed: a side-by-side grid and a
+    /// table of step time and peak device memory.
+    Compare(distill2d::CompareArgs),
     /// Text-to-image with a Stable Diffusion 2.x model (DDIM + CFG): the sanity check that
     /// weights load and the port is right.
     Sample(diffusion::SampleArgs),
@@ -163,6 +170,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Render(args) => cmd_render(&ctx()?, args),
         Command::Fit(args) => fit::cmd_fit(ctx, args),
         Command::Generate(args) => generate::cmd_generate(ctx, args),
+        Command::Distill2d(args) => distill2d::cmd_distill2d(ctx, args),
+        Command::Compare(args) => distill2d::cmd_compare(ctx, args),
         Command::Sample(args) => diffusion::cmd_sample(&ctx()?, args),
         Command::Bench(BenchCommand::Raster(args)) => cmd_bench_raster(&ctx()?, args),
         Command::Bench(BenchCommand::Unet(args)) => diffusion::cmd_bench_unet(&ctx()?, args),

@@ -581,6 +581,9 @@ pub struct GenerateReport {
     pub train_seconds: f64,
     /// Files written.
     pub outputs: Vec<PathBuf>,
+    /// Largest device memory reserved by burn's allocator after any step, bytes (its pools
+    /// keep freed pages, so this tracks the high-water mark; 0 when not reported).
+    pub peak_reserved_bytes: u64,
 }
 
 /// Resolved config as TOML.
@@ -805,6 +808,9 @@ pub fn generate(
             .map_err(GenerateError::Device)?;
 
         let done = step + 1;
+        report.peak_reserved_bytes = report
+            .peak_reserved_bytes
+            .max(crate::distill2d::reserved_bytes(device));
         let logged = step.is_multiple_of(cfg.output.log_every.max(1)) || done == steps;
         let mut record = None;
         if logged {

@@ -1,11 +1,12 @@
 //! Training: datasets of posed photographs, the GPU losses and Adam optimizer, densification
-//! strategies, the `fit` loop (splats to photographs) and the `generate` loop (text to splats
-//! by score distillation), checkpoints, and mesh/point-cloud initialisation.
+//! strategies, the `fit` loop (splats to photographs), the `generate` loop (text to splats
+//! by score distillation) and `distill2d` (score distillation on one image), checkpoints, and mesh/point-cloud initialisation.
 
 pub mod adam;
 pub mod checkpoint;
 pub mod data;
 pub mod densify;
+pub mod distill2d;
 pub mod fit;
 pub mod generate;
 pub mod init;
