@@ -446,4 +446,15 @@ mod tests {
         };
         assert!(validate(&bad).unwrap_err().to_string().contains("init_l2"));
     }
+
+    #[test]
+    fn shipped_2d_configs_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        for name in ["distill2d-bridge.toml"] {
+            let text = std::fs::read_to_string(dir.join(name)).unwrap();
+            let cfg: Distill2dConfig =
+                toml::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(cfg.guidance.method, "bridge");
+        }
+    }
 }

@@ -1109,7 +1109,12 @@ mod tests {
     #[test]
     fn shipped_configs_parse() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
-        for name in ["dreammapping.toml", "generate-preview.toml"] {
+        for name in [
+            "dreammapping.toml",
+            "generate-preview.toml",
+            "sdi.toml",
+            "bridge.toml",
+        ] {
             let path = dir.join(name);
             let text = std::fs::read_to_string(&path).unwrap();
             let cfg: GenerateConfig =
