@@ -96,12 +96,7 @@ fn reference(unet: &UNet, schedule: &NoiseSchedule, inp: &GuidanceInput) -> Refe
     reference_at(unet, schedule, inp, CFG)
 }
 
-fn reference_at(
-    unet: &UNet,
-    schedule: &NoiseSchedule,
-    inp: &GuidanceInput,
-    cfg: f64,
-) -> Reference {
+fn reference_at(unet: &UNet, schedule: &NoiseSchedule, inp: &GuidanceInput, cfg: f64) -> Reference {
     let per = LATENT[1] * LATENT[2] * LATENT[3];
     let z = host64(&inp.latents);
     let eps = host64(&inp.noise);
@@ -532,8 +527,14 @@ fn sdi_gradient_reaches_latents() {
             ..cfg
         })
         .expect("sdi");
-        let g0 = injected(&inp.latents, plain.gradient(&prior, &inp).expect("sdi").grad);
-        assert!(compare(&what, &g0, &want).is_err(), "{what}: inversion had no effect");
+        let g0 = injected(
+            &inp.latents,
+            plain.gradient(&prior, &inp).expect("sdi").grad,
+        );
+        assert!(
+            compare(&what, &g0, &want).is_err(),
+            "{what}: inversion had no effect"
+        );
     }
 }
 
@@ -581,7 +582,10 @@ fn bridge_gradient_reaches_latents() {
             .expect("bridge");
             let mut inp2 = inp.clone();
             inp2.step = 10;
-            let got = injected(&inp.latents, bridge.gradient(&prior, &inp2).expect("g").grad);
+            let got = injected(
+                &inp.latents,
+                bridge.gradient(&prior, &inp2).expect("g").grad,
+            );
             let want: Vec<f64> = (0..B * per())
                 .map(|k| weight * omega(weighting, r.abar[k / per()]) * (tgt[k] - srcp[k]))
                 .collect();

@@ -287,13 +287,25 @@ pub fn cmd_compare(ctx: impl FnOnce() -> Result<GpuContext>, a: CompareArgs) -> 
             };
             let frames = train::output::render_frames(&splats, &cams, &opts)?;
             let steps = r.steps - r.start_step;
-            (steps, r.train_seconds, r.peak_reserved_bytes, c.output.dir.clone(), frames)
+            (
+                steps,
+                r.train_seconds,
+                r.peak_reserved_bytes,
+                c.output.dir.clone(),
+                frames,
+            )
         } else {
             let c = &cfgs2d[k];
             let r = distill2d(c, &model, &ctx.burn, &mut |_, _, _| {})
                 .with_context(|| format!("method {m}"))?;
             let img = image::open(c.output.dir.join("final.png"))?.to_rgb8();
-            (r.steps, r.train_seconds, r.peak_reserved_bytes, c.output.dir.clone(), vec![img])
+            (
+                r.steps,
+                r.train_seconds,
+                r.peak_reserved_bytes,
+                c.output.dir.clone(),
+                vec![img],
+            )
         };
         let per_row = images.len();
         strips.push((per_row, images));

@@ -51,6 +51,7 @@ enum Command {
     Generate(generate::GenerateArgs),
     /// Score distillation on one image: text-to-2D, or editing from --init-image; writes the
     /// progression as a GIF.
+    #[command(name = "distill2d")]
     Distill2d(distill2d::Distill2dArgs),
     /// Run several distillation methods on one prompt and seed: a side-by-side grid and a
     /// table of step time and peak device memory.

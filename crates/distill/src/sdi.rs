@@ -133,11 +133,7 @@ pub fn inversion_levels(
             detail: e.to_string(),
         })?;
     let stride = schedule.ddim_stride(n) as i64;
-    let mut kept: Vec<i64> = grid
-        .iter()
-        .filter(|&&g| g < t)
-        .map(|&g| g as i64)
-        .collect();
+    let mut kept: Vec<i64> = grid.iter().filter(|&&g| g < t).map(|&g| g as i64).collect();
     // Below the first grid point the chain starts from the clean level directly.
     let first = kept.first().copied().unwrap_or(grid[0] as i64);
     kept.insert(0, first - stride);
@@ -305,7 +301,10 @@ impl Guidance for Sdi {
         let alpha = per_sample(&|t| schedule.sqrt_alpha_cumprod(t));
         let sigma = per_sample(&|t| schedule.sigma(t));
         let kappa = (z_t - z * alpha) / sigma;
-        let kappa_std = kappa.reshape([dims.iter().product::<usize>()]).var(0).sqrt();
+        let kappa_std = kappa
+            .reshape([dims.iter().product::<usize>()])
+            .var(0)
+            .sqrt();
         Ok(GuidanceOutput {
             grad,
             stats: vec![

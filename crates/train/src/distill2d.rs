@@ -372,7 +372,13 @@ pub fn distill2d(
             let mut parts = vec![
                 loss.inner().reshape([1]),
                 gd.square().sum().reshape([1]),
-                g.grad.is_finite().bool_not().int().sum().float().reshape([1]),
+                g.grad
+                    .is_finite()
+                    .bool_not()
+                    .int()
+                    .sum()
+                    .float()
+                    .reshape([1]),
             ];
             parts.extend(g.stats.iter().filter_map(|(_, v)| match v {
                 Stat::Device(t) => Some(t.clone().inner().reshape([1])),
@@ -402,7 +408,8 @@ pub fn distill2d(
                     })
                     .collect(),
             };
-            let line = serde_json::to_string(&rec).map_err(|e| config_err("metrics", e.to_string()))?;
+            let line =
+                serde_json::to_string(&rec).map_err(|e| config_err("metrics", e.to_string()))?;
             writeln!(metrics, "{line}").map_err(|e| GenerateError::Io {
                 path: metrics_path.clone(),
                 message: e.to_string(),
@@ -416,7 +423,10 @@ pub fn distill2d(
     }
     report.train_seconds = t0.elapsed().as_secs_f64();
     report.steps = cfg.steps;
-    let last = frames.last().cloned().ok_or_else(|| config_err("output", "no frame"))?;
+    let last = frames
+        .last()
+        .cloned()
+        .ok_or_else(|| config_err("output", "no frame"))?;
     let gif = out.join("progress.gif");
     write_gif(&gif, &frames, 120)?;
     let png = out.join("final.png");
