@@ -10,6 +10,7 @@
 //! - [`sds`]: DreamFusion's SDS with the common weightings.
 //! - [`vdm`]: DreamMapping's VDM + DCA (Eq. 19) with its online degradation network ℳψ,
 //!   the U-Lite of [`ulite`].
+//! - [`lmc`]: LMC-SDS (Alldieck et al.) with its pre-trained, frozen blur model b̂ψ.
 //! - [`timesteps`]: timestep samplers (uniform, LucidDreamer's annealed range).
 //! - [`cameras`]: random cameras around the object (LucidDreamer/threestudio ranges).
 //! - [`prompts`]: view-dependent prompt suffixes and their azimuth interpolation.
@@ -19,6 +20,7 @@
 //! scales stated in form A; every prediction is converted to ε before a method sees it.
 
 pub mod cameras;
+pub mod lmc;
 pub mod prompts;
 pub mod sds;
 pub mod state;
@@ -31,6 +33,7 @@ use sd::UNet;
 use sd::scheduler::NoiseSchedule;
 use serde::{Deserialize, Serialize};
 
+pub use lmc::{BlurNet, BlurNetConfig, Lmc, LmcConfig};
 pub use sds::{Sds, SdsConfig, Weighting};
 pub use ulite::{ULite, ULiteConfig};
 pub use vdm::{Vdm, VdmConfig};
@@ -47,6 +50,14 @@ pub enum DistillError {
         /// The setting's name as in the config file.
         name: String,
         /// What is wrong.
+        detail: String,
+    },
+    /// A file (e.g. a pre-trained network) cannot be read or written, or is malformed.
+    #[error("{}: {detail}", path.display())]
+    File {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong (naming the tensor or metadata key where one is at fault).
         detail: String,
     },
 }
@@ -265,12 +276,14 @@ pub fn inject(z: Tensor<4>, g: Tensor<4>) -> Tensor<1> {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GuidanceConfig {
-    /// `sds` or `vdm` (DreamMapping VDM + DCA).
+    /// `sds`, `vdm` (DreamMapping VDM + DCA) or `lmc` (LMC-SDS); see [`METHODS`].
     pub method: String,
     /// SDS settings (also the CFG scale and weighting used when `method = "sds"`).
     pub sds: SdsConfig,
     /// DreamMapping VDM + DCA settings (used when `method = "vdm"`).
     pub vdm: VdmConfig,
+    /// LMC-SDS settings (used when `method = "lmc"`).
+    pub lmc: LmcConfig,
 }
 
 impl Default for GuidanceConfig {
@@ -279,12 +292,13 @@ impl Default for GuidanceConfig {
             method: "sds".into(),
             sds: SdsConfig::default(),
             vdm: VdmConfig::default(),
+            lmc: LmcConfig::default(),
         }
     }
 }
 
 /// The method names [`build`] accepts.
-pub const METHODS: &[&str] = &["sds", "vdm"];
+pub const METHODS: &[&str] = &["sds", "vdm", "lmc"];
 
 /// Construct the configured guidance on `device` (auxiliary networks are created there; VDM's
 /// ℳψ on the autodiff side of `device`).
@@ -295,6 +309,7 @@ pub fn build(cfg: &GuidanceConfig, device: &Device) -> Result<Box<dyn Guidance>,
     match cfg.method.as_str() {
         "sds" => Ok(Box::new(Sds::new(cfg.sds.clone()))),
         "vdm" => Ok(Box::new(Vdm::new(cfg.vdm.clone(), device)?)),
+        "lmc" => Ok(Box::new(Lmc::new(cfg.lmc.clone(), device)?)),
         other => Err(DistillError::Setting {
             name: "guidance.method".into(),
             detail: format!(
