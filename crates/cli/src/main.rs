@@ -16,6 +16,7 @@ use train::output::{to_rgb8, write_gif, write_png};
 mod diffusion;
 mod fit;
 mod generate;
+mod lmc;
 
 #[derive(Parser)]
 #[command(
@@ -48,6 +49,9 @@ enum Command {
     /// Text to Gaussian splats by score distillation with a Stable Diffusion 2.x prior
     /// (SDS; DreamMapping's VDM where built in).
     Generate(generate::GenerateArgs),
+    /// Pre-train LMC-SDS's blur model b̂ψ for a diffusion model on a set of images (for
+    /// `generate --method lmc`).
+    LmcTrain(lmc::LmcTrainArgs),
     /// Text-to-image with a Stable Diffusion 2.x model (DDIM + CFG): the sanity check that
     /// weights load and the port is right.
     Sample(diffusion::SampleArgs),
@@ -163,6 +167,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Render(args) => cmd_render(&ctx()?, args),
         Command::Fit(args) => fit::cmd_fit(ctx, args),
         Command::Generate(args) => generate::cmd_generate(ctx, args),
+        Command::LmcTrain(args) => lmc::cmd_lmc_train(ctx, args),
         Command::Sample(args) => diffusion::cmd_sample(&ctx()?, args),
         Command::Bench(BenchCommand::Raster(args)) => cmd_bench_raster(&ctx()?, args),
         Command::Bench(BenchCommand::Unet(args)) => diffusion::cmd_bench_unet(&ctx()?, args),

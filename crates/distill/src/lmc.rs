@@ -26,6 +26,9 @@
 //! and of b̂ψ are omitted. The two summands have different units (ε vs latent), as in [S2].
 //! `ε_y`, `ε_∅` come from one batched U-Net call of 2B ([`Prior::eps_cfg`]); fixed-ε mode adds
 //! one unconditional call at `z_t` (3 U-Net evaluations per sample instead of 2).
+//! `∅` is whatever [`GuidanceInput::uncond`] holds, i.e. the run's negative prompt: [S2]'s
+//! `ε_∅` and `ẑ_t` are *unconditional* (empty prompt), so set `negative_prompt = ""` (as
+//! `configs/lmc.toml` does; b̂ψ is trained against the empty prompt too).
 //!
 //! # The blur model b̂ψ ([`BlurNet`], methods.md §3.2)
 //!
@@ -69,10 +72,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use burn::module::Module;
+use burn::module::{Module, Param};
+use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
-use burn::nn::PaddingConfig2d;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -84,9 +87,7 @@ use sd::nn::upsample_nearest2x;
 use sd::pipeline::gaussian;
 
 use crate::state::{Entry, load_module_state, module_state};
-use crate::{
-    DistillError, Guidance, GuidanceInput, GuidanceOutput, Prior, Stat, check_input,
-};
+use crate::{DistillError, Guidance, GuidanceInput, GuidanceOutput, Prior, Stat, check_input};
 
 /// Latent channels of SD 2.x (input and output of b̂ψ besides the time encoding).
 pub const LATENT_CHANNELS: usize = 4;
@@ -251,6 +252,42 @@ impl BlurNet {
         })
     }
 
+    /// A network initialised from `seed` by a host RNG, so the same seed gives the same
+    /// weights on every device and whatever else uses the device RNG: every weight and bias of
+    /// a convolution with fan-in `n` is drawn from U(−1/√n, 1/√n), which is PyTorch's default
+    /// for `Conv2d` (Kaiming-uniform with a = √5 for the weight, the same bound for the bias).
+    ///
+    /// # Errors
+    /// The message of [`BlurNetConfig::validate`].
+    pub fn seeded(config: &BlurNetConfig, seed: u64, device: &Device) -> Result<Self, String> {
+        let mut net = Self::new(config, device)?;
+        let mut k = 0u64;
+        let mut init = |c: &mut Conv2d| {
+            let [o, i, kh, kw] = c.weight.dims();
+            let bound = 1.0 / ((i * kh * kw) as f64).sqrt();
+            c.weight =
+                Param::from_tensor(host_uniform([o, i, kh, kw], bound, mix(seed, k, 5), device));
+            c.bias = Some(Param::from_tensor(host_uniform(
+                [o],
+                bound,
+                mix(seed, k, 6),
+                device,
+            )));
+            k += 1;
+        };
+        for blk in net
+            .enc
+            .iter_mut()
+            .chain(std::iter::once(&mut net.mid))
+            .chain(net.dec.iter_mut())
+        {
+            init(&mut blk.conv1);
+            init(&mut blk.conv2);
+        }
+        init(&mut net.head);
+        Ok(net)
+    }
+
     /// The shape settings (read from the layers).
     pub fn config(&self) -> BlurNetConfig {
         BlurNetConfig {
@@ -268,7 +305,10 @@ impl BlurNet {
     /// When `z` does not have 4 channels or `t` has neither B entries nor 1.
     pub fn forward(&self, z: Tensor<4>, t: &[usize]) -> Tensor<4> {
         let [b, c, h, w] = z.dims();
-        assert_eq!(c, LATENT_CHANNELS, "b̂ψ takes {LATENT_CHANNELS}-channel latents");
+        assert_eq!(
+            c, LATENT_CHANNELS,
+            "b̂ψ takes {LATENT_CHANNELS}-channel latents"
+        );
         assert!(
             t.len() == b || t.len() == 1,
             "{} timesteps for a batch of {b}",
@@ -432,7 +472,9 @@ impl BlurNet {
                 .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                 .collect();
             if let Some(i) = v.iter().position(|x| !x.is_finite()) {
-                return Err(bad(format!("tensor `{name}` has a non-finite value at {i}")));
+                return Err(bad(format!(
+                    "tensor `{name}` has a non-finite value at {i}"
+                )));
             }
             entries.push((name, shape.clone(), v));
         }
@@ -443,8 +485,8 @@ impl BlurNet {
             return Err(bad(format!("missing tensor `{name}` (shape {shape:?})")));
         }
         let what = path.display().to_string();
-        let net = load_module_state(PREFIX, &what, net, &entries)
-            .map_err(|e| bad(e.to_string()))?;
+        let net =
+            load_module_state(PREFIX, &what, net, &entries).map_err(|e| bad(e.to_string()))?;
         Ok((net, meta))
     }
 }
@@ -519,9 +561,8 @@ impl BlurMeta {
     /// A message naming the missing or unparsable key.
     pub fn from_map(m: &HashMap<String, String>) -> Result<Self, String> {
         let get = |k: &str| m.get(&format!("{META_KEY}.{k}"));
-        let need = |k: &str| {
-            get(k).ok_or_else(|| format!("metadata key `{META_KEY}.{k}` is missing"))
-        };
+        let need =
+            |k: &str| get(k).ok_or_else(|| format!("metadata key `{META_KEY}.{k}` is missing"));
         fn num<T: std::str::FromStr>(k: &str, v: &str) -> Result<T, String> {
             v.trim()
                 .parse()
@@ -589,6 +630,25 @@ pub fn eps_uncond(prior: &Prior<'_>, z_t: Tensor<4>, t: &[usize], uncond: Tensor
     let tf: Vec<f64> = t.iter().map(|&x| x as f64).collect();
     let out = prior.unet.forward(z_t.clone(), &tf, uncond).detach();
     prior.schedule.to_epsilon(out, z_t, t)
+}
+
+/// `shape` values uniform in `[−bound, bound)` from a seeded host RNG (splitmix64).
+fn host_uniform<const D: usize>(
+    shape: [usize; D],
+    bound: f64,
+    seed: u64,
+    device: &Device,
+) -> Tensor<D> {
+    let n: usize = shape.iter().product();
+    let mut state = seed;
+    let v: Vec<f32> = (0..n)
+        .map(|_| {
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let u = (mix(state, 0, 0) >> 11) as f64 / (1u64 << 53) as f64;
+            ((2.0 * u - 1.0) * bound) as f32
+        })
+        .collect();
+    Tensor::from_data(TensorData::new(v, shape), device)
 }
 
 /// splitmix64 of `(seed, step, stream)`: independent seeds per step and purpose.
@@ -673,7 +733,10 @@ impl BlurTrainerConfig {
         if self.lr_decay_every == 0 {
             return self.lr;
         }
-        self.lr * self.lr_decay.powi((k / self.lr_decay_every).min(i32::MAX as u64) as i32)
+        self.lr
+            * self
+                .lr_decay
+                .powi((k / self.lr_decay_every).min(i32::MAX as u64) as i32)
     }
 }
 
@@ -692,7 +755,7 @@ pub struct Triplets {
 /// (with replacement) from the data set, `t ~ U{t_min, …, t_max}` and fresh `ε`, form
 /// `ẑ_t = (z_t − σ_t ε̂_φ(z_t; ∅, t))/α_t` with the frozen U-Net (no gradient), and take one
 /// Adam step on `L_k` ([`blur_loss`]). Deterministic for a seed on one device: the initial
-/// weights come from the device RNG seeded with `seed`, the draws from host RNGs.
+/// weights ([`BlurNet::seeded`]) and all draws come from host RNGs.
 pub struct BlurTrainer {
     /// Settings.
     pub config: BlurTrainerConfig,
@@ -717,8 +780,8 @@ impl std::fmt::Debug for BlurTrainer {
 }
 
 impl BlurTrainer {
-    /// A trainer with a fresh b̂ψ of `net` on the autodiff side of `device` (the device RNG is
-    /// seeded with `config.seed` first).
+    /// A trainer with a fresh b̂ψ of `net` ([`BlurNet::seeded`] from `config.seed`) on the
+    /// autodiff side of `device`.
     ///
     /// # Errors
     /// [`DistillError::Setting`] for a bad network shape or training setting.
@@ -728,11 +791,12 @@ impl BlurTrainer {
         device: &Device,
     ) -> Result<Self, DistillError> {
         config.validate(usize::MAX)?;
-        device.seed(mix(config.seed, 0, 1));
         let dev = device.clone().autodiff();
-        let net = BlurNet::new(net, &dev).map_err(|detail| DistillError::Setting {
-            name: "blur network".into(),
-            detail,
+        let net = BlurNet::seeded(net, mix(config.seed, 0, 1), &dev).map_err(|detail| {
+            DistillError::Setting {
+                name: "blur network".into(),
+                detail,
+            }
         })?;
         let optim = AdamConfig::new()
             .with_beta_1(0.9)
@@ -785,8 +849,7 @@ impl BlurTrainer {
                 uncond.dims()[0]
             )));
         }
-        self.config
-            .validate(prior.schedule.num_train_timesteps())?;
+        self.config.validate(prior.schedule.num_train_timesteps())?;
         let b = self.config.batch;
         let idx: Vec<i32> = (0..b).map(|_| self.rng.random_range(0..n) as i32).collect();
         let t: Vec<usize> = (0..b)
@@ -1026,13 +1089,7 @@ impl Guidance for Lmc {
         } else {
             z_t.clone()
         };
-        let (_, e_y, e_u) = prior.eps_cfg(
-            zc_t,
-            t,
-            input.cond.clone(),
-            input.uncond.clone(),
-            omega,
-        );
+        let (_, e_y, e_u) = prior.eps_cfg(zc_t, t, input.cond.clone(), input.uncond.clone(), omega);
         let e_u_zt = if self.config.fixed_eps {
             eps_uncond(prior, z_t.clone(), t, input.uncond.clone())
         } else {

@@ -1102,7 +1102,7 @@ mod tests {
     #[test]
     fn shipped_configs_parse() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
-        for name in ["dreammapping.toml", "generate-preview.toml"] {
+        for name in ["dreammapping.toml", "generate-preview.toml", "lmc.toml"] {
             let path = dir.join(name);
             let text = std::fs::read_to_string(&path).unwrap();
             let cfg: GenerateConfig =
