@@ -354,8 +354,9 @@ fn vdm_state_rejects_bad_entries() {
 #[test]
 fn build_names_methods_and_rejects_unknown() {
     let dev = &gpu().burn;
-    assert_eq!(distill::METHODS, &["sds", "vdm"]);
-    for m in distill::METHODS {
+    assert!(distill::METHODS.starts_with(&["sds", "vdm"]));
+    // LMC-SDS needs a pre-trained blur model file (tests/distill_lmc.rs builds it).
+    for m in distill::METHODS.iter().filter(|m| **m != "lmc") {
         let g = distill::build(
             &GuidanceConfig {
                 method: m.to_string(),

@@ -52,7 +52,7 @@ pub struct SampleArgs {
 }
 
 /// Parse `--dtype` and check the adapter can compute in it.
-fn precision(ctx: &GpuContext, dtype: &str) -> Result<Precision> {
+pub(crate) fn precision(ctx: &GpuContext, dtype: &str) -> Result<Precision> {
     let p: Precision = dtype
         .parse()
         .map_err(|e: String| anyhow::anyhow!("--dtype: {e}"))?;

@@ -17,6 +17,7 @@ mod diffusion;
 mod distill2d;
 mod fit;
 mod generate;
+mod lmc;
 
 #[derive(Parser)]
 #[command(
@@ -56,6 +57,9 @@ enum Command {
     /// Run several distillation methods on one prompt and seed: a side-by-side grid and a
     /// table of step time and peak device memory.
     Compare(distill2d::CompareArgs),
+    /// Pre-train LMC-SDS's blur model b̂ψ for a diffusion model on a set of images (for
+    /// `generate --method lmc`).
+    LmcTrain(lmc::LmcTrainArgs),
     /// Text-to-image with a Stable Diffusion 2.x model (DDIM + CFG): the sanity check that
     /// weights load and the port is right.
     Sample(diffusion::SampleArgs),
@@ -173,6 +177,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Generate(args) => generate::cmd_generate(ctx, args),
         Command::Distill2d(args) => distill2d::cmd_distill2d(ctx, args),
         Command::Compare(args) => distill2d::cmd_compare(ctx, args),
+        Command::LmcTrain(args) => lmc::cmd_lmc_train(ctx, args),
         Command::Sample(args) => diffusion::cmd_sample(&ctx()?, args),
         Command::Bench(BenchCommand::Raster(args)) => cmd_bench_raster(&ctx()?, args),
         Command::Bench(BenchCommand::Unet(args)) => diffusion::cmd_bench_unet(&ctx()?, args),

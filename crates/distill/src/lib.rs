@@ -10,6 +10,7 @@
 //! - [`sds`]: DreamFusion's SDS with the common weightings.
 //! - [`vdm`]: DreamMapping's VDM + DCA (Eq. 19) with its online degradation network ℳψ,
 //!   the U-Lite of [`ulite`].
+//! - [`lmc`]: LMC-SDS (Alldieck et al.) with its pre-trained, frozen blur model b̂ψ.
 //! - [`timesteps`]: timestep samplers (uniform, LucidDreamer's annealed range).
 //! - [`cameras`]: random cameras around the object (LucidDreamer/threestudio ranges).
 //! - [`prompts`]: view-dependent prompt suffixes and their azimuth interpolation.
@@ -20,6 +21,7 @@
 
 pub mod bridge;
 pub mod cameras;
+pub mod lmc;
 pub mod prompts;
 pub mod sdi;
 pub mod sds;
@@ -35,6 +37,7 @@ use serde::{Deserialize, Serialize};
 
 pub use bridge::{Bridge, BridgeConfig};
 pub use sdi::{Sdi, SdiConfig};
+pub use lmc::{BlurNet, BlurNetConfig, Lmc, LmcConfig};
 pub use sds::{Sds, SdsConfig, Weighting};
 pub use ulite::{ULite, ULiteConfig};
 pub use vdm::{Vdm, VdmConfig};
@@ -51,6 +54,14 @@ pub enum DistillError {
         /// The setting's name as in the config file.
         name: String,
         /// What is wrong.
+        detail: String,
+    },
+    /// A file (e.g. a pre-trained network) cannot be read or written, or is malformed.
+    #[error("{}: {detail}", path.display())]
+    File {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong (naming the tensor or metadata key where one is at fault).
         detail: String,
     },
 }
@@ -273,7 +284,8 @@ pub fn inject(z: Tensor<4>, g: Tensor<4>) -> Tensor<1> {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GuidanceConfig {
-    /// One of [`METHODS`]: `sds`, `vdm` (DreamMapping VDM + DCA), `sdi`, `bridge` (SDS-Bridge), ….
+    /// One of [`METHODS`]: `sds`, `vdm` (DreamMapping VDM + DCA), `sdi`, `bridge` (SDS-Bridge),
+    /// `lmc` (LMC-SDS), `lods`, `vsd`.
     pub method: String,
     /// SDS settings (also the CFG scale and weighting used when `method = "sds"`).
     pub sds: SdsConfig,
@@ -283,6 +295,8 @@ pub struct GuidanceConfig {
     pub sdi: SdiConfig,
     /// SDS-Bridge settings (`method = "bridge"`).
     pub bridge: BridgeConfig,
+    /// LMC-SDS settings (used when `method = "lmc"`).
+    pub lmc: LmcConfig,
 }
 
 impl Default for GuidanceConfig {
@@ -293,12 +307,13 @@ impl Default for GuidanceConfig {
             vdm: VdmConfig::default(),
             sdi: SdiConfig::default(),
             bridge: BridgeConfig::default(),
+            lmc: LmcConfig::default(),
         }
     }
 }
 
 /// The method names [`build`] accepts.
-pub const METHODS: &[&str] = &["sds", "vdm", "sdi", "bridge"];
+pub const METHODS: &[&str] = &["sds", "vdm", "sdi", "bridge", "lmc"];
 
 /// Construct the configured guidance on `device` (auxiliary networks are created there; VDM's
 /// ℳψ on the autodiff side of `device`).
@@ -311,6 +326,7 @@ pub fn build(cfg: &GuidanceConfig, device: &Device) -> Result<Box<dyn Guidance>,
         "vdm" => Ok(Box::new(Vdm::new(cfg.vdm.clone(), device)?)),
         "sdi" => Ok(Box::new(Sdi::new(cfg.sdi.clone())?)),
         "bridge" => Ok(Box::new(Bridge::new(cfg.bridge.clone())?)),
+        "lmc" => Ok(Box::new(Lmc::new(cfg.lmc.clone(), device)?)),
         other => Err(DistillError::Setting {
             name: "guidance.method".into(),
             detail: format!(

@@ -1114,6 +1114,7 @@ mod tests {
             "generate-preview.toml",
             "sdi.toml",
             "bridge.toml",
+            "lmc.toml",
         ] {
             let path = dir.join(name);
             let text = std::fs::read_to_string(&path).unwrap();
