@@ -344,7 +344,7 @@ fn vdm_state_rejects_bad_entries() {
 #[test]
 fn build_names_methods_and_rejects_unknown() {
     let dev = &gpu().burn;
-    assert_eq!(distill::METHODS, &["sds", "vdm"]);
+    assert_eq!(distill::METHODS, &["sds", "vdm", "lods", "vsd"]);
     for m in distill::METHODS {
         let g = distill::build(
             &GuidanceConfig {

@@ -10,6 +10,9 @@
 //! - [`sds`]: DreamFusion's SDS with the common weightings.
 //! - [`vdm`]: DreamMapping's VDM + DCA (Eq. 19) with its online degradation network ℳψ,
 //!   the U-Lite of [`ulite`].
+//! - [`lods`]: LODS (learned unconditional embedding or LoRA, trained online; s = 1000).
+//! - [`vsd`]: ProlificDreamer's VSD (camera-conditioned LoRA trained online).
+//! - [`online`]: shared plumbing of the methods that fit part of the prior online.
 //! - [`timesteps`]: timestep samplers (uniform, LucidDreamer's annealed range).
 //! - [`cameras`]: random cameras around the object (LucidDreamer/threestudio ranges).
 //! - [`prompts`]: view-dependent prompt suffixes and their azimuth interpolation.
@@ -19,12 +22,15 @@
 //! scales stated in form A; every prediction is converted to ε before a method sees it.
 
 pub mod cameras;
+pub mod lods;
+pub mod online;
 pub mod prompts;
 pub mod sds;
 pub mod state;
 pub mod timesteps;
 pub mod ulite;
 pub mod vdm;
+pub mod vsd;
 
 use burn::tensor::{Device, Tensor};
 use sd::UNet;
@@ -34,6 +40,8 @@ use serde::{Deserialize, Serialize};
 pub use sds::{Sds, SdsConfig, Weighting};
 pub use ulite::{ULite, ULiteConfig};
 pub use vdm::{Vdm, VdmConfig};
+pub use lods::{Lods, LodsConfig, LodsVariant};
+pub use vsd::{Vsd, VsdConfig};
 
 /// Errors of a guidance step.
 #[derive(Debug, thiserror::Error)]
@@ -265,12 +273,16 @@ pub fn inject(z: Tensor<4>, g: Tensor<4>) -> Tensor<1> {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GuidanceConfig {
-    /// `sds` or `vdm` (DreamMapping VDM + DCA).
+    /// `sds`, `vdm` (DreamMapping VDM + DCA), `lods` or `vsd` ([`METHODS`]).
     pub method: String,
     /// SDS settings (also the CFG scale and weighting used when `method = "sds"`).
     pub sds: SdsConfig,
     /// DreamMapping VDM + DCA settings (used when `method = "vdm"`).
     pub vdm: VdmConfig,
+    /// LODS settings (used when `method = "lods"`).
+    pub lods: LodsConfig,
+    /// VSD settings (used when `method = "vsd"`).
+    pub vsd: VsdConfig,
 }
 
 impl Default for GuidanceConfig {
@@ -279,12 +291,14 @@ impl Default for GuidanceConfig {
             method: "sds".into(),
             sds: SdsConfig::default(),
             vdm: VdmConfig::default(),
+            lods: LodsConfig::default(),
+            vsd: VsdConfig::default(),
         }
     }
 }
 
 /// The method names [`build`] accepts.
-pub const METHODS: &[&str] = &["sds", "vdm"];
+pub const METHODS: &[&str] = &["sds", "vdm", "lods", "vsd"];
 
 /// Construct the configured guidance on `device` (auxiliary networks are created there; VDM's
 /// ℳψ on the autodiff side of `device`).
@@ -295,6 +309,8 @@ pub fn build(cfg: &GuidanceConfig, device: &Device) -> Result<Box<dyn Guidance>,
     match cfg.method.as_str() {
         "sds" => Ok(Box::new(Sds::new(cfg.sds.clone()))),
         "vdm" => Ok(Box::new(Vdm::new(cfg.vdm.clone(), device)?)),
+        "lods" => Ok(Box::new(Lods::new(cfg.lods.clone(), device)?)),
+        "vsd" => Ok(Box::new(Vsd::new(cfg.vsd.clone(), device)?)),
         other => Err(DistillError::Setting {
             name: "guidance.method".into(),
             detail: format!(
