@@ -239,8 +239,12 @@ fn merged_unet_dir(name: &str, unet: &UNet, lora: &[Entry], scale: f64, tag: &st
     ));
     std::fs::create_dir_all(&dir).expect("temp dir");
     std::fs::copy(src.join("config.json"), dir.join("config.json")).expect("config");
-    safetensors::serialize_to_file(views, None, &dir.join("diffusion_pytorch_model.safetensors"))
-        .expect("write merged weights");
+    safetensors::serialize_to_file(
+        views,
+        None,
+        &dir.join("diffusion_pytorch_model.safetensors"),
+    )
+    .expect("write merged weights");
     dir
 }
 
@@ -357,8 +361,13 @@ fn lora_forward_equals_merged_weights() {
                 .iter()
                 .zip(&base)
                 .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
-            assert!(moved > 1e-3, "{name}: the merged LoRA changes nothing ({moved})");
-            println!("{name} lora scale {scale}: ok (worst {ratio:.3} of tolerance, moved {moved:.3e})");
+            assert!(
+                moved > 1e-3,
+                "{name}: the merged LoRA changes nothing ({moved})"
+            );
+            println!(
+                "{name} lora scale {scale}: ok (worst {ratio:.3} of tolerance, moved {moved:.3e})"
+            );
             let _ = std::fs::remove_dir_all(&dir);
         }
     }
@@ -408,7 +417,10 @@ fn class_embedding_adds_to_time_embedding() {
     let (t1, t2) = ([100.0, 800.0], [650.0, 20.0]);
     let mut delta = vec![];
     for i in 0..B {
-        let (e1, e2) = (host_time_embedding(name, t1[i]), host_time_embedding(name, t2[i]));
+        let (e1, e2) = (
+            host_time_embedding(name, t1[i]),
+            host_time_embedding(name, t2[i]),
+        );
         delta.extend(e2.iter().zip(&e1).map(|(a, b)| a - b));
     }
     assert_eq!(delta.len(), B * unet.temb_dim());
@@ -631,7 +643,10 @@ fn vsd_gradient_reaches_latents() {
             lr: 0.01,
             ..VsdConfig::default()
         };
-        assert_eq!((cfg.cfg_scale, cfg.lora_scale, cfg.lora_rank), (7.5, 1.0, 4));
+        assert_eq!(
+            (cfg.cfg_scale, cfg.lora_scale, cfg.lora_rank),
+            (7.5, 1.0, 4)
+        );
         let mut vsd = Vsd::new(cfg.clone(), &gpu().burn).expect("vsd");
         let extra = vsd.extra_prompts("a cat");
         assert_eq!(extra.len(), 1);
@@ -685,7 +700,12 @@ fn vsd_gradient_reaches_latents() {
         let ratio = compare(&what, &got, &want_with(&e_psi(&st, inp.extra[0].clone())))
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(
-            compare(&what, &got, &want_with(&e_psi(&vsd.state(), inp.extra[0].clone()))).is_err(),
+            compare(
+                &what,
+                &got,
+                &want_with(&e_psi(&vsd.state(), inp.extra[0].clone()))
+            )
+            .is_err(),
             "{what}: the post-update LoRA also matches"
         );
         if name == "tiny-eps" {
@@ -772,7 +792,9 @@ fn prior_losses_fall_online() {
 // Checkpoint state and construction
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).fold(0.0f32, |m, (x, y)| m.max((x - y).abs()))
+    a.iter()
+        .zip(b)
+        .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()))
 }
 
 /// Round trip on a created module: loading other values replaces them, loading the saved ones
@@ -831,7 +853,9 @@ fn state_round_trips() {
     assert_eq!(fresh.state(), st);
     assert!(fresh.embedding().is_none());
     let other_inp = input(d, 311, 1);
-    fresh.prior_step(&prior, &other_inp).expect("step after load");
+    fresh
+        .prior_step(&prior, &other_inp)
+        .expect("step after load");
     let y = host(&fresh.embedding().expect("y_α")).expect("readback");
     assert!(max_diff(&y, &st[0].2) < 0.1, "{}", max_diff(&y, &st[0].2));
     let neg = host(&other_inp.uncond.clone().narrow(0, 0, 1)).expect("readback");
@@ -960,7 +984,10 @@ fn build_and_config() {
             "guidance.vsd.lr",
         ),
     ] {
-        let e = distill::build(&cfg, dev).err().expect("must fail").to_string();
+        let e = distill::build(&cfg, dev)
+            .err()
+            .expect("must fail")
+            .to_string();
         assert!(e.contains(name), "{e}");
     }
     // prior_t beyond the model's timesteps is named at the first step.
@@ -977,7 +1004,9 @@ fn build_and_config() {
         dev,
     )
     .expect("lods");
-    let e = lods.gradient(&prior, &input(d, 1, 0)).unwrap_err().to_string();
+    let e = lods
+        .gradient(&prior, &input(d, 1, 0))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("guidance.lods.prior_t"), "{e}");
 }
-

@@ -37,10 +37,10 @@ use sd::UNet;
 use sd::scheduler::NoiseSchedule;
 use serde::{Deserialize, Serialize};
 
+pub use lods::{Lods, LodsConfig, LodsVariant};
 pub use sds::{Sds, SdsConfig, Weighting};
 pub use ulite::{ULite, ULiteConfig};
 pub use vdm::{Vdm, VdmConfig};
-pub use lods::{Lods, LodsConfig, LodsVariant};
 pub use vsd::{Vsd, VsdConfig};
 
 /// Errors of a guidance step.

@@ -30,8 +30,9 @@
 //!    forward and steps afterwards);
 //! 3. prior update: `t′ ~ U{0, …, 999}` per sample and a fresh `ε′`, `z′ = α_{t′} sg(z) + σ_{t′} ε′`,
 //!    `L = mean‖f(z′; y_α or (ψ, y_n), t′) − target‖²` through the frozen U-Net (burn autodiff,
-//!    gradient to y_α or ψ only), one Adam step. `t′` and `ε′` come from a host stream seeded by
-//!    ([`LodsConfig::seed`], [`GuidanceInput::step`]), so a resumed run repeats them.
+//!    gradient to y_α or ψ only), one Adam step ([`Lods::prior_step`]). `t′` and `ε′` come from
+//!    a host stream seeded by ([`LodsConfig::seed`], [`GuidanceInput::step`]), so a resumed run
+//!    repeats them (the run's own seed is not visible to a guidance: set `seed` to vary them).
 //!
 //! **Choices beyond the reference.**
 //! - v-prediction models: predictions are converted to ε ([`NoiseSchedule::to_epsilon`]) for `g`;

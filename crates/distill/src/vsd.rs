@@ -23,7 +23,8 @@
 //!    `z′ = α_{t′} sg(z) + σ_{t′} ε′`; the camera condition is replaced by zeros with probability
 //!    0.1 (`lora_cfg_training`; one draw for the batch, as threestudio's `random.random()`);
 //!    `L = mean‖U-Net_ψ(z′; y, t′, c) − target‖²` with target ε (v for v-prediction models:
-//!    threestudio's `scheduler_lora` target), one Adam step on ψ and the camera embedding.
+//!    threestudio's `scheduler_lora` target), one Adam step on ψ and the camera embedding
+//!    ([`Vsd::train_step`]).
 //!
 //! **Prompts.** threestudio feeds the LoRA the **view-independent** prompt embedding while the
 //! pretrained CFG branch sees the view-dependent one; the view-independent prompt is requested
@@ -252,7 +253,10 @@ impl Vsd {
     fn camera(input: &GuidanceInput) -> Tensor<2> {
         match &input.c2w {
             Some(c) => c.clone().detach().inner(),
-            None => Tensor::zeros([input.latents.dims()[0], CAMERA_DIM], &input.latents.device()),
+            None => Tensor::zeros(
+                [input.latents.dims()[0], CAMERA_DIM],
+                &input.latents.device(),
+            ),
         }
     }
 

@@ -544,7 +544,10 @@ impl UNet {
     /// Number of transformer blocks.
     pub fn transformer_count(&self) -> usize {
         let with_attn = |blocks: &[Layer]| blocks.iter().filter(|l| l.attn.is_some()).count();
-        self.down.iter().map(|b| with_attn(&b.layers)).sum::<usize>()
+        self.down
+            .iter()
+            .map(|b| with_attn(&b.layers))
+            .sum::<usize>()
             + 1
             + self.up.iter().map(|b| with_attn(&b.layers)).sum::<usize>()
     }
