@@ -11,6 +11,9 @@
 //! - [`vdm`]: DreamMapping's VDM + DCA (Eq. 19) with its online degradation network ℳψ,
 //!   the U-Lite of [`ulite`].
 //! - [`lmc`]: LMC-SDS (Alldieck et al.) with its pre-trained, frozen blur model b̂ψ.
+//! - [`lods`]: LODS (learned unconditional embedding or LoRA, trained online; s = 1000).
+//! - [`vsd`]: ProlificDreamer's VSD (camera-conditioned LoRA trained online).
+//! - [`online`]: shared plumbing of the methods that fit part of the prior online.
 //! - [`timesteps`]: timestep samplers (uniform, LucidDreamer's annealed range).
 //! - [`cameras`]: random cameras around the object (LucidDreamer/threestudio ranges).
 //! - [`prompts`]: view-dependent prompt suffixes and their azimuth interpolation.
@@ -22,6 +25,8 @@
 pub mod bridge;
 pub mod cameras;
 pub mod lmc;
+pub mod lods;
+pub mod online;
 pub mod prompts;
 pub mod sdi;
 pub mod sds;
@@ -29,6 +34,7 @@ pub mod state;
 pub mod timesteps;
 pub mod ulite;
 pub mod vdm;
+pub mod vsd;
 
 use burn::tensor::{Device, Tensor};
 use sd::UNet;
@@ -38,9 +44,11 @@ use serde::{Deserialize, Serialize};
 pub use bridge::{Bridge, BridgeConfig};
 pub use sdi::{Sdi, SdiConfig};
 pub use lmc::{BlurNet, BlurNetConfig, Lmc, LmcConfig};
+pub use lods::{Lods, LodsConfig, LodsVariant};
 pub use sds::{Sds, SdsConfig, Weighting};
 pub use ulite::{ULite, ULiteConfig};
 pub use vdm::{Vdm, VdmConfig};
+pub use vsd::{Vsd, VsdConfig};
 
 /// Errors of a guidance step.
 #[derive(Debug, thiserror::Error)]
@@ -297,6 +305,10 @@ pub struct GuidanceConfig {
     pub bridge: BridgeConfig,
     /// LMC-SDS settings (used when `method = "lmc"`).
     pub lmc: LmcConfig,
+    /// LODS settings (used when `method = "lods"`).
+    pub lods: LodsConfig,
+    /// VSD settings (used when `method = "vsd"`).
+    pub vsd: VsdConfig,
 }
 
 impl Default for GuidanceConfig {
@@ -308,12 +320,14 @@ impl Default for GuidanceConfig {
             sdi: SdiConfig::default(),
             bridge: BridgeConfig::default(),
             lmc: LmcConfig::default(),
+            lods: LodsConfig::default(),
+            vsd: VsdConfig::default(),
         }
     }
 }
 
 /// The method names [`build`] accepts.
-pub const METHODS: &[&str] = &["sds", "vdm", "sdi", "bridge", "lmc"];
+pub const METHODS: &[&str] = &["sds", "vdm", "sdi", "bridge", "lmc", "lods", "vsd"];
 
 /// Construct the configured guidance on `device` (auxiliary networks are created there; VDM's
 /// ℳψ on the autodiff side of `device`).
@@ -327,6 +341,8 @@ pub fn build(cfg: &GuidanceConfig, device: &Device) -> Result<Box<dyn Guidance>,
         "sdi" => Ok(Box::new(Sdi::new(cfg.sdi.clone())?)),
         "bridge" => Ok(Box::new(Bridge::new(cfg.bridge.clone())?)),
         "lmc" => Ok(Box::new(Lmc::new(cfg.lmc.clone(), device)?)),
+        "lods" => Ok(Box::new(Lods::new(cfg.lods.clone(), device)?)),
+        "vsd" => Ok(Box::new(Vsd::new(cfg.vsd.clone(), device)?)),
         other => Err(DistillError::Setting {
             name: "guidance.method".into(),
             detail: format!(

@@ -4,6 +4,8 @@
 //! - [`tokenizer`]: CLIP BPE (SD 2.x tokenizer) through the `tokenizers` crate.
 //! - [`clip`]: the OpenCLIP ViT-H text tower (`[B, 77] ids → [B, 77, 1024]`).
 //! - [`unet`]: the denoising U-Net (`UNet2DConditionModel` semantics).
+//! - [`lora`]: trainable LoRA adapters on the U-Net's attention and an additive conditioning
+//!   embedding (ProlificDreamer's camera condition), as burn modules.
 //! - [`vae`]: the `AutoencoderKL` encoder (to the posterior) and decoder.
 //! - [`scheduler`]: `alphas_cumprod`, DDIM step and inversion, DDPM posterior variance,
 //!   ε ↔ v ↔ x₀ conversions, classifier-free guidance.
@@ -18,6 +20,7 @@
 pub mod blocks;
 pub mod clip;
 pub mod config;
+pub mod lora;
 pub mod model;
 pub mod nn;
 pub mod pipeline;
@@ -28,7 +31,8 @@ pub mod vae;
 pub mod weights;
 
 pub use clip::TextEncoder;
-pub use unet::UNet;
+pub use lora::UNetLora;
+pub use unet::{UNet, UNetExtras};
 pub use vae::Vae;
 pub use weights::Precision;
 

@@ -8,7 +8,9 @@
 //! upsample-to-skip-size path), integer `timesteps [B]` (per sample), `encoder_hidden_states
 //! [B, 77, D]`. Output `[B, 4, h, w]`: ε or v depending on the scheduler's `prediction_type`.
 //! Differentiable with respect to the latents and the text embedding when those are autodiff
-//! tensors (weights are constants).
+//! tensors (weights are constants). [`UNet::forward_with`] adds optional LoRA adapters on every
+//! attention projection and an additive time-embedding term ([`UNetExtras`], [`crate::lora`]),
+//! both trainable through burn autodiff.
 
 use std::path::Path;
 
@@ -16,6 +18,7 @@ use burn::tensor::{Device, FloatDType, Tensor, TensorData};
 
 use crate::blocks::{Downsample, ResnetBlock, ResnetSpec, Upsample};
 use crate::config::{UNetArch, UNetConfig};
+use crate::lora::{LoraAttention, LoraTransformer, TransformerShape, UNetLora};
 use crate::nn::{
     Conv2d, GroupNorm, LayerNorm, Linear, attention, from_tokens, gelu_exact, swish, to_tokens,
 };
@@ -56,17 +59,32 @@ impl Attn {
         })
     }
 
-    fn forward(&self, x: Tensor<3>, ctx: Option<&Tensor<3>>) -> Tensor<3> {
+    /// `x [B, N, dim]`, context `[B, M, ctx]` (None: self-attention) → `[B, N, dim]`; with
+    /// `lora = Some((adapters, scale))` every projection gets `+ scale·up(down(·))` of its own
+    /// input (diffusers `LoRAAttnProcessor`).
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        ctx: Option<&Tensor<3>>,
+        lora: Option<(&LoraAttention, f64)>,
+    ) -> Tensor<3> {
         let c = ctx.cloned().unwrap_or_else(|| x.clone());
-        let a = attention(
-            self.q.forward(x),
-            self.k.forward(c.clone()),
-            self.v.forward(c),
-            self.heads,
-            None,
-            self.upcast,
-        );
-        self.out.forward(a)
+        let Some((l, s)) = lora else {
+            let a = attention(
+                self.q.forward(x),
+                self.k.forward(c.clone()),
+                self.v.forward(c),
+                self.heads,
+                None,
+                self.upcast,
+            );
+            return self.out.forward(a);
+        };
+        let q = self.q.forward(x.clone()) + l.to_q.delta(x, s);
+        let k = self.k.forward(c.clone()) + l.to_k.delta(c.clone(), s);
+        let v = self.v.forward(c.clone()) + l.to_v.delta(c, s);
+        let a = attention(q, k, v, self.heads, None, self.upcast);
+        self.out.forward(a.clone()) + l.to_out.delta(a, s)
     }
 }
 
@@ -86,6 +104,8 @@ struct TransformerBlock {
 /// diffusers `Transformer2DModel` with one `BasicTransformerBlock`.
 #[derive(Clone, Debug)]
 struct Transformer2D {
+    /// The diffusers prefix and widths of the block (for LoRA sets).
+    shape: TransformerShape,
     norm: GroupNorm,
     proj_in: Linear,
     block: TransformerBlock,
@@ -109,6 +129,11 @@ impl Transformer2D {
         // 1×1 convolutions (use_linear_projection = false) are read as linear layers:
         // WeightFile::linear accepts [out, in, 1, 1].
         Ok(Self {
+            shape: TransformerShape {
+                prefix: b.clone(),
+                dim: c,
+                ctx_dim: ctx,
+            },
             norm: w.group_norm(
                 &format!("{p}.norm"),
                 cfg.norm_num_groups,
@@ -129,16 +154,24 @@ impl Transformer2D {
         })
     }
 
-    /// `x [B, C, H, W]`, `ctx [B, 77, D]` → `[B, C, H, W]`.
-    fn forward(&self, x: Tensor<4>, ctx: &Tensor<3>) -> Tensor<4> {
+    /// `x [B, C, H, W]`, `ctx [B, 77, D]` → `[B, C, H, W]`, optionally with the block's LoRA
+    /// adapters at a scale.
+    fn forward(
+        &self,
+        x: Tensor<4>,
+        ctx: &Tensor<3>,
+        lora: Option<(&LoraTransformer, f64)>,
+    ) -> Tensor<4> {
         let [_, _, h, wd] = x.dims();
         // Linear and 1×1-conv projections commute with the reshape, so one path serves both.
         let mut t = self
             .proj_in
             .forward(to_tokens(self.norm.forward(x.clone())));
         let blk = &self.block;
-        t = t.clone() + blk.attn1.forward(blk.norm1.forward(t), None);
-        t = t.clone() + blk.attn2.forward(blk.norm2.forward(t), Some(ctx));
+        let l1 = lora.map(|(l, s)| (&l.attn1, s));
+        let l2 = lora.map(|(l, s)| (&l.attn2, s));
+        t = t.clone() + blk.attn1.forward(blk.norm1.forward(t), None, l1);
+        t = t.clone() + blk.attn2.forward(blk.norm2.forward(t), Some(ctx), l2);
         let g = blk.ff_in.forward(blk.norm3.forward(t.clone()));
         let half = g.dims()[2] / 2;
         let (hidden, gate) = (g.clone().narrow(2, 0, half), g.narrow(2, half, half));
@@ -155,13 +188,48 @@ struct Layer {
 }
 
 impl Layer {
-    fn forward(&self, x: Tensor<4>, temb: &Tensor<2>, ctx: &Tensor<3>) -> Tensor<4> {
+    /// `lora` yields the adapters of the next transformer block (forward order) when the
+    /// forward is adapted.
+    fn forward(
+        &self,
+        x: Tensor<4>,
+        temb: &Tensor<2>,
+        ctx: &Tensor<3>,
+        lora: &mut LoraCursor<'_>,
+    ) -> Tensor<4> {
         let x = self.resnet.forward(x, Some(temb));
         match &self.attn {
-            Some(a) => a.forward(x, ctx),
+            Some(a) => a.forward(x, ctx, lora.next()),
             None => x,
         }
     }
+}
+
+/// Hands out the LoRA adapters of consecutive transformer blocks during one forward.
+struct LoraCursor<'a> {
+    blocks: Option<(std::slice::Iter<'a, LoraTransformer>, f64)>,
+}
+
+impl<'a> LoraCursor<'a> {
+    fn next(&mut self) -> Option<(&'a LoraTransformer, f64)> {
+        let (it, s) = self.blocks.as_mut()?;
+        let s = *s;
+        Some((it.next().expect("one LoRA block per transformer block"), s))
+    }
+}
+
+/// Optional additions to a U-Net forward ([`UNet::forward_with`]): LoRA adapters on the
+/// attention projections and an additive embedding on the time embedding.
+#[derive(Clone, Debug, Default)]
+pub struct UNetExtras<'a> {
+    /// LoRA adapters and their scale (diffusers `cross_attention_kwargs={"scale": s}`): every
+    /// attention projection `y = x·W + b` becomes `y + s·up(down(x))`. `None` or scale 0: the
+    /// pretrained U-Net.
+    pub lora: Option<(&'a UNetLora, f64)>,
+    /// `[B, temb]` added to the time embedding before the resnets' SiLU (diffusers
+    /// `class_embedding` output with `class_embed_type = None`; ProlificDreamer's camera
+    /// condition, [`crate::lora::ConditionEmbedding`]). `temb` = [`UNet::temb_dim`].
+    pub class_embedding: Option<Tensor<2>>,
 }
 
 #[derive(Clone, Debug)]
@@ -375,18 +443,58 @@ impl UNet {
     /// # Panics
     /// When `timesteps.len()` differs from the batch (a programming error).
     pub fn forward(&self, latents: Tensor<4>, timesteps: &[f64], ctx: Tensor<3>) -> Tensor<4> {
+        self.forward_with(latents, timesteps, ctx, &UNetExtras::default())
+    }
+
+    /// [`Self::forward`] with LoRA adapters and/or an additive time-embedding term
+    /// ([`UNetExtras`]). Gradients flow to the adapters and the embedding when they are autodiff
+    /// tensors (and, as always, to autodiff latents and context); the U-Net's weights stay
+    /// constants. With `extras` empty this is exactly [`Self::forward`].
+    ///
+    /// # Panics
+    /// When `timesteps.len()` differs from the batch, when the LoRA set does not have one block
+    /// per transformer block of this U-Net ([`UNetLora::for_unet`] builds a matching one), or
+    /// when the class embedding is not `[B, temb]` (programming errors).
+    pub fn forward_with(
+        &self,
+        latents: Tensor<4>,
+        timesteps: &[f64],
+        ctx: Tensor<3>,
+        extras: &UNetExtras<'_>,
+    ) -> Tensor<4> {
         let b = latents.dims()[0];
         assert_eq!(timesteps.len(), b, "one timestep per latent");
         let dt = self.dtype;
         let temb = self.timestep_embedding(timesteps).cast(dt);
-        let temb = self.time_2.forward(swish(self.time_1.forward(temb)));
+        let mut temb = self.time_2.forward(swish(self.time_1.forward(temb)));
+        if let Some(c) = &extras.class_embedding {
+            assert_eq!(
+                c.dims(),
+                [b, self.temb_dim()],
+                "class embedding must be [batch, temb]"
+            );
+            temb = temb + c.clone().cast(dt);
+        }
         let temb_act = swish(temb);
+        let lora = extras.lora.filter(|(_, s)| *s != 0.0);
+        if let Some((l, _)) = lora {
+            assert_eq!(
+                l.blocks.len(),
+                self.transformer_count(),
+                "LoRA set has {} blocks, the U-Net {} transformer blocks",
+                l.blocks.len(),
+                self.transformer_count()
+            );
+        }
+        let mut cursor = LoraCursor {
+            blocks: lora.map(|(l, s)| (l.blocks.iter(), s)),
+        };
         let ctx = ctx.cast(dt);
         let mut x = self.conv_in.forward(latents.cast(dt));
         let mut skips = vec![x.clone()];
         for blk in &self.down {
             for l in &blk.layers {
-                x = l.forward(x, &temb_act, &ctx);
+                x = l.forward(x, &temb_act, &ctx, &mut cursor);
                 skips.push(x.clone());
             }
             if let Some(d) = &blk.down {
@@ -395,12 +503,12 @@ impl UNet {
             }
         }
         x = self.mid_res0.forward(x, Some(&temb_act));
-        x = self.mid_attn.forward(x, &ctx);
+        x = self.mid_attn.forward(x, &ctx, cursor.next());
         x = self.mid_res1.forward(x, Some(&temb_act));
         for blk in &self.up {
             for l in &blk.layers {
                 let s = skips.pop().expect("one skip per up layer");
-                x = l.forward(Tensor::cat(vec![x, s], 1), &temb_act, &ctx);
+                x = l.forward(Tensor::cat(vec![x, s], 1), &temb_act, &ctx, &mut cursor);
             }
             if let Some(u) = &blk.up {
                 let size = skips.last().map(|s| {
@@ -413,5 +521,40 @@ impl UNet {
         self.conv_out
             .forward(swish(self.norm_out.forward(x)))
             .cast(FloatDType::F32)
+    }
+
+    /// Every transformer block in forward order (down blocks, middle block, up blocks) with its
+    /// diffusers prefix and widths: the layout of a [`UNetLora`] for this U-Net (SD 2.1: 16
+    /// blocks).
+    pub fn transformer_shapes(&self) -> Vec<TransformerShape> {
+        let mut v = vec![];
+        let layers = |blocks: &mut dyn Iterator<Item = &Layer>, v: &mut Vec<TransformerShape>| {
+            for l in blocks {
+                if let Some(a) = &l.attn {
+                    v.push(a.shape.clone());
+                }
+            }
+        };
+        layers(&mut self.down.iter().flat_map(|b| b.layers.iter()), &mut v);
+        v.push(self.mid_attn.shape.clone());
+        layers(&mut self.up.iter().flat_map(|b| b.layers.iter()), &mut v);
+        v
+    }
+
+    /// Number of transformer blocks.
+    pub fn transformer_count(&self) -> usize {
+        let with_attn = |blocks: &[Layer]| blocks.iter().filter(|l| l.attn.is_some()).count();
+        self.down
+            .iter()
+            .map(|b| with_attn(&b.layers))
+            .sum::<usize>()
+            + 1
+            + self.up.iter().map(|b| with_attn(&b.layers)).sum::<usize>()
+    }
+
+    /// Width of the time embedding (`4 × block_out_channels[0]`; 1280 for SD 2.1), the width of
+    /// [`UNetExtras::class_embedding`].
+    pub fn temb_dim(&self) -> usize {
+        self.time_2.d_out()
     }
 }

@@ -1115,12 +1115,33 @@ mod tests {
             "sdi.toml",
             "bridge.toml",
             "lmc.toml",
+            "lods.toml",
+            "vsd.toml",
         ] {
             let path = dir.join(name);
             let text = std::fs::read_to_string(&path).unwrap();
             let cfg: GenerateConfig =
                 toml::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(cfg.model, "stabilityai/stable-diffusion-2-1-base");
+        }
+    }
+
+    /// configs/lods.toml and configs/vsd.toml validate, select their method and spell out its
+    /// defaults (the papers' values).
+    #[test]
+    fn method_configs_validate() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        for (name, method) in [("lods.toml", "lods"), ("vsd.toml", "vsd")] {
+            let text = std::fs::read_to_string(dir.join(name)).unwrap();
+            let mut cfg: GenerateConfig =
+                toml::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            cfg.prompt = "a corgi".into();
+            validate(&cfg).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(cfg.guidance.method, method, "{name}");
+            cfg.guidance.lods.validate().unwrap();
+            cfg.guidance.vsd.validate().unwrap();
+            assert_eq!(cfg.guidance.lods, distill::LodsConfig::default(), "{name}");
+            assert_eq!(cfg.guidance.vsd, distill::VsdConfig::default(), "{name}");
         }
     }
 }
