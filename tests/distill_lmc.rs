@@ -407,7 +407,7 @@ fn bad_blur_files_are_named() {
     let good = blur_file(&dir.0, 4);
     let dev = &gpu().burn;
     let err = |p: &Path| -> String {
-        let e = BlurNet::load(p, dev).err().expect("must fail");
+        let e = BlurNet::load(p, dev).expect_err("must fail");
         assert!(matches!(e, DistillError::File { .. }), "{e:?}");
         let e = e.to_string();
         assert!(e.contains(&p.display().to_string()), "file not named: {e}");

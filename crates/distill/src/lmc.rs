@@ -1,5 +1,5 @@
 //! **LMC-SDS**: score distillation with a learned manifold corrective (Alldieck, Kolotouros,
-//! Sminchisescu 2024, "Score Distillation Sampling with Learned Manifold Corrective" [S2];
+//! Sminchisescu 2024, "Score Distillation Sampling with Learned Manifold Corrective" \[S2\];
 //! docs/methods.md §3 and §6.3 items 7–8).
 //!
 //! SDS splits into a prompt term and a "projection" term (methods.md §3.1):
@@ -8,7 +8,7 @@
 //! what erases detail at low ω. LMC-SDS replaces `z` in that term by `b̃(z, t)`, a learned model
 //! of the denoiser's blur applied to `z`, so only the genuine "towards the manifold" part stays.
 //!
-//! # The gradient (methods.md §3.1, §3.5; [S2] Eq. 9–10, "scaled by 1/ω", w(t) = 1)
+//! # The gradient (methods.md §3.1, §3.5; \[S2\] Eq. 9–10, "scaled by 1/ω", w(t) = 1)
 //!
 //! ```text
 //! z_t  = α_t z + σ_t ε                                  (α_t = √ᾱ_t, σ_t = √(1 − ᾱ_t))
@@ -22,35 +22,35 @@
 //!
 //! `g` is injected into the latents with the SDS pseudo-loss ([`crate::inject`]): the gradient
 //! is taken with respect to `z`, not `z_t` (no `α_t` factor, methods.md §6.3 item 8), the
-//! `√ᾱ_t/√(1−ᾱ_t)` factor of `L_proj` is dropped as in [S2], and the Jacobians of the U-Net
-//! and of b̂ψ are omitted. The two summands have different units (ε vs latent), as in [S2].
+//! `√ᾱ_t/√(1−ᾱ_t)` factor of `L_proj` is dropped as in \[S2\], and the Jacobians of the U-Net
+//! and of b̂ψ are omitted. The two summands have different units (ε vs latent), as in \[S2\].
 //! `ε_y`, `ε_∅` come from one batched U-Net call of 2B ([`Prior::eps_cfg`]); fixed-ε mode adds
 //! one unconditional call at `z_t` (3 U-Net evaluations per sample instead of 2).
-//! `∅` is whatever [`GuidanceInput::uncond`] holds, i.e. the run's negative prompt: [S2]'s
+//! `∅` is whatever [`GuidanceInput::uncond`] holds, i.e. the run's negative prompt: \[S2\]'s
 //! `ε_∅` and `ẑ_t` are *unconditional* (empty prompt), so set `negative_prompt = ""` (as
 //! `configs/lmc.toml` does; b̂ψ is trained against the empty prompt too).
 //!
 //! # The blur model b̂ψ ([`BlurNet`], methods.md §3.2)
 //!
-//! A plain U-Net in SD **latent** space ([REC], §6.3 item 7: [S2] used a 128² pixel model that
+//! A plain U-Net in SD **latent** space (\[REC\], §6.3 item 7: \[S2\] used a 128² pixel model that
 //! is not public): input `[B, 4 + 10, h, w]` = the scaled latent and the 10-channel frequency
 //! encoding of t ([`time_encoding`]) broadcast to every pixel; `levels` encoder levels of
 //! two Conv3×3+ReLU then MaxPool2 with widths `base_width·2^i`; a bottleneck of two Conv3×3+ReLU
 //! at `2·base_width·2^(levels−1)`; decoder levels of nearest ×2 upsampling, concatenation with
 //! the skip and two Conv3×3+ReLU halving the width; a final Conv1×1 to 4 channels. Defaults
-//! (levels 4, base width 32 → 32-64-128-256, bottleneck 512) follow [S2] plus §6.3 item 8.
-//! **No tanh** on the output ([REC]): [S2]'s images were bounded in [−1, 1], SD latents are
+//! (levels 4, base width 32 → 32-64-128-256, bottleneck 512) follow \[S2\] plus §6.3 item 8.
+//! **No tanh** on the output (\[REC\]): \[S2\]'s images were bounded in [−1, 1], SD latents are
 //! not (scaled latents reach |z| ≈ 4–5), and the renormalisation below makes the loss invariant
 //! to the output's per-channel contrast anyway.
 //!
 //! It is **pre-trained once and frozen** ([`BlurTrainer`], `splatdream lmc-train`) on triplets
 //! `(z, ẑ_t, t)`: `z` the scaled VAE latents of natural images, `t ~ U{20, …, 980}`
-//! ([S2]: U(0.02, 0.98)), fresh `ε`, `ẑ_t` the frozen U-Net's **unconditional** x₀ prediction
+//! (\[S2\]: U(0.02, 0.98)), fresh `ε`, `ẑ_t` the frozen U-Net's **unconditional** x₀ prediction
 //! (empty-prompt embedding), with the normalised loss `L_k = mean‖ẑ_t − b̃‖²` ([`blur_loss`]),
-//! Adam at lr 1e-4 decayed ×0.9 every 100K steps ([S2]). b̂ψ mimics *one* diffusion model's blur:
+//! Adam at lr 1e-4 decayed ×0.9 every 100K steps (\[S2\]). b̂ψ mimics *one* diffusion model's blur:
 //! retrain it for another model. The file records the model it was trained for.
 //!
-//! # Choices that are ours ([REC])
+//! # Choices that are ours (\[REC\])
 //! - latent space, 4 + 10 input channels, no tanh (above);
 //! - μ/σ per image and per channel, σ the **biased** (population) standard deviation, with
 //!   [`VAR_EPS`] added to the variance so a constant `b` cannot divide by zero;
@@ -91,12 +91,12 @@ use crate::{DistillError, Guidance, GuidanceInput, GuidanceOutput, Prior, Stat, 
 
 /// Latent channels of SD 2.x (input and output of b̂ψ besides the time encoding).
 pub const LATENT_CHANNELS: usize = 4;
-/// Sin/cos pairs of the timestep encoding ([S2]: a 10-dimensional encoding).
+/// Sin/cos pairs of the timestep encoding (\[S2\]: a 10-dimensional encoding).
 pub const TIME_FREQUENCIES: usize = 5;
 /// Channels of the timestep encoding (`2 ·` [`TIME_FREQUENCIES`]).
 pub const TIME_CHANNELS: usize = 2 * TIME_FREQUENCIES;
 /// The timestep scale: the encoding sees `τ = t / 1000` (SD's 1000 training timesteps), so
-/// `τ ∈ [0, 1)`, matching [S2]'s continuous `t ∈ [0, 1]`.
+/// `τ ∈ [0, 1)`, matching \[S2\]'s continuous `t ∈ [0, 1]`.
 pub const TIME_SCALE: f64 = 1000.0;
 /// The most encoder levels [`BlurNetConfig::levels`] accepts.
 pub const MAX_LEVELS: usize = 6;
@@ -109,11 +109,10 @@ pub const FORMAT: &str = "splatdream-lmc-blur-v1";
 /// The tensor-name prefix in a blur-model file.
 const PREFIX: &str = "blur";
 
-/// The 10-channel timestep encoding of [S2] ("t as a 10-dimensional frequency encoding"):
+/// The 10-channel timestep encoding of \[S2\] ("t as a 10-dimensional frequency encoding"):
 /// with `τ = t / 1000`, channel `2k` is `sin(2^k·π·τ)` and channel `2k + 1` is
 /// `cos(2^k·π·τ)`, for `k = 0, …, 4` (frequencies π, 2π, 4π, 8π, 16π). The lowest
-/// frequency's sine is one-to-one on `τ ∈ [0, 1]` up to the mirror at ½, which its cosine
-/// resolves.
+/// frequency's cosine alone is one-to-one on `τ ∈ [0, 1]`; the higher ones resolve detail.
 pub fn time_encoding(t: usize) -> [f32; TIME_CHANNELS] {
     let tau = t as f64 / TIME_SCALE;
     std::array::from_fn(|c| {
@@ -126,10 +125,10 @@ pub fn time_encoding(t: usize) -> [f32; TIME_CHANNELS] {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BlurNetConfig {
-    /// Encoder levels L (1..=[`MAX_LEVELS`]; [S2]: 4). Sides that are not multiples of `2^L`
+    /// Encoder levels L (1..=[`MAX_LEVELS`]; \[S2\]: 4). Sides that are not multiples of `2^L`
     /// are zero-padded inside the network.
     pub levels: usize,
-    /// Width of the first level ([S2]: 32); level i has `base_width·2^i`, the bottleneck twice
+    /// Width of the first level (\[S2\]: 32); level i has `base_width·2^i`, the bottleneck twice
     /// the last level's.
     pub base_width: usize,
 }
@@ -598,7 +597,7 @@ fn channel_stats(x: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
     )
 }
 
-/// [S2]'s renormalisation (methods.md §3.1, Eq. 10): `b̃ = σ(r)/σ(b)·(b − μ(b)) + μ(b)` with
+/// \[S2\]'s renormalisation (methods.md §3.1, Eq. 10): `b̃ = σ(r)/σ(b)·(b − μ(b)) + μ(b)` with
 /// μ, σ the mean and biased standard deviation per image and channel (σ² + [`VAR_EPS`]),
 /// i.e. `b` rescaled to the contrast of `reference` (ẑ_t) around its own mean. Shapes
 /// `[B, C, h, w]`, equal. Differentiable in `b` (and `reference`).
@@ -661,20 +660,20 @@ fn mix(seed: u64, step: u64, stream: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Settings of [`BlurTrainer`] (the `lmc-train` options). Defaults: [S2] except `batch`.
+/// Settings of [`BlurTrainer`] (the `lmc-train` options). Defaults: \[S2\] except `batch`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BlurTrainerConfig {
-    /// Adam learning rate ([S2]: 1e-4).
+    /// Adam learning rate (\[S2\]: 1e-4).
     pub lr: f64,
-    /// Staircase decay factor ([S2]: 0.9) …
+    /// Staircase decay factor (\[S2\]: 0.9) …
     pub lr_decay: f64,
-    /// … applied every this many steps ([S2]: 100,000; 0 = no decay).
+    /// … applied every this many steps (\[S2\]: 100,000; 0 = no decay).
     pub lr_decay_every: u64,
-    /// Triplets per step ([S2]: 128; default 8 [REC]: each costs one U-Net forward).
+    /// Triplets per step (\[S2\]: 128; default 8 \[REC\]: each costs one U-Net forward).
     pub batch: usize,
-    /// Lowest t (inclusive; [S2]: 0.02 → 20).
+    /// Lowest t (inclusive; \[S2\]: 0.02 → 20).
     pub t_min: usize,
-    /// Highest t (inclusive; [S2]: 0.98 → 980).
+    /// Highest t (inclusive; \[S2\]: 0.98 → 980).
     pub t_max: usize,
     /// Seed of the initial weights, the batch/t draws and the noise.
     pub seed: u64,
@@ -902,12 +901,12 @@ impl BlurTrainer {
 pub struct LmcConfig {
     /// The pre-trained b̂ψ (`splatdream lmc-train --out …`); required by [`Lmc::new`].
     pub blur_model: Option<PathBuf>,
-    /// ω, the CFG scale of `L_cond` (form A; [S2] 3D comparisons: 20, "often" 10). The total
-    /// is scaled by 1/ω ([S2]).
+    /// ω, the CFG scale of `L_cond` (form A; \[S2\] 3D comparisons: 20, "often" 10). The total
+    /// is scaled by 1/ω (\[S2\]).
     pub cfg_scale: f64,
-    /// Fixed-ε diversity option ([S2]): `L_cond` uses one ε_fix per run, `L_lmc` fresh ε.
+    /// Fixed-ε diversity option (\[S2\]): `L_cond` uses one ε_fix per run, `L_lmc` fresh ε.
     pub fixed_eps: bool,
-    /// Seed of ε_fix ([REC]; ε_fix is then kept in the checkpoint state).
+    /// Seed of ε_fix (\[REC\]; ε_fix is then kept in the checkpoint state).
     pub fixed_eps_seed: u64,
     /// Overall multiplier of the gradient (1).
     pub scale: f64,
