@@ -8,8 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// Every method `compare` is run with here.
-const METHODS: &str = "sds,vdm,sdi,bridge";
+/// Every method `compare` is run with here: all of `distill::METHODS`.
+const METHODS: &str = "sds,vdm,sdi,bridge,lmc,lods,vsd";
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -49,6 +49,21 @@ const SMALL: [&str; 4] = [
     "--set",
     "guidance.sdi.inversion_steps=4",
 ];
+
+/// A minimal LMC-SDS blur model for the tiny model (one `lmc-train` step on one image, one
+/// level of width 4): enough for `--method lmc` to run; its quality is tested in
+/// crates/cli/tests/lmc.rs.
+fn blur_model(dir: &Path) -> String {
+    std::fs::create_dir_all(dir).unwrap();
+    let file = dir.join("blur.safetensors");
+    run(bin()
+        .args(["lmc-train", "--model", "tests/cases/sd/tiny-eps"])
+        .args(["--images", "assets/spot-cow/val/r_0.png", "--out"])
+        .arg(&file)
+        .args(["--steps", "1", "--batch", "1", "--resolution", "32"])
+        .args(["--levels", "1", "--base-width", "4"]));
+    format!("guidance.lmc.blur_model=\"{}\"", file.display())
+}
 
 /// Every logged loss and gradient norm in `dir/metrics.jsonl` is finite; returns the lines.
 fn finite_metrics(dir: &Path) -> Vec<serde_json::Value> {
@@ -92,12 +107,14 @@ fn check_table(out: &Path, methods: &[&str]) {
 fn compare_every_method_in_3d() {
     let out = fresh("cmp3d");
     let methods: Vec<&str> = METHODS.split(',').collect();
+    let blur = blur_model(&fresh("blur3d"));
     run(bin()
         .args(["compare", "--mode", "3d", "--methods", METHODS])
         .args(["--prompt", "a corgi", "--seed", "3", "--steps", "3"])
         .args(["--model", "tests/cases/sd/tiny-eps", "--out"])
         .arg(&out)
         .args(SMALL)
+        .args(["--set", &blur])
         .args(["--set", "batch=1", "--set", "resolution=32"])
         .args(["--set", "init.count=500", "--set", "output.log_every=1"])
         .args([
@@ -119,12 +136,14 @@ fn compare_every_method_in_3d() {
 fn compare_every_method_in_2d() {
     let out = fresh("cmp2d");
     let methods: Vec<&str> = METHODS.split(',').collect();
+    let blur = blur_model(&fresh("blur2d"));
     run(bin()
         .args(["compare", "--mode", "2d", "--methods", METHODS])
         .args(["--prompt", "a corgi", "--seed", "3", "--steps", "3"])
         .args(["--model", "tests/cases/sd/tiny-eps", "--out"])
         .arg(&out)
         .args(SMALL)
+        .args(["--set", &blur])
         .args(["--set", "size=32", "--set", "output.log_every=1"]));
     check_table(&out, &methods);
     for m in &methods {
