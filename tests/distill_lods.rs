@@ -9,7 +9,8 @@
 //!   arithmetic (tolerance `1e-4·max|ref| + 1e-5`):
 //!   LODS-Emb `(1−ᾱ_t)/s·[ε̂_α + s(ε̂_y − ε̂_α) − ε]`, LODS-LoRA the same with the LoRA U-Net
 //!   (scale 0.5) on `y_n`, VSD `(1−ᾱ_t)(ε̂_cfg − ε̂_ψ(z_t; y, t, c))`.
-//! - The prior losses fall under repeated online steps on a fixed input.
+//! - The prior losses (LODS y_α, LODS ψ, VSD LoRA) fall under repeated online steps on a fixed
+//!   input.
 //! - Checkpoint state round-trips; mis-shaped, missing and unknown entries are refused.
 
 mod common;
@@ -737,58 +738,73 @@ fn falls(l: &[f64]) -> bool {
 /// same t′ and ε′ every time: the loss is a fixed function of the learned part and must fall:
 /// the mean of the last two at least 10% below the mean of the first two). Learning rates are
 /// raised for the few steps (defaults: y_α 1e-4, LODS ψ 5e-7, VSD 1e-4).
-const STEPS: usize = 5;
+const STEPS: usize = 4;
 
-#[test]
-fn prior_losses_fall_online() {
+/// `step` called `STEPS` times on a fixed tiny-eps input; the losses it returned.
+fn online_losses(
+    what: &str,
+    mut step: impl FnMut(&Prior<'_>, &GuidanceInput) -> Tensor<1>,
+) -> Vec<f64> {
     let (unet, schedule, d) = load("tiny-eps");
     let prior = Prior {
         unet: &unet,
         schedule: &schedule,
     };
     let inp = input(d, 201, 5);
-    let dev = &gpu().burn;
-    let read = |t: Tensor<1>| distill::Stat::Device(t).value().expect("loss read-back");
-    let mut emb = Lods::new(
+    let l: Vec<f64> = (0..STEPS)
+        .map(|_| {
+            distill::Stat::Device(step(&prior, &inp))
+                .value()
+                .expect("loss read-back")
+        })
+        .collect();
+    println!("{what}: {l:.5?}");
+    assert!(falls(&l), "{what}: {l:?}");
+    l
+}
+
+#[test]
+fn lods_embedding_loss_falls() {
+    let mut lods = Lods::new(
         LodsConfig {
-            lr: 0.2,
+            lr: 0.3,
             ..LodsConfig::default()
         },
-        dev,
+        &gpu().burn,
     )
     .expect("lods");
-    let l_emb: Vec<f64> = (0..STEPS)
-        .map(|_| read(emb.prior_step(&prior, &inp).expect("step")))
-        .collect();
-    println!("LODS y_α prior loss: {l_emb:.5?}");
-    let mut lora = Lods::new(
+    online_losses("LODS y_α prior loss", |p, i| {
+        lods.prior_step(p, i).expect("step")
+    });
+}
+
+#[test]
+fn lods_lora_loss_falls() {
+    let mut lods = Lods::new(
         LodsConfig {
             variant: LodsVariant::Lora,
             lora_lr: 0.03,
             ..LodsConfig::default()
         },
-        dev,
+        &gpu().burn,
     )
     .expect("lods-lora");
-    let l_lora: Vec<f64> = (0..STEPS)
-        .map(|_| read(lora.prior_step(&prior, &inp).expect("step")))
-        .collect();
-    println!("LODS ψ prior loss: {l_lora:.5?}");
+    online_losses("LODS ψ prior loss", |p, i| {
+        lods.prior_step(p, i).expect("step")
+    });
+}
+
+#[test]
+fn vsd_lora_loss_falls() {
     let mut vsd = Vsd::new(
         VsdConfig {
             lr: 0.01,
             ..VsdConfig::default()
         },
-        dev,
+        &gpu().burn,
     )
     .expect("vsd");
-    let l_vsd: Vec<f64> = (0..STEPS)
-        .map(|_| read(vsd.train_step(&prior, &inp).expect("step")))
-        .collect();
-    println!("VSD LoRA loss: {l_vsd:.5?}");
-    assert!(falls(&l_emb), "LODS y_α prior loss {l_emb:?}");
-    assert!(falls(&l_lora), "LODS ψ prior loss {l_lora:?}");
-    assert!(falls(&l_vsd), "VSD LoRA loss {l_vsd:?}");
+    online_losses("VSD LoRA loss", |p, i| vsd.train_step(p, i).expect("step"));
 }
 
 // ---------------------------------------------------------------------------------------------
