@@ -42,9 +42,9 @@ use sd::scheduler::NoiseSchedule;
 use serde::{Deserialize, Serialize};
 
 pub use bridge::{Bridge, BridgeConfig};
-pub use sdi::{Sdi, SdiConfig};
 pub use lmc::{BlurNet, BlurNetConfig, Lmc, LmcConfig};
 pub use lods::{Lods, LodsConfig, LodsVariant};
+pub use sdi::{Sdi, SdiConfig};
 pub use sds::{Sds, SdsConfig, Weighting};
 pub use ulite::{ULite, ULiteConfig};
 pub use vdm::{Vdm, VdmConfig};

@@ -385,7 +385,13 @@ impl Lods {
         self.ensure_learned(prior, input)?;
         let b = input.latents.dims()[0];
         let z = input.latents.clone().detach().inner();
-        let d = prior_draws(self.config.seed ^ input.seed, input.step, z.dims(), t_range, &z.device());
+        let d = prior_draws(
+            self.config.seed ^ input.seed,
+            input.step,
+            z.dims(),
+            t_range,
+            &z.device(),
+        );
         let z_n = prior.schedule.add_noise(z.clone(), d.noise.clone(), &d.t);
         let target = denoising_target(prior.schedule, z, d.noise, &d.t);
         let tf: Vec<f64> = d.t.iter().map(|&t| t as f64).collect();

@@ -330,7 +330,13 @@ impl Vsd {
         self.ensure_net(prior)?;
         let net = self.net.get().ok_or_else(not_created)?.clone();
         let z = input.latents.clone().detach().inner();
-        let d = prior_draws(self.config.seed ^ input.seed, input.step, z.dims(), t_range, &z.device());
+        let d = prior_draws(
+            self.config.seed ^ input.seed,
+            input.step,
+            z.dims(),
+            t_range,
+            &z.device(),
+        );
         let cam = Self::camera(input);
         let cam = if d.uniform < self.config.camera_dropout {
             cam.zeros_like()
