@@ -420,6 +420,7 @@ fn build_names_methods_and_rejects_unknown() {
 
 /// ε̂ with CFG `scale` at arbitrary (possibly negative) levels, on the host: two separate U-Net
 /// calls, v → ε with ᾱ of the level (`final_alpha_cumprod` below 0).
+#[allow(clippy::too_many_arguments)]
 fn eps_host(
     unet: &UNet,
     schedule: &NoiseSchedule,

@@ -460,11 +460,14 @@ mod tests {
     #[test]
     fn shipped_2d_configs_parse() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
-        for name in ["distill2d-bridge.toml"] {
-            let text = std::fs::read_to_string(dir.join(name)).unwrap();
-            let cfg: Distill2dConfig =
-                toml::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
-            assert_eq!(cfg.guidance.method, "bridge");
-        }
+        let name = "distill2d-bridge.toml";
+        let text = std::fs::read_to_string(dir.join(name)).unwrap();
+        let cfg: Distill2dConfig = toml::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(cfg.guidance.method, "bridge");
+        validate(&Distill2dConfig {
+            prompt: "a fox".into(),
+            ..cfg
+        })
+        .unwrap();
     }
 }
