@@ -15,58 +15,22 @@
 
 mod common;
 
-use std::path::PathBuf;
-
-use burn::tensor::{Tensor, TensorData};
-use common::{compare, gpu, root};
+use burn::tensor::Tensor;
+use common::tiny_sd::{host64, injected, load, upload};
+use common::{compare, gpu};
 use distill::sdi::{inversion_levels, inversion_noise};
 use distill::{
     Bridge, BridgeConfig, Guidance, GuidanceConfig, GuidanceInput, Prior, Sdi, SdiConfig, Sds,
     SdsConfig, ULiteConfig, Vdm, VdmConfig, Weighting,
 };
+use sd::UNet;
 use sd::scheduler::{NoiseSchedule, PredictionType};
-use sd::{Precision, UNet};
-use splat::scene::host;
 
 const B: usize = 2;
 const LATENT: [usize; 4] = [B, 4, 8, 8];
 /// One timestep under the DCA cut-off (300) and one above it.
 const TIMESTEPS: [usize; B] = [137, 702];
 const CFG: f64 = 7.5;
-
-fn model_dir(name: &str) -> PathBuf {
-    root().join("tests/cases/sd").join(name)
-}
-
-/// The tiny model, its schedule and its text-embedding width.
-fn load(name: &str) -> (UNet, NoiseSchedule, usize) {
-    let dir = model_dir(name);
-    let unet = UNet::from_dir(&dir.join("unet"), &gpu().burn, Precision::F32)
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
-    let schedule = NoiseSchedule::from_file(dir.join("scheduler/scheduler_config.json"))
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
-    let cfg: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("unet/config.json")).expect("unet config"),
-    )
-    .expect("unet config json");
-    let d = cfg["cross_attention_dim"]
-        .as_u64()
-        .expect("cross_attention_dim") as usize;
-    (unet, schedule, d)
-}
-
-fn upload<const D: usize>(v: &[f64], shape: [usize; D]) -> Tensor<D> {
-    let v: Vec<f32> = v.iter().map(|&x| x as f32).collect();
-    Tensor::from_data(TensorData::new(v, shape), &gpu().burn)
-}
-
-fn host64<const D: usize>(t: &Tensor<D>) -> Vec<f64> {
-    host(t)
-        .expect("readback")
-        .into_iter()
-        .map(f64::from)
-        .collect()
-}
 
 /// Seeded inputs for `model`.
 fn input(d: usize, seed: u64) -> GuidanceInput {
@@ -133,14 +97,6 @@ fn omega(w: Weighting, abar: f64) -> f64 {
         Weighting::SigmaOverAlpha => ((1.0 - abar) / abar).sqrt(),
         Weighting::Uniform => 1.0,
     }
-}
-
-/// What arrives at autodiff latents when `g` is injected with `distill::inject`.
-fn injected(latents: &Tensor<4>, g: Tensor<4>) -> Vec<f32> {
-    let z = latents.clone().autodiff().require_grad();
-    let loss = distill::inject(z.clone(), g);
-    let grads = loss.backward();
-    host(&z.grad(&grads).expect("latent gradient")).expect("readback")
 }
 
 fn per() -> usize {

@@ -18,15 +18,16 @@ mod common;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use burn::tensor::{Tensor, TensorData};
-use common::{compare, gpu, root};
+use burn::tensor::Tensor;
+use common::tiny_sd::{host64, injected, load, upload};
+use common::{compare, gpu};
 use distill::lmc::{BlurMeta, BlurTrainer, BlurTrainerConfig, EPS_FIX_STATE, VAR_EPS};
 use distill::{
     BlurNet, BlurNetConfig, DistillError, Guidance, GuidanceConfig, GuidanceInput, Lmc, LmcConfig,
     Prior,
 };
+use sd::UNet;
 use sd::scheduler::{NoiseSchedule, PredictionType};
-use sd::{Precision, UNet};
 use splat::scene::host;
 
 const B: usize = 2;
@@ -36,35 +37,6 @@ const W: usize = 8;
 const LATENT: [usize; 4] = [B, C, H, W];
 const PER: usize = C * H * W;
 const TIMESTEPS: [usize; B] = [137, 702];
-
-fn load(name: &str) -> (UNet, NoiseSchedule, usize) {
-    let dir = root().join("tests/cases/sd").join(name);
-    let unet = UNet::from_dir(&dir.join("unet"), &gpu().burn, Precision::F32)
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
-    let schedule = NoiseSchedule::from_file(dir.join("scheduler/scheduler_config.json"))
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
-    let cfg: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("unet/config.json")).expect("unet config"),
-    )
-    .expect("unet config json");
-    let d = cfg["cross_attention_dim"]
-        .as_u64()
-        .expect("cross_attention_dim") as usize;
-    (unet, schedule, d)
-}
-
-fn upload<const D: usize>(v: &[f64], shape: [usize; D]) -> Tensor<D> {
-    let v: Vec<f32> = v.iter().map(|&x| x as f32).collect();
-    Tensor::from_data(TensorData::new(v, shape), &gpu().burn)
-}
-
-fn host64<const D: usize>(t: &Tensor<D>) -> Vec<f64> {
-    host(t)
-        .expect("readback")
-        .into_iter()
-        .map(f64::from)
-        .collect()
-}
 
 fn input(d: usize, seed: u64) -> GuidanceInput {
     let dev = &gpu().burn;
@@ -79,13 +51,6 @@ fn input(d: usize, seed: u64) -> GuidanceInput {
         extra: vec![],
         c2w: None,
     }
-}
-
-fn injected(latents: &Tensor<4>, g: Tensor<4>) -> Vec<f32> {
-    let z = latents.clone().autodiff().require_grad();
-    let loss = distill::inject(z.clone(), g);
-    let grads = loss.backward();
-    host(&z.grad(&grads).expect("latent gradient")).expect("readback")
 }
 
 /// A unique temporary folder, removed on drop unless the test panicked.

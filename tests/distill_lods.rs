@@ -18,8 +18,9 @@ mod common;
 use std::path::PathBuf;
 
 use burn::module::Module;
-use burn::tensor::{Tensor, TensorData};
-use common::{compare, gpu, root};
+use burn::tensor::Tensor;
+use common::tiny_sd::{host64, injected, load, model_dir, upload};
+use common::{compare, gpu};
 use distill::online::prior_draws;
 use distill::state::{Entry, load_module_state, module_state};
 use distill::vsd::VsdNet;
@@ -35,34 +36,6 @@ use splat::scene::host;
 const B: usize = 2;
 const LATENT: [usize; 4] = [B, 4, 8, 8];
 const TIMESTEPS: [usize; B] = [137, 702];
-
-fn model_dir(name: &str) -> PathBuf {
-    root().join("tests/cases/sd").join(name)
-}
-
-/// The tiny model, its schedule and its text-embedding width.
-fn load(name: &str) -> (UNet, NoiseSchedule, usize) {
-    let dir = model_dir(name);
-    let unet = UNet::from_dir(&dir.join("unet"), &gpu().burn, Precision::F32)
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
-    let schedule = NoiseSchedule::from_file(dir.join("scheduler/scheduler_config.json"))
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
-    let d = unet.arch.config.cross_attention_dim;
-    (unet, schedule, d)
-}
-
-fn upload<const D: usize>(v: &[f64], shape: [usize; D]) -> Tensor<D> {
-    let v: Vec<f32> = v.iter().map(|&x| x as f32).collect();
-    Tensor::from_data(TensorData::new(v, shape), &gpu().burn)
-}
-
-fn host64<const D: usize>(t: &Tensor<D>) -> Vec<f64> {
-    host(t)
-        .expect("readback")
-        .into_iter()
-        .map(f64::from)
-        .collect()
-}
 
 fn per() -> usize {
     LATENT[1] * LATENT[2] * LATENT[3]
@@ -84,14 +57,6 @@ fn input(d: usize, seed: u64, step: usize) -> GuidanceInput {
         extra: vec![sd::pipeline::gaussian([B, 77, d], seed + 4, dev)],
         c2w: Some(sd::pipeline::gaussian([B, 16], seed + 5, dev)),
     }
-}
-
-/// What arrives at autodiff latents when `g` is injected with `distill::inject`.
-fn injected(latents: &Tensor<4>, g: Tensor<4>) -> Vec<f32> {
-    let z = latents.clone().autodiff().require_grad();
-    let loss = distill::inject(z.clone(), g);
-    let grads = loss.backward();
-    host(&z.grad(&grads).expect("latent gradient")).expect("readback")
 }
 
 fn stat(out: &distill::GuidanceOutput, k: &str) -> f64 {

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use gpu::{GpuContext, GpuOptions};
+
+pub mod tiny_sd;
 use safetensors::{Dtype, SafeTensors};
 
 /// One GPU context per test process (lavapipe in CI), with garbage-filled fresh buffers.
