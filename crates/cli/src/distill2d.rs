@@ -8,7 +8,7 @@ use clap::Args;
 use gpu::GpuContext;
 use indicatif::{ProgressBar, ProgressStyle};
 use train::distill2d::{Distill2dConfig, distill2d};
-use train::generate::GenerateConfig;
+use train::generate::{GenerateConfig, load_model};
 use train::output::{grid, write_png, write_text};
 
 use crate::fit;
@@ -110,13 +110,6 @@ fn bar(total: u64) -> Result<ProgressBar> {
     Ok(bar)
 }
 
-fn load_model(model: &str, dtype: &str, ctx: &GpuContext) -> Result<sd::pipeline::StableDiffusion> {
-    let precision: sd::Precision = dtype.parse().map_err(|e: String| anyhow::anyhow!(e))?;
-    let dir = sd::model::resolve(model)?;
-    sd::pipeline::StableDiffusion::load(&dir, &ctx.burn, precision, false)
-        .with_context(|| format!("loading the diffusion model `{model}`"))
-}
-
 pub fn cmd_distill2d(ctx: impl FnOnce() -> Result<GpuContext>, a: Distill2dArgs) -> Result<()> {
     let cfg = resolve(&a)?;
     train::distill2d::validate(&cfg)?;
@@ -125,7 +118,8 @@ pub fn cmd_distill2d(ctx: impl FnOnce() -> Result<GpuContext>, a: Distill2dArgs)
         return Ok(());
     }
     let ctx = ctx()?;
-    let model = load_model(&cfg.model, &cfg.dtype, &ctx)?;
+    let model = load_model(&cfg.model, &cfg.dtype, &ctx.burn)
+        .with_context(|| format!("loading the diffusion model `{}`", cfg.model))?;
     let bar = bar(cfg.steps)?;
     let report = distill2d(&cfg, &model, &ctx.burn, &mut |done, _, rec| {
         if let Some(r) = rec {
@@ -266,7 +260,8 @@ pub fn cmd_compare(ctx: impl FnOnce() -> Result<GpuContext>, a: CompareArgs) -> 
         _ => bail!("--methods: none given"),
     };
     let ctx = ctx()?;
-    let model = load_model(&model_id, &dtype, &ctx)?;
+    let model = load_model(&model_id, &dtype, &ctx.burn)
+        .with_context(|| format!("loading the diffusion model `{model_id}`"))?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let mut rows = vec![];
     let mut strips = vec![];

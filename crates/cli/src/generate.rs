@@ -184,7 +184,7 @@ pub fn cmd_generate(ctx: impl FnOnce() -> Result<GpuContext>, a: GenerateArgs) -
     }
     let ctx = ctx()?;
     let cfg0 = &runs[0];
-    let model = load_model(cfg0, &ctx.burn)
+    let model = load_model(&cfg0.model, &cfg0.dtype, &ctx.burn)
         .with_context(|| format!("loading the diffusion model `{}`", cfg0.model))?;
     eprintln!("model {} loaded", model.dir.display());
     for cfg in &runs {

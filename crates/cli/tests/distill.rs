@@ -6,35 +6,12 @@
 //! a debug build.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+
+mod common;
+use common::{bin, root, run, text};
 
 /// Every method `compare` is run with here: all of `distill::METHODS`.
 const METHODS: &str = "sds,vdm,sdi,bridge,lmc,lods,vsd";
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_splatdream"));
-    c.current_dir(root());
-    c
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn run(c: &mut Command) -> String {
-    let out = c.output().expect("spawn splatdream");
-    let t = text(&out);
-    assert!(out.status.success(), "{c:?} failed:\n{t}");
-    t
-}
 
 fn fresh(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("splatdream-distill-{}-{tag}", std::process::id()));

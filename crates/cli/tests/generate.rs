@@ -4,33 +4,11 @@
 //! a missing model folder fails cleanly naming what is missing. Step counts are small because
 //! a tiny-model step takes seconds on lavapipe in a debug build.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_splatdream"));
-    c.current_dir(root());
-    c
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn run(c: &mut Command) -> String {
-    let out = c.output().expect("spawn splatdream");
-    let t = text(&out);
-    assert!(out.status.success(), "{c:?} failed:\n{t}");
-    t
-}
+mod common;
+use common::{bin, run, text};
 
 /// The common options of the tiny runs.
 fn tiny<'a>(c: &'a mut Command, out: &Path) -> &'a mut Command {

@@ -13,43 +13,10 @@
 //! t = 200).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_splatdream"));
-    c.current_dir(root());
-    c
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// A fresh folder unique to this process and `tag`, removed on drop unless the test failed.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
-fn tmp(tag: &str) -> TempDir {
-    let d = std::env::temp_dir().join(format!("splatdream-lmc-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    TempDir(d)
-}
+mod common;
+use common::{bin, root, text, tmp};
 
 /// Four spot-cow renders (128² RGBA PNGs) copied into `dir/images`, and a fifth as a JPEG
 /// next to the folder (passed with a second `--images`).
@@ -93,7 +60,7 @@ fn lmc_train(model: &str, dir: &Path, images: &[&Path], out: &Path, steps: u32) 
 
 #[test]
 fn lmc_train_then_generate() {
-    let dir = tmp("e2e");
+    let dir = tmp("lmc", "e2e");
     let (folder, jpeg) = images(&dir.0);
     let blur = dir.0.join("blur.safetensors");
     let t0 = std::time::Instant::now();
@@ -195,7 +162,7 @@ fn lmc_train_then_generate() {
 
 #[test]
 fn lmc_train_bad_inputs_are_named() {
-    let dir = tmp("bad");
+    let dir = tmp("lmc", "bad");
     let out_file = dir.0.join("blur.safetensors");
     let check = |c: &mut Command, needle: &str| {
         let out = c.output().unwrap();

@@ -184,7 +184,7 @@ impl Sdi {
     }
 
     /// DDIM-invert `z [b, 4, h, w]` (all samples at target `t`) to the end level; returns
-    /// `(x_{t'}, t')`. Plain tensors; `cond`/`uncond` are `[b, 77, D]`.
+    /// `(x_{t'}, number of guided U-Net evaluations per sample)`. Plain tensors; `cond`/`uncond` are `[b, 77, D]`.
     #[allow(clippy::too_many_arguments)]
     pub fn invert(
         &self,
@@ -221,7 +221,7 @@ impl Sdi {
                 .ddim_invert_step_eta(guided, from, to, x, c.eta, xi)
                 .0;
         }
-        Ok((x, *levels.last().unwrap_or(&0) as usize))
+        Ok((x, levels.len() - 1))
     }
 }
 
@@ -260,7 +260,7 @@ impl Guidance for Sdi {
                     end += 1;
                 }
                 let n = end - start;
-                let (x, _) = self.invert(
+                let (x, evaluations) = self.invert(
                     prior,
                     z.clone().narrow(0, start, n),
                     t,
@@ -269,7 +269,7 @@ impl Guidance for Sdi {
                     input.seed,
                     start,
                 )?;
-                nfe += n * (inversion_levels(schedule, t, c.inversion_steps, 0)?.len() - 1);
+                nfe += n * evaluations;
                 parts.push(x);
                 start = end;
             }

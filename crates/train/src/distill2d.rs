@@ -25,7 +25,7 @@ use sd::pipeline::{StableDiffusion, gaussian};
 use serde::{Deserialize, Serialize};
 
 use crate::adam::{Adam, Moments};
-use crate::generate::{GenerateError, step_seed};
+use crate::generate::{GenerateError, check_distillation, check_run, config_err, step_seed};
 use crate::output::{to_rgb8, write_gif, write_png, write_text};
 use crate::params::host;
 
@@ -131,24 +131,12 @@ impl Default for Distill2dConfig {
     }
 }
 
-fn config_err(field: &str, message: impl Into<String>) -> GenerateError {
-    GenerateError::Config {
-        field: field.into(),
-        message: message.into(),
-    }
-}
-
 /// Check the settings before any work.
 ///
 /// # Errors
 /// [`GenerateError::Config`] naming the first unusable field.
 pub fn validate(cfg: &Distill2dConfig) -> Result<(), GenerateError> {
-    if cfg.prompt.trim().is_empty() {
-        return Err(config_err("prompt", "is empty; pass --prompt \"…\""));
-    }
-    if cfg.steps == 0 {
-        return Err(config_err("steps", "must be at least 1"));
-    }
+    check_run(&cfg.prompt, cfg.steps)?;
     if cfg.size < 8 || !cfg.size.is_multiple_of(8) {
         return Err(config_err("size", "must be a positive multiple of 8"));
     }
@@ -161,22 +149,7 @@ pub fn validate(cfg: &Distill2dConfig) -> Result<(), GenerateError> {
     if cfg.init_l2 > 0.0 && cfg.init_image.is_none() {
         return Err(config_err("init_l2", "needs init_image"));
     }
-    cfg.dtype
-        .parse::<sd::Precision>()
-        .map_err(|e| config_err("dtype", e))?;
-    if !distill::METHODS.contains(&cfg.guidance.method.as_str()) {
-        return Err(config_err(
-            "guidance.method",
-            format!(
-                "unknown method `{}`; this build has: {}",
-                cfg.guidance.method,
-                distill::METHODS.join(", ")
-            ),
-        ));
-    }
-    cfg.timesteps
-        .validate()
-        .map_err(|e| config_err("timesteps", e))
+    check_distillation(&cfg.dtype, &cfg.guidance, &cfg.timesteps)
 }
 
 /// `[1, 3, size, size]` in [−1, 1] from an image file, resized to cover `size`² and

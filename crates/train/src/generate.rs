@@ -361,7 +361,7 @@ pub enum GenerateError {
     },
 }
 
-fn config_err(field: &str, message: impl Into<String>) -> GenerateError {
+pub(crate) fn config_err(field: &str, message: impl Into<String>) -> GenerateError {
     GenerateError::Config {
         field: field.into(),
         message: message.into(),
@@ -375,17 +375,52 @@ fn io_err(path: &Path, e: impl std::fmt::Display) -> GenerateError {
     }
 }
 
+/// The prompt is not empty and there is at least one step (`generate` and `distill2d`).
+///
+/// # Errors
+/// [`GenerateError::Config`] naming `prompt` or `steps`.
+pub(crate) fn check_run(prompt: &str, steps: u64) -> Result<(), GenerateError> {
+    if prompt.trim().is_empty() {
+        return Err(config_err("prompt", "is empty; pass --prompt \"…\""));
+    }
+    if steps == 0 {
+        return Err(config_err("steps", "must be at least 1"));
+    }
+    Ok(())
+}
+
+/// The model precision parses, the guidance method is built in and the timestep schedule is
+/// ordered (`generate` and `distill2d`).
+///
+/// # Errors
+/// [`GenerateError::Config`] naming `dtype`, `guidance.method` or `timesteps`.
+pub(crate) fn check_distillation(
+    dtype: &str,
+    guidance: &GuidanceConfig,
+    timesteps: &TimestepSchedule,
+) -> Result<(), GenerateError> {
+    dtype
+        .parse::<sd::Precision>()
+        .map_err(|e| config_err("dtype", e))?;
+    if !distill::METHODS.contains(&guidance.method.as_str()) {
+        return Err(config_err(
+            "guidance.method",
+            format!(
+                "unknown method `{}`; this build has: {}",
+                guidance.method,
+                distill::METHODS.join(", ")
+            ),
+        ));
+    }
+    timesteps.validate().map_err(|e| config_err("timesteps", e))
+}
+
 /// Check a configuration before any work.
 ///
 /// # Errors
 /// [`GenerateError::Config`] naming the first unusable field.
 pub fn validate(cfg: &GenerateConfig) -> Result<(), GenerateError> {
-    if cfg.prompt.trim().is_empty() {
-        return Err(config_err("prompt", "is empty; pass --prompt \"…\""));
-    }
-    if cfg.steps == 0 {
-        return Err(config_err("steps", "must be at least 1"));
-    }
+    check_run(&cfg.prompt, cfg.steps)?;
     if cfg.batch == 0 {
         return Err(config_err("batch", "must be at least 1"));
     }
@@ -395,22 +430,7 @@ pub fn validate(cfg: &GenerateConfig) -> Result<(), GenerateError> {
             "must be a positive multiple of 8 (the VAE downscale)",
         ));
     }
-    cfg.dtype
-        .parse::<sd::Precision>()
-        .map_err(|e| config_err("dtype", e))?;
-    if !distill::METHODS.contains(&cfg.guidance.method.as_str()) {
-        return Err(config_err(
-            "guidance.method",
-            format!(
-                "unknown method `{}`; this build has: {}",
-                cfg.guidance.method,
-                distill::METHODS.join(", ")
-            ),
-        ));
-    }
-    cfg.timesteps
-        .validate()
-        .map_err(|e| config_err("timesteps", e))?;
+    check_distillation(&cfg.dtype, &cfg.guidance, &cfg.timesteps)?;
     cfg.cameras
         .validate()
         .map_err(|e| config_err("cameras", e))?;
@@ -461,16 +481,19 @@ pub fn validate(cfg: &GenerateConfig) -> Result<(), GenerateError> {
     Ok(())
 }
 
-/// Resolve `cfg.model` and load it (the errors name the folder and the missing files).
+/// Resolve `model` (a diffusers folder or Hugging Face id) and load it in precision `dtype`
+/// (`f32`/`f16`); the errors name the folder and the missing files.
 ///
 /// # Errors
-/// [`GenerateError::Sd`] from `sd::model::resolve` / `StableDiffusion::load`.
-pub fn load_model(cfg: &GenerateConfig, device: &Device) -> Result<StableDiffusion, GenerateError> {
-    let precision: sd::Precision = cfg
-        .dtype
-        .parse()
-        .map_err(|e: String| config_err("dtype", e))?;
-    let dir = sd::model::resolve(&cfg.model)?;
+/// [`GenerateError::Config`] for a bad `dtype`; [`GenerateError::Sd`] from
+/// `sd::model::resolve` / `StableDiffusion::load`.
+pub fn load_model(
+    model: &str,
+    dtype: &str,
+    device: &Device,
+) -> Result<StableDiffusion, GenerateError> {
+    let precision: sd::Precision = dtype.parse().map_err(|e: String| config_err("dtype", e))?;
+    let dir = sd::model::resolve(model)?;
     Ok(StableDiffusion::load(&dir, device, precision, false)?)
 }
 
