@@ -1,7 +1,7 @@
 //! `splatdream fit`: settings from defaults, a TOML file and command-line overrides, the
 //! dataset, a progress bar, and the summary.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -19,9 +19,13 @@ pub struct FitArgs {
     /// TOML settings (see configs/fit.toml); command-line options override it.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Run folder for the outputs.
+    /// Run folder for the outputs (with --resume: defaults to the resumed run's folder).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Continue a run: its folder (latest checkpoint) or a checkpoint file. Its config.toml is
+    /// the base the other options override (e.g. --steps to train longer).
+    #[arg(long)]
+    resume: Option<PathBuf>,
     /// Optimizer steps.
     #[arg(long)]
     steps: Option<u64>,
@@ -87,26 +91,53 @@ fn parse_value(raw: &str) -> toml::Value {
         .unwrap_or_else(|| toml::Value::String(raw.to_string()))
 }
 
-/// The settings: defaults ← `--config` file ← options ← `--set`.
-pub fn resolve(a: &FitArgs) -> Result<FitConfig> {
-    let mut table: toml::Table = match &a.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            // Check the file on its own first so errors name it.
-            toml::from_str::<FitConfig>(&text)
-                .with_context(|| format!("{}: invalid settings", path.display()))?;
-            toml::from_str(&text).with_context(|| format!("{}", path.display()))?
+/// A settings file as a TOML table, checked as `T` on its own first so errors name the file.
+///
+/// # Errors
+/// An unreadable file or settings `T` rejects, naming the file.
+pub fn read_settings<T: serde::de::DeserializeOwned>(path: &Path) -> Result<toml::Table> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    toml::from_str::<T>(&text).with_context(|| format!("{}: invalid settings", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("{}", path.display()))
+}
+
+/// The run folder of `--resume` (a checkpoint file lies in `<run>/checkpoints/`).
+pub fn resume_dir(p: &Path) -> PathBuf {
+    if p.is_file() {
+        let parent = p.parent().unwrap_or(Path::new("."));
+        if parent.file_name().is_some_and(|n| n == "checkpoints") {
+            return parent.parent().unwrap_or(Path::new(".")).to_path_buf();
         }
-        None => toml::Table::try_from(FitConfig::default())?,
+        return parent.to_path_buf();
+    }
+    if p.file_name().is_some_and(|n| n == "checkpoints") {
+        return p.parent().unwrap_or(Path::new(".")).to_path_buf();
+    }
+    p.to_path_buf()
+}
+
+/// The settings: defaults (or the resumed run's config.toml) ← `--config` file ← options ←
+/// `--set`.
+pub fn resolve(a: &FitArgs) -> Result<FitConfig> {
+    let mut table: toml::Table = match (&a.config, &a.resume) {
+        (Some(path), _) => read_settings::<FitConfig>(path)?,
+        (None, Some(r)) => read_settings::<FitConfig>(&resume_dir(r).join("config.toml"))
+            .with_context(|| format!("--resume {}", r.display()))?,
+        (None, None) => toml::Table::try_from(FitConfig::default())?,
     };
     let mut sets: Vec<(String, toml::Value)> = vec![];
     let mut put = |k: &str, v: toml::Value| sets.push((k.to_string(), v));
     if let Some(d) = &a.dataset {
         put("data.path", toml::Value::String(d.display().to_string()));
     }
-    if let Some(o) = &a.out {
-        put("output.dir", toml::Value::String(o.display().to_string()));
+    match (&a.out, &a.resume) {
+        (Some(o), _) => put("output.dir", toml::Value::String(o.display().to_string())),
+        (None, Some(r)) => put(
+            "output.dir",
+            toml::Value::String(resume_dir(r).display().to_string()),
+        ),
+        _ => {}
     }
     if let Some(v) = a.steps {
         put("train.steps", toml::Value::Integer(v as i64));
@@ -276,7 +307,13 @@ pub fn cmd_fit(ctx: impl FnOnce() -> Result<GpuContext>, a: FitArgs) -> Result<(
         }
         Event::Message(m) => say(&bar, m),
     };
-    let report = fit(&dataset, &cfg, &ctx.burn, &mut on_event)?;
+    let report = fit(
+        &dataset,
+        &cfg,
+        &ctx.burn,
+        a.resume.as_deref(),
+        &mut on_event,
+    )?;
     bar.finish_and_clear();
     match report.evals.last() {
         Some(r) => println!(

@@ -2,7 +2,7 @@
 //! defaults, a TOML file and command-line overrides (as `fit`), the model, a progress bar; one
 //! run per prompt with `--prompts`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -10,7 +10,7 @@ use gpu::GpuContext;
 use indicatif::{ProgressBar, ProgressStyle};
 use train::generate::{Event, GenerateConfig, generate, load_model};
 
-use crate::fit;
+use crate::fit::{self, resume_dir};
 
 #[derive(Args)]
 pub struct GenerateArgs {
@@ -57,36 +57,12 @@ pub struct GenerateArgs {
     print_config: bool,
 }
 
-/// The run folder of `--resume` (a checkpoint file lies in `<run>/checkpoints/`).
-fn resume_dir(p: &Path) -> PathBuf {
-    if p.is_file() {
-        let parent = p.parent().unwrap_or(Path::new("."));
-        if parent.file_name().is_some_and(|n| n == "checkpoints") {
-            return parent.parent().unwrap_or(Path::new(".")).to_path_buf();
-        }
-        return parent.to_path_buf();
-    }
-    if p.file_name().is_some_and(|n| n == "checkpoints") {
-        return p.parent().unwrap_or(Path::new(".")).to_path_buf();
-    }
-    p.to_path_buf()
-}
-
 /// The settings: defaults (or the resumed run's config.toml) ← `--config` ← options ← `--set`.
 pub fn resolve(a: &GenerateArgs) -> Result<GenerateConfig> {
-    let read = |path: &Path| -> Result<toml::Table> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        toml::from_str::<GenerateConfig>(&text)
-            .with_context(|| format!("{}: invalid settings", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("{}", path.display()))
-    };
     let table: toml::Table = match (&a.config, &a.resume) {
-        (Some(path), _) => read(path)?,
-        (None, Some(r)) => {
-            let path = resume_dir(r).join("config.toml");
-            read(&path).with_context(|| format!("--resume {}", r.display()))?
-        }
+        (Some(path), _) => fit::read_settings::<GenerateConfig>(path)?,
+        (None, Some(r)) => fit::read_settings::<GenerateConfig>(&resume_dir(r).join("config.toml"))
+            .with_context(|| format!("--resume {}", r.display()))?,
         (None, None) => toml::Table::try_from(GenerateConfig::default())?,
     };
     let mut sets: Vec<(String, toml::Value)> = vec![];

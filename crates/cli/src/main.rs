@@ -149,12 +149,37 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    install_stop_handler();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            if e.chain().any(train::stop::is_interrupted) {
+                // The shell convention for a run ended by SIGINT.
+                ExitCode::from(130)
+            } else {
+                ExitCode::FAILURE
+            }
         }
+    }
+}
+
+/// SIGINT/SIGTERM (Ctrl-C, `kill`): the first asks the running `fit`/`generate` loop to save a
+/// checkpoint and stop (exit 130); a second exits at once (the last periodic checkpoint is
+/// kept).
+fn install_stop_handler() {
+    let installed = ctrlc::set_handler(|| {
+        if train::stop::requested() {
+            eprintln!("\nstopping now (second signal)");
+            std::process::exit(130);
+        }
+        eprintln!(
+            "\nstop requested: saving a checkpoint after this step (signal again to quit now)"
+        );
+        train::stop::request();
+    });
+    if let Err(e) = installed {
+        tracing::warn!("no SIGINT/SIGTERM handler: {e}");
     }
 }
 

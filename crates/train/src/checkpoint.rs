@@ -1,11 +1,13 @@
-//! Checkpoints of a `generate` run: one safetensors file per checkpoint holding every splat
+//! Checkpoints of a `fit` or `generate` run: one safetensors file per checkpoint holding every splat
 //! parameter group with its Adam moments, the densifier's gradient accumulators and the
 //! guidance's learnable state, with the step, seed and config hash in the safetensors header
 //! metadata (and a readable JSON sidecar next to it).
 //!
 //! Tensor names: `params.<group>`, `adam_m.<group>`, `adam_v.<group>` for the six groups of
 //! [`GROUPS`]; `densify.grad2d`, `densify.count` when the densifier has accumulated anything;
-//! `guidance.<name>` for each entry of `Guidance::state`. All f32.
+//! `guidance.<name>` for each entry of `Guidance::state` (generate); `fit.order` (the views left
+//! in the current epoch) and `fit.state` (epoch, training seconds, skipped steps) (fit). All
+//! f32.
 //!
 //! The run's randomness is derived from `(seed, step)` (see `generate`), so the step is all
 //! the RNG state a resumed run needs. Files are written atomically (temporary file, rename).
@@ -18,6 +20,7 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
 use crate::adam::Moments;
+use crate::densify::Densifier;
 use crate::output::{OutputError, write_atomic, write_text};
 use crate::params::{GROUPS, Gaussians, Param, host};
 
@@ -107,6 +110,64 @@ pub fn gaussian_entries(g: &Gaussians) -> Result<Vec<Entry>, CheckpointError> {
     Ok(out)
 }
 
+/// Everything a training loop checkpoints about its splats: [`gaussian_entries`] plus the
+/// densifier's gradient accumulators (`densify.grad2d`, `densify.count`, `[N]`) when it has
+/// any.
+///
+/// # Errors
+/// [`CheckpointError::Device`] if a read fails.
+pub fn training_entries(
+    g: &Gaussians,
+    densifier: &Densifier,
+) -> Result<Vec<Entry>, CheckpointError> {
+    let mut out = gaussian_entries(g)?;
+    if let Some((grad2d, count)) = densifier.accumulators() {
+        let n = grad2d.dims()[0];
+        if n > 0 {
+            for (name, t) in [("densify.grad2d", grad2d), ("densify.count", count)] {
+                let v = host(&t).map_err(CheckpointError::Device)?;
+                out.push((name.to_string(), vec![n], v));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Delete all but the newest `keep` checkpoints (`step-*.safetensors` and their JSON
+/// sidecars) in `dir`; `keep = 0` keeps all. Failures to delete are ignored (an old
+/// checkpoint left behind loses nothing).
+pub fn prune(dir: &Path, keep: usize) {
+    if keep == 0 {
+        return;
+    }
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut steps: Vec<(u64, PathBuf)> = rd
+        .flatten()
+        .filter_map(|e| {
+            let p = e.path();
+            let step = step_of(&p)?;
+            Some((step, p))
+        })
+        .collect();
+    steps.sort_by_key(|(s, _)| std::cmp::Reverse(*s));
+    for (_, p) in steps.into_iter().skip(keep) {
+        let _ = std::fs::remove_file(&p);
+        let _ = std::fs::remove_file(p.with_extension("json"));
+    }
+}
+
+/// The step of a checkpoint file name `step-<n>.safetensors`.
+fn step_of(p: &Path) -> Option<u64> {
+    p.file_name()?
+        .to_str()?
+        .strip_prefix("step-")?
+        .strip_suffix(".safetensors")?
+        .parse()
+        .ok()
+}
+
 impl Checkpoint {
     /// Look up an entry by name.
     pub fn get(&self, name: &str) -> Option<&Entry> {
@@ -167,6 +228,17 @@ impl Checkpoint {
         })
     }
 
+    /// Restore the densifier's accumulators saved by [`training_entries`] (a checkpoint
+    /// without them leaves the densifier empty).
+    pub fn restore_densifier(&self, densifier: &mut Densifier, device: &Device) {
+        if let (Some(g), Some(c)) = (self.get("densify.grad2d"), self.get("densify.count")) {
+            let t = |e: &Entry| {
+                Tensor::<1>::from_data(TensorData::new(e.2.clone(), [e.2.len()]), device)
+            };
+            densifier.set_accumulators(Some((t(g), t(c))));
+        }
+    }
+
     /// Write to `path` (atomically) and a JSON sidecar `path.json`-style next to it
     /// (`<stem>.json`).
     ///
@@ -225,7 +297,7 @@ impl Checkpoint {
             .metadata()
             .as_ref()
             .and_then(|m| m.get("splatdream"))
-            .ok_or_else(|| bad("no splatdream metadata; not a generate checkpoint".into()))?;
+            .ok_or_else(|| bad("no splatdream metadata; not a splatdream checkpoint".into()))?;
         let meta: Meta =
             serde_json::from_str(meta_json).map_err(|e| bad(format!("metadata: {e}")))?;
         let st = SafeTensors::deserialize(&data).map_err(|e| bad(e.to_string()))?;
@@ -279,11 +351,7 @@ pub fn resolve(path: &Path) -> Result<PathBuf, CheckpointError> {
     let mut best: Option<(u64, PathBuf)> = None;
     for e in rd.flatten() {
         let p = e.path();
-        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        if let Some(step) = name
-            .strip_prefix("step-")
-            .and_then(|s| s.strip_suffix(".safetensors"))
-            .and_then(|s| s.parse::<u64>().ok())
+        if let Some(step) = step_of(&p)
             && best.as_ref().is_none_or(|(b, _)| step > *b)
         {
             best = Some((step, p));

@@ -122,7 +122,7 @@ impl Default for McmcStrategy {
 }
 
 /// What one refinement did.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct DensifyReport {
     /// Step.
     pub step: u64,

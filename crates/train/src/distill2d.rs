@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::adam::{Adam, Moments};
 use crate::generate::{GenerateError, check_distillation, check_run, config_err, step_seed};
+use crate::guard::{DEFAULT_MAX_BAD_STEPS, StepGuard, keep_unless_bad, non_finite};
 use crate::output::{to_rgb8, write_gif, write_png, write_text};
 use crate::params::host;
 
@@ -297,6 +298,7 @@ pub fn distill2d(
     let mut frames = vec![decode(&param)?];
     let mut report = Report2d::default();
     let t0 = Instant::now();
+    let mut guard = StepGuard::new(device, DEFAULT_MAX_BAD_STEPS);
     for step in 0..cfg.steps {
         let mut rng = StdRng::seed_from_u64(step_seed(cfg.seed, step, 1));
         let t = cfg.timesteps.sample(step as usize, 1, num_t, &mut rng);
@@ -326,14 +328,20 @@ pub fn distill2d(
         let grad = x
             .grad(&grads)
             .ok_or_else(|| GenerateError::Device("no gradient reached the image".into()))?;
-        let updated = cfg.adam.update(
-            param.clone().reshape([1, n]),
-            distill::finite_or_zero(grad.reshape([1, n])),
-            &mut moments,
-            step + 1,
-            cfg.lr,
-        );
-        param = updated.reshape(shape);
+        // A non-finite guidance gradient, loss or image gradient skips the step.
+        let grad = grad.reshape([1, n]);
+        let bad = guard.check(vec![
+            non_finite(&g.grad),
+            non_finite(&loss.clone().inner()),
+            non_finite(&grad),
+        ]);
+        let old = (param.clone().reshape([1, n]), moments.clone());
+        let updated = cfg
+            .adam
+            .update(old.0.clone(), grad, &mut moments, step + 1, cfg.lr);
+        moments.m = keep_unless_bad(moments.m.clone(), old.1.m, &bad);
+        moments.v = keep_unless_bad(moments.v.clone(), old.1.v, &bad);
+        param = keep_unless_bad(updated, old.0, &bad).reshape(shape);
         if cfg.space == Space::Pixel {
             param = param.clamp(0.0, 1.0);
         }
@@ -342,16 +350,12 @@ pub fn distill2d(
         let mut record = None;
         if step.is_multiple_of(cfg.output.log_every.max(1)) || done == cfg.steps {
             let gd = distill::finite_or_zero(g.grad.clone());
+            let [skipped, run] = guard.device_parts();
             let mut parts = vec![
                 loss.inner().reshape([1]),
                 gd.square().sum().reshape([1]),
-                g.grad
-                    .is_finite()
-                    .bool_not()
-                    .int()
-                    .sum()
-                    .float()
-                    .reshape([1]),
+                skipped,
+                run,
             ];
             parts.extend(g.stats.iter().filter_map(|(_, v)| match v {
                 Stat::Device(t) => Some(t.clone().inner().reshape([1])),
@@ -360,10 +364,10 @@ pub fn distill2d(
             let k = parts.len();
             let vals =
                 host(&Tensor::cat(parts, 0).reshape([1, k])).map_err(GenerateError::Device)?;
-            if vals[2] > 0.0 || !vals[0].is_finite() {
-                return Err(GenerateError::NotFinite { step });
+            if let Some(w) = guard.after_read(vals[2], vals[3], step + 1)? {
+                tracing::warn!("{}: {w}", cfg.output.dir.display());
             }
-            let mut dev = vals[3..].iter();
+            let mut dev = vals[4..].iter();
             let rec = Record2d {
                 step,
                 loss: vals[0] as f64,

@@ -13,12 +13,16 @@ use serde::{Deserialize, Serialize};
 use splat::{Camera, RasterizeMode, RenderOptions, render};
 
 use crate::adam::{Adam, exp_decay};
+use crate::checkpoint::{Checkpoint, CheckpointError, Meta, hash_text};
 use crate::data::{Dataset, View};
 use crate::densify::{Densifier, DensifyReport, Strategy};
+use crate::generate::step_seed;
+use crate::guard::{Diverged, StepGuard, fault_nan, non_finite};
 use crate::init::{InitConfig, InitKind, from_points, random_points};
 use crate::loss::{photometric, psnr, ssim};
 use crate::output::{OutputError, to_rgb8, write_gif, write_png, write_text};
 use crate::params::{Gaussians, host};
+use crate::stop::Interrupted;
 
 /// Background composited behind the photos' alpha and the renders.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -110,6 +114,9 @@ pub struct TrainConfig {
     pub antialiased: bool,
     /// Read the loss back (and report it) every this many steps.
     pub log_every: u64,
+    /// Stop as diverged after this many consecutive steps with a NaN or infinite loss or
+    /// gradient (each is skipped: the parameters are left unchanged; 0 = never stop).
+    pub max_bad_steps: u64,
 }
 
 impl Default for TrainConfig {
@@ -123,6 +130,7 @@ impl Default for TrainConfig {
             seed: 0,
             antialiased: false,
             log_every: 10,
+            max_bad_steps: crate::guard::DEFAULT_MAX_BAD_STEPS,
         }
     }
 }
@@ -195,6 +203,11 @@ pub struct OutputConfig {
     pub turntable_frames: usize,
     /// Longest side of the turntable frames in pixels.
     pub turntable_size: u32,
+    /// Save a checkpoint (`checkpoints/step-*.safetensors`) every this many steps (0 = only
+    /// on SIGINT/SIGTERM); `--resume` continues from the latest.
+    pub checkpoint_every: u64,
+    /// Keep this many newest checkpoints (older ones are deleted after a save; 0 = keep all).
+    pub keep_checkpoints: usize,
 }
 
 impl Default for OutputConfig {
@@ -203,6 +216,8 @@ impl Default for OutputConfig {
             dir: PathBuf::from("runs/fit"),
             turntable_frames: 60,
             turntable_size: 320,
+            checkpoint_every: 1_000,
+            keep_checkpoints: 2,
         }
     }
 }
@@ -263,18 +278,68 @@ pub enum FitError {
     /// A device read failed.
     #[error("device: {0}")]
     Device(String),
-    /// The loss became NaN or infinite.
-    #[error("the training loss is not finite at step {step} ({loss})")]
-    NotFinite {
-        /// Step.
-        step: u64,
-        /// Value.
-        loss: f32,
+    /// Saving or loading a checkpoint failed.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// Too many consecutive steps had a non-finite loss or gradient.
+    #[error(transparent)]
+    Diverged(#[from] Diverged),
+    /// SIGINT/SIGTERM: a checkpoint was saved and the run stopped.
+    #[error(transparent)]
+    Interrupted(#[from] Interrupted),
+    /// A photo is larger than one device buffer can hold.
+    #[error(
+        "{}/{view}: a {width}×{height} photo needs {bytes} bytes on the device (f32 RGBA), above this device's storage-binding limit of {limit} bytes; use --downscale {downscale} (data.downscale)",
+        root.display()
+    )]
+    PhotoTooLarge {
+        /// Dataset folder.
+        root: PathBuf,
+        /// The view's image name.
+        view: String,
+        /// Width (after the configured downscale).
+        width: u32,
+        /// Height.
+        height: u32,
+        /// Bytes needed.
+        bytes: u64,
+        /// The device's limit.
+        limit: u64,
+        /// The smallest total downscale factor that fits.
+        downscale: u32,
     },
 }
 
+/// Check that every photo fits one device buffer before anything is uploaded.
+///
+/// # Errors
+/// [`FitError::PhotoTooLarge`] naming the first view that does not, and the downscale that
+/// would make it fit.
+fn check_photo_sizes(dataset: &Dataset) -> Result<(), FitError> {
+    let limit = gpu::alloc::max_binding_size();
+    for v in dataset.train.iter().chain(&dataset.eval) {
+        let (w, h) = v.image.dimensions();
+        let bytes = w as u64 * h as u64 * 16;
+        if bytes > limit {
+            let factor = (1u32..)
+                .find(|d| (w / d) as u64 * (h / d) as u64 * 16 <= limit)
+                .unwrap_or(u32::MAX);
+            return Err(FitError::PhotoTooLarge {
+                root: dataset.root.clone(),
+                view: v.name.clone(),
+                width: w,
+                height: h,
+                bytes,
+                limit,
+                downscale: factor,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Metrics of one evaluation.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EvalRecord {
     /// Step.
     pub step: u64,
@@ -291,15 +356,18 @@ pub struct EvalRecord {
 }
 
 /// One logged training step.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct StepRecord {
     /// Step.
     pub step: u64,
-    /// Total loss.
+    /// Total loss (NaN, written as null, on a skipped step).
+    #[serde(deserialize_with = "f32_or_nan")]
     pub loss: f32,
     /// L1 term.
+    #[serde(deserialize_with = "f32_or_nan")]
     pub l1: f32,
     /// SSIM.
+    #[serde(deserialize_with = "f32_or_nan")]
     pub ssim: f32,
     /// Splats.
     pub splats: usize,
@@ -307,8 +375,13 @@ pub struct StepRecord {
     pub sh_degree: u32,
 }
 
+/// A number that JSON wrote as `null` because it was NaN.
+fn f32_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f32, D::Error> {
+    Ok(Option::<f32>::deserialize(d)?.unwrap_or(f32::NAN))
+}
+
 /// Everything a run measured (`metrics.json`).
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct FitReport {
     /// Dataset folder.
     pub dataset: PathBuf,
@@ -326,6 +399,12 @@ pub struct FitReport {
     pub densify: Vec<DensifyReport>,
     /// Training seconds (evaluation and output writing excluded).
     pub train_seconds: f64,
+    /// Steps skipped because their loss or gradient was NaN or infinite.
+    #[serde(default)]
+    pub skipped_steps: u64,
+    /// The step this invocation started from (the checkpoint's when resumed, else 0).
+    #[serde(default)]
+    pub start_step: u64,
     /// Files written.
     pub outputs: Vec<PathBuf>,
 }
@@ -625,18 +704,111 @@ pub fn initial_splats(
     })
 }
 
+/// Hash of the settings that define the optimisation (everything but `train.steps`,
+/// `eval` and `output`, which a resumed run may change).
+fn config_hash(cfg: &FitConfig) -> String {
+    let mut c = cfg.clone();
+    c.train.steps = 0;
+    c.eval = EvalConfig::default();
+    c.output = OutputConfig::default();
+    hash_text(&toml::to_string(&c).unwrap_or_default())
+}
+
+/// The views still to visit in the current epoch, and the epoch. Each epoch is a fresh
+/// permutation drawn from `(seed, epoch)`, so a resumed run visits the same views.
+struct ViewOrder {
+    epoch: u64,
+    left: Vec<usize>,
+}
+
+impl ViewOrder {
+    fn next(&mut self, n: usize, seed: u64) -> usize {
+        if self.left.is_empty() {
+            self.epoch += 1;
+            self.left = (0..n).collect();
+            self.left
+                .shuffle(&mut StdRng::seed_from_u64(step_seed(seed, self.epoch, 11)));
+        }
+        self.left.pop().unwrap_or(0)
+    }
+}
+
+/// The state a fit checkpoint holds besides the splats: where the loop is.
+struct LoopState<'a> {
+    step: u64,
+    order: &'a ViewOrder,
+    train_seconds: f64,
+    skipped: u64,
+}
+
+/// Save a fit checkpoint of the completed `state.step` into `<out>/checkpoints/`, then prune
+/// old ones.
+fn save_fit_checkpoint(
+    cfg: &FitConfig,
+    hash: &str,
+    gaussians: &Gaussians,
+    densifier: &Densifier,
+    state: LoopState,
+) -> Result<PathBuf, FitError> {
+    let mut tensors = crate::checkpoint::training_entries(gaussians, densifier)?;
+    if !state.order.left.is_empty() {
+        let left: Vec<f32> = state.order.left.iter().map(|&i| i as f32).collect();
+        tensors.push(("fit.order".into(), vec![left.len()], left));
+    }
+    tensors.push((
+        "fit.state".into(),
+        vec![3],
+        vec![
+            state.order.epoch as f32,
+            state.train_seconds as f32,
+            state.skipped as f32,
+        ],
+    ));
+    let ck = Checkpoint {
+        meta: Meta {
+            step: state.step,
+            seed: cfg.train.seed,
+            config_hash: hash.to_string(),
+            splats: gaussians.len(),
+            method: "fit".into(),
+            sh_degree: gaussians.max_sh_degree,
+        },
+        tensors,
+    };
+    let dir = cfg.output.dir.join("checkpoints");
+    std::fs::create_dir_all(&dir).map_err(|source| FitError::Io {
+        path: dir.clone(),
+        source,
+    })?;
+    let path = dir.join(crate::checkpoint::file_name(state.step));
+    ck.save(&path)?;
+    crate::checkpoint::prune(&dir, cfg.output.keep_checkpoints);
+    Ok(path)
+}
+
 /// Run `fit` on a loaded dataset. Writes `config.toml` (resolved settings), `metrics.json`
 /// (after every evaluation; the first evaluation, step 0, is of the initial splats),
-/// `point_cloud.ply`, `renders/*.png` + `*.camera.json` and `turntable.gif` into
-/// `cfg.output.dir`, and calls `on_event` as it goes.
+/// `checkpoints/step-*.safetensors` every `output.checkpoint_every` steps and on a stop
+/// request ([`crate::stop`]), `point_cloud.ply`, `renders/*.png` + `*.camera.json` and
+/// `turntable.gif` into `cfg.output.dir`, and calls `on_event` as it goes.
+///
+/// With `resume` (a checkpoint file or a run folder), the splats, their Adam moments, the
+/// densifier's accumulators, the view order and the counters are restored and the run
+/// continues after the saved step (`metrics.json` keeps the history before it).
+///
+/// A step whose loss or gradients hold a NaN or an infinity is skipped (parameters and moments
+/// unchanged) and counted ([`crate::guard`]).
 ///
 /// # Errors
-/// [`FitError`] for bad settings, a failing device read, a non-finite loss or an output that
-/// cannot be written (outputs written before the failure are kept).
+/// [`FitError`] for bad settings, an unreadable checkpoint, a failing device read, a diverged
+/// run ([`FitError::Diverged`]), a stop request ([`FitError::Interrupted`], after the
+/// checkpoint is written) or an output that cannot be written (outputs written before the
+/// failure are kept).
 pub fn fit(
     dataset: &Dataset,
     cfg: &FitConfig,
     device: &Device,
+    resume: Option<&Path>,
     on_event: &mut dyn FnMut(Event),
 ) -> Result<FitReport, FitError> {
     validate(cfg)?;
@@ -646,6 +818,7 @@ pub fn fit(
             format!("{}: no training views", dataset.root.display()),
         ));
     }
+    check_photo_sizes(dataset)?;
     let out_dir = &cfg.output.dir;
     std::fs::create_dir_all(out_dir).map_err(|source| FitError::Io {
         path: out_dir.clone(),
@@ -654,26 +827,109 @@ pub fn fit(
     let config_text =
         toml::to_string_pretty(cfg).map_err(|e| config_err("<all>", e.to_string()))?;
     write_text(&out_dir.join("config.toml"), &config_text)?;
+    let hash = config_hash(cfg);
+    let metrics_path = out_dir.join("metrics.json");
 
-    let mut rng = StdRng::seed_from_u64(cfg.train.seed);
-    device.seed(cfg.train.seed);
+    let seed = cfg.train.seed;
     let scene_scale = dataset.scene_extent().max(1e-6);
-    let init = initial_splats(dataset, &cfg.init, cfg.train.seed)?;
     let mut report = FitReport {
         dataset: dataset.root.clone(),
         views: (dataset.train.len(), dataset.eval.len()),
         scene_scale,
-        initial_splats: init.len(),
         ..Default::default()
     };
+    let mut densifier = Densifier::new(cfg.densify.clone(), scene_scale as f64, seed);
+    let mut order = ViewOrder {
+        epoch: 0,
+        left: vec![],
+    };
+    let mut train_time = 0.0f64;
+    let mut gaussians;
+    let start: u64;
+    match resume {
+        Some(r) => {
+            let path = crate::checkpoint::resolve(r)?;
+            let ck = Checkpoint::load(&path)?;
+            let bad = |message: String| CheckpointError::Read {
+                path: path.clone(),
+                message,
+            };
+            if ck.meta.method != "fit" {
+                return Err(bad(format!(
+                    "a `{}` checkpoint, not a fit checkpoint",
+                    ck.meta.method
+                ))
+                .into());
+            }
+            if ck.meta.config_hash != hash {
+                on_event(Event::Message(
+                    "note: settings differ from the checkpointed run's (beyond steps, eval and output)"
+                        .into(),
+                ));
+            }
+            gaussians = ck.gaussians(device, &path)?;
+            if gaussians.max_sh_degree != cfg.train.sh_degree {
+                return Err(bad(format!(
+                    "SH degree {} but train.sh_degree is {}",
+                    gaussians.max_sh_degree, cfg.train.sh_degree
+                ))
+                .into());
+            }
+            start = ck.meta.step;
+            ck.restore_densifier(&mut densifier, device);
+            densifier.reseed(step_seed(seed, start, 7));
+            let state = ck
+                .get("fit.state")
+                .filter(|e| e.2.len() == 3)
+                .ok_or_else(|| bad("tensor `fit.state` is missing or not [3]".into()))?;
+            order.epoch = state.2[0] as u64;
+            train_time = state.2[1] as f64;
+            report.skipped_steps = state.2[2] as u64;
+            let n = dataset.train.len();
+            if let Some(e) = ck.get("fit.order") {
+                order.left = e.2.iter().map(|&i| i as usize).collect();
+                if order.left.iter().any(|&i| i >= n) {
+                    return Err(bad(format!(
+                        "tensor `fit.order` names views beyond the dataset's {n}; is this the same dataset?"
+                    ))
+                    .into());
+                }
+            }
+            // The history before the checkpoint.
+            if let Some(old) = std::fs::read_to_string(&metrics_path)
+                .ok()
+                .and_then(|t| serde_json::from_str::<FitReport>(&t).ok())
+            {
+                report.evals = old.evals.into_iter().filter(|e| e.step <= start).collect();
+                report.steps = old.steps.into_iter().filter(|e| e.step <= start).collect();
+                report.densify = old
+                    .densify
+                    .into_iter()
+                    .filter(|e| e.step <= start)
+                    .collect();
+                report.initial_splats = old.initial_splats;
+            }
+            on_event(Event::Message(format!(
+                "resumed {} at step {start} ({} splats)",
+                path.display(),
+                gaussians.len()
+            )));
+        }
+        None => {
+            let init = initial_splats(dataset, &cfg.init, seed)?;
+            report.initial_splats = init.len();
+            gaussians = Gaussians::from_data(&init, cfg.train.sh_degree, device);
+            start = 0;
+        }
+    }
+    report.start_step = start;
+    device.seed(step_seed(seed, start, 8));
     on_event(Event::Message(format!(
-        "{} training / {} evaluation views, scene scale {scene_scale:.3}, {} initial splats",
+        "{} training / {} evaluation views, scene scale {scene_scale:.3}, {} splats",
         dataset.train.len(),
         dataset.eval.len(),
-        init.len()
+        gaussians.len()
     )));
-    let mut gaussians = Gaussians::from_data(&init, cfg.train.sh_degree, device);
-    let mut densifier = Densifier::new(cfg.densify.clone(), scene_scale as f64, cfg.train.seed);
 
     let composite = dataset.kind == crate::data::DatasetKind::NerfSynthetic;
     let photos: Vec<Photo> = dataset
@@ -695,27 +951,46 @@ pub fn fit(
     } else {
         RasterizeMode::Classic
     };
-    let mut order: Vec<usize> = vec![];
-    let mut train_time = 0.0f64;
-    let metrics_path = out_dir.join("metrics.json");
     let steps = cfg.train.steps;
+    let mut guard =
+        StepGuard::new(device, cfg.train.max_bad_steps).with_skipped(report.skipped_steps);
     // The starting point, so a run shows how far it came.
-    if !eval_photos.is_empty() {
+    if start == 0 && !eval_photos.is_empty() {
         let record = evaluate(&gaussians, &eval_photos, cfg, mode, 0, 0.0)?;
         on_event(Event::Eval(&record));
         report.evals.push(record);
     }
-    for step in 1..=steps {
+    for step in start + 1..=steps {
+        if crate::stop::requested() {
+            let done = step - 1;
+            let checkpoint = save_fit_checkpoint(
+                cfg,
+                &hash,
+                &gaussians,
+                &densifier,
+                LoopState {
+                    step: done,
+                    order: &order,
+                    train_seconds: train_time,
+                    skipped: guard.skipped_now().map_err(FitError::Device)?,
+                },
+            )?;
+            report.train_seconds = train_time;
+            write_metrics(&metrics_path, &report)?;
+            return Err(Interrupted {
+                step: done,
+                checkpoint,
+                run: out_dir.clone(),
+            }
+            .into());
+        }
         let t0 = Instant::now();
         let mut timer = StageTimer::new();
+        let mut rng = StdRng::seed_from_u64(step_seed(seed, step, 12));
         // Views of this step (a fresh permutation every epoch).
         let mut batch = Vec::with_capacity(cfg.train.batch);
         while batch.len() < cfg.train.batch.min(photos.len()) {
-            if order.is_empty() {
-                order = (0..photos.len()).collect();
-                order.shuffle(&mut rng);
-            }
-            batch.push(order.pop().unwrap_or(0));
+            batch.push(order.next(photos.len(), seed));
         }
         let size = (
             photos[batch[0]].camera.width,
@@ -743,16 +1018,27 @@ pub fn fit(
         )?;
         timer.stage("render", &out.rgb);
         let [loss, l1, ssim_v] = photometric(out.rgb.clone(), target, cfg.train.ssim_lambda);
-        let loss = match densifier.regulariser(&leaves.splats) {
+        let mut loss = match densifier.regulariser(&leaves.splats) {
             Some(reg) => loss + reg,
             None => loss,
         };
+        if fault_nan(step) {
+            loss = loss * f32::NAN;
+        }
         timer.stage("loss", &loss);
         let grads = loss.backward();
-        if want_means2d && let Some(g) = out.means2d.grad(&grads) {
-            densifier.observe(g, size.0, size.1);
-        }
         let g: [Option<Tensor<2>>; 6] = std::array::from_fn(|k| leaves.leaves[k].grad(&grads));
+        let mut counts = vec![non_finite(&loss.clone().inner())];
+        counts.extend(g.iter().flatten().map(non_finite));
+        let bad = guard.check(counts);
+        if want_means2d && let Some(gm) = out.means2d.grad(&grads) {
+            // A skipped step adds nothing to the densification statistics.
+            densifier.observe(
+                crate::guard::keep_unless_bad(gm.clone(), gm.zeros_like(), &bad),
+                size.0,
+                size.1,
+            );
+        }
         if let Some(g0) = &g[0] {
             timer.stage("backward", g0);
         }
@@ -770,7 +1056,7 @@ pub fn fit(
             cfg.lr.sh_dc,
             cfg.lr.sh_rest,
         ];
-        gaussians.adam_step(&cfg.adam, step, &g, &lrs);
+        gaussians.adam_step_guarded(&cfg.adam, step, &g, &lrs, &bad);
         timer.stage("adam", &gaussians.groups[5].value);
         if let Some(r) = densifier
             .after_step(step, &mut gaussians, lr_means)
@@ -778,19 +1064,22 @@ pub fn fit(
         {
             report.densify.push(r);
         }
-        let logged = step % cfg.train.log_every.max(1) == 0 || step == 1 || step == steps;
+        let logged = step % cfg.train.log_every.max(1) == 0 || step == start + 1 || step == steps;
         let mut loss_value = None;
         if logged {
+            let [skipped, run] = guard.device_parts();
             let vals = host(
-                &Tensor::cat(vec![loss.inner(), l1.inner(), ssim_v.inner()], 0).reshape([1, 3]),
+                &Tensor::cat(
+                    vec![loss.inner(), l1.inner(), ssim_v.inner(), skipped, run],
+                    0,
+                )
+                .reshape([1, 5]),
             )
             .map_err(FitError::Device)?;
-            if !vals[0].is_finite() {
-                return Err(FitError::NotFinite {
-                    step,
-                    loss: vals[0],
-                });
+            if let Some(w) = guard.after_read(vals[3], vals[4], step)? {
+                on_event(Event::Message(w));
             }
+            report.skipped_steps = guard.skipped();
             report.steps.push(StepRecord {
                 step,
                 loss: vals[0],
@@ -799,7 +1088,7 @@ pub fn fit(
                 splats: gaussians.len(),
                 sh_degree,
             });
-            loss_value = Some(vals[0]);
+            loss_value = Some(vals[0]).filter(|v| v.is_finite());
         }
         train_time += t0.elapsed().as_secs_f64();
         on_event(Event::Step {
@@ -816,8 +1105,43 @@ pub fn fit(
             report.train_seconds = train_time;
             write_metrics(&metrics_path, &report)?;
         }
+        let every = cfg.output.checkpoint_every;
+        if every > 0 && step % every == 0 && step != steps {
+            save_fit_checkpoint(
+                cfg,
+                &hash,
+                &gaussians,
+                &densifier,
+                LoopState {
+                    step,
+                    order: &order,
+                    train_seconds: train_time,
+                    skipped: guard.skipped_now().map_err(FitError::Device)?,
+                },
+            )?;
+            report.train_seconds = train_time;
+            write_metrics(&metrics_path, &report)?;
+        }
     }
     report.train_seconds = train_time;
+    let final_ck = save_fit_checkpoint(
+        cfg,
+        &hash,
+        &gaussians,
+        &densifier,
+        LoopState {
+            step: steps.max(start),
+            order: &order,
+            train_seconds: train_time,
+            skipped: guard.skipped_now().map_err(FitError::Device)?,
+        },
+    )?;
+    report.outputs.push(final_ck);
+    if start >= steps {
+        on_event(Event::Message(format!(
+            "the checkpoint is at step {start}, train.steps is {steps}: nothing left to train; writing the outputs"
+        )));
+    }
 
     // Outputs.
     let data = gaussians.to_data().map_err(FitError::Device)?;

@@ -36,9 +36,10 @@ use serde::{Deserialize, Serialize};
 use splat::{Camera, RenderOptions, render};
 
 use crate::adam::{Adam, exp_decay};
-use crate::checkpoint::{Checkpoint, CheckpointError, Meta, gaussian_entries, hash_text};
+use crate::checkpoint::{Checkpoint, CheckpointError, Meta, hash_text, training_entries};
 use crate::densify::{DefaultStrategy, Densifier, Strategy};
 use crate::fit::{Background, NamedBackground};
+use crate::guard::{StepGuard, fault_nan, keep_unless_bad, non_finite};
 use crate::init::{from_points, sphere_points};
 use crate::mesh::{GeometryError, Mesh, normalise, read_point_cloud, y_up_to_z_up};
 use crate::output::{OutputError, grid, render_frames, write_gif, write_png, write_text};
@@ -248,6 +249,9 @@ pub struct GenerateConfig {
     pub resolution: u32,
     /// Diffusion model precision: f32 or f16.
     pub dtype: String,
+    /// Stop as diverged after this many consecutive steps with a NaN or infinite loss or
+    /// gradient (each is skipped: the splats are left unchanged; 0 = never stop).
+    pub max_bad_steps: u64,
     /// Guidance method and settings.
     pub guidance: GuidanceConfig,
     /// Timestep sampler.
@@ -296,6 +300,7 @@ impl Default for GenerateConfig {
             batch: 4,
             resolution: 512,
             dtype: "f32".into(),
+            max_bad_steps: crate::guard::DEFAULT_MAX_BAD_STEPS,
             guidance: GuidanceConfig::default(),
             timesteps: TimestepSchedule::default(),
             cameras: CameraConfig::default(),
@@ -353,12 +358,12 @@ pub enum GenerateError {
     /// A device read failed.
     #[error("device: {0}")]
     Device(String),
-    /// The guidance gradient became NaN or infinite.
-    #[error("the guidance gradient is not finite at step {step}")]
-    NotFinite {
-        /// 0-based step.
-        step: u64,
-    },
+    /// Too many consecutive steps had a non-finite loss or gradient.
+    #[error(transparent)]
+    Diverged(#[from] crate::guard::Diverged),
+    /// SIGINT/SIGTERM: a checkpoint was saved and the run stopped.
+    #[error(transparent)]
+    Interrupted(#[from] crate::stop::Interrupted),
 }
 
 pub(crate) fn config_err(field: &str, message: impl Into<String>) -> GenerateError {
@@ -716,12 +721,7 @@ pub fn generate(
             start = ck.meta.step;
             densifier = Densifier::new(cfg.densify.clone(), scene_scale(cfg), cfg.seed);
             densifier.reseed(step_seed(cfg.seed, start, 7));
-            if let (Some(g), Some(c)) = (ck.get("densify.grad2d"), ck.get("densify.count")) {
-                let t = |e: &crate::checkpoint::Entry| {
-                    Tensor::<1>::from_data(TensorData::new(e.2.clone(), [e.2.len()]), device)
-                };
-                densifier.set_accumulators(Some((t(g), t(c))));
-            }
+            ck.restore_densifier(&mut densifier, device);
             guidance.load_state(&ck.with_prefix("guidance."))?;
             on_event(Event::Message(format!(
                 "resumed {} at step {start} ({} splats)",
@@ -773,7 +773,17 @@ pub fn generate(
     let steps = cfg.steps;
     let t_loop = Instant::now();
     let mut last_log = (Instant::now(), start);
+    let mut guard = StepGuard::new(device, cfg.max_bad_steps);
     for step in start..steps {
+        if crate::stop::requested() {
+            let checkpoint = save_checkpoint(cfg, &hash, step, &gaussians, &densifier, &*guidance)?;
+            return Err(crate::stop::Interrupted {
+                step,
+                checkpoint,
+                run: out_dir.clone(),
+            }
+            .into());
+        }
         let mut rng = StdRng::seed_from_u64(step_seed(cfg.seed, step, 1));
         let sampled = cfg.cameras.sample(cfg.batch, res, &mut rng);
         let cams: Vec<Camera> = sampled.iter().map(|s| s.camera).collect();
@@ -818,14 +828,21 @@ pub fn generate(
             c2w: Some(c2w_tensor(&cams, device)),
         };
         let g = guidance.gradient(&prior, &input)?;
-        let loss = distill::inject(z, g.grad.clone());
-        let grads = loss.backward();
-        if want_means2d && let Some(gr) = out.means2d.grad(&grads) {
-            densifier.observe(gr, res, res);
+        let mut loss = distill::inject(z, g.grad.clone());
+        if fault_nan(opt_step) {
+            loss = loss * f32::NAN;
         }
+        let grads = loss.backward();
         let pg: [Option<Tensor<2>>; 6] = std::array::from_fn(|k| leaves.leaves[k].grad(&grads));
+        // A non-finite guidance gradient, loss or splat gradient skips the step.
+        let mut counts = vec![non_finite(&g.grad), non_finite(&loss.clone().inner())];
+        counts.extend(pg.iter().flatten().map(non_finite));
+        let bad = guard.check(counts);
+        if want_means2d && let Some(gr) = out.means2d.grad(&grads) {
+            densifier.observe(keep_unless_bad(gr.clone(), gr.zeros_like(), &bad), res, res);
+        }
         let lrs = cfg.lr.at(step, steps);
-        gaussians.adam_step(&cfg.adam, opt_step, &pg, &lrs);
+        gaussians.adam_step_guarded(&cfg.adam, opt_step, &pg, &lrs, &bad);
         densifier
             .after_step(opt_step, &mut gaussians, lrs[0])
             .map_err(GenerateError::Device)?;
@@ -839,12 +856,13 @@ pub fn generate(
         if logged {
             let gd = distill::finite_or_zero(g.grad.clone());
             let n = gd.dims().iter().product::<usize>() as f64;
-            let finite = g.grad.clone().is_finite().bool_not().int().sum().float();
+            let [skipped, run] = guard.device_parts();
             let mut parts = vec![
                 loss.inner().reshape([1]),
                 gd.clone().square().sum().reshape([1]),
                 gd.abs().sum().reshape([1]),
-                finite.reshape([1]),
+                skipped,
+                run,
             ];
             // The guidance's device statistics join the same single read-back.
             parts.extend(g.stats.iter().filter_map(|(_, v)| match v {
@@ -854,7 +872,7 @@ pub fn generate(
             let k = parts.len();
             let vals =
                 host(&Tensor::cat(parts, 0).reshape([1, k])).map_err(GenerateError::Device)?;
-            let mut device_vals = vals[4..].iter();
+            let mut device_vals = vals[5..].iter();
             let guidance_stats: serde_json::Map<String, serde_json::Value> = g
                 .stats
                 .iter()
@@ -866,8 +884,8 @@ pub fn generate(
                     (name.to_string(), serde_json::json!(x))
                 })
                 .collect();
-            if vals[3] > 0.0 || !vals[0].is_finite() {
-                return Err(GenerateError::NotFinite { step });
+            if let Some(w) = guard.after_read(vals[3], vals[4], done)? {
+                on_event(Event::Message(w));
             }
             let now = Instant::now();
             let step_ms = (now - last_log.0).as_secs_f64() * 1e3 / (done - last_log.1) as f64;
@@ -1069,16 +1087,7 @@ fn save_checkpoint(
     densifier: &Densifier,
     guidance: &dyn distill::Guidance,
 ) -> Result<PathBuf, GenerateError> {
-    let mut tensors = gaussian_entries(gaussians)?;
-    if let Some((g, c)) = densifier.accumulators() {
-        let n = g.dims()[0];
-        if n > 0 {
-            for (name, t) in [("densify.grad2d", g), ("densify.count", c)] {
-                let v = host(&t).map_err(GenerateError::Device)?;
-                tensors.push((name.to_string(), vec![n], v));
-            }
-        }
-    }
+    let mut tensors = training_entries(gaussians, densifier)?;
     for (name, shape, v) in guidance.state() {
         tensors.push((format!("guidance.{name}"), shape, v));
     }

@@ -179,6 +179,32 @@ impl Gaussians {
         }
     }
 
+    /// [`Gaussians::adam_step`] that leaves every value and moment unchanged when `bad`
+    /// (`[1]`, from [`crate::guard::StepGuard::check`]) is non-zero: a step with a NaN or
+    /// infinite loss or gradient never reaches the parameters. Decided on the device (no
+    /// read-back).
+    pub fn adam_step_guarded(
+        &mut self,
+        adam: &Adam,
+        step: u64,
+        grads: &[Option<Tensor<2>>; 6],
+        lrs: &[f64; 6],
+        bad: &Tensor<1>,
+    ) {
+        use crate::guard::keep_unless_bad;
+        for (g, grad) in grads.iter().enumerate() {
+            if let Some(grad) = grad {
+                let p = &mut self.groups[g];
+                let old = p.clone();
+                let value =
+                    adam.update(p.value.clone(), grad.clone(), &mut p.moments, step, lrs[g]);
+                p.value = keep_unless_bad(value, old.value, bad);
+                p.moments.m = keep_unless_bad(p.moments.m.clone(), old.moments.m, bad);
+                p.moments.v = keep_unless_bad(p.moments.v.clone(), old.moments.v, bad);
+            }
+        }
+    }
+
     /// Keep only the rows at `keep` (indices `[M]`, any order) in every group and its moments.
     pub fn select(&mut self, keep: &Tensor<1, Int>) {
         for p in &mut self.groups {

@@ -1,0 +1,275 @@
+//! Interruptions and numerical faults lose nothing (lavapipe in CI), on short `fit` runs of
+//! the shipped Spot-the-cow views:
+//! - a run killed with SIGKILL resumes from its latest periodic checkpoint; the resumed run,
+//!   stopped with SIGTERM, saves a checkpoint of the step it reached and exits 130; the
+//!   second resume finishes with the full step count and valid outputs;
+//! - steps whose loss is made NaN (the `SPLATDREAM_FAULT_NAN_STEPS` test hook) are skipped
+//!   and counted, and a run of them stops the run as diverged without writing outputs.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{bin, text, tmp};
+
+/// A small, fast fit: 32×32 views, 800 random splats, no turntable or renders.
+fn small_fit(out: &Path, steps: u64) -> Command {
+    let mut c = bin();
+    c.args([
+        "fit",
+        "--config",
+        "configs/spot-cow.toml",
+        "--downscale",
+        "4",
+    ])
+    .args(["--steps", &steps.to_string(), "--eval-every", "0", "--out"])
+    .arg(out)
+    .args([
+        "--set",
+        "init.random_points=800",
+        "--set",
+        "output.turntable_frames=0",
+        "--set",
+        "eval.save_renders=false",
+        "--set",
+        "eval.max_views=2",
+    ]);
+    c
+}
+
+/// Checkpoint steps present in `<run>/checkpoints`, ascending.
+fn checkpoint_steps(run: &Path) -> Vec<u64> {
+    let mut v: Vec<u64> = std::fs::read_dir(run.join("checkpoints"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_prefix("step-")?
+                .strip_suffix(".safetensors")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Wait (up to `limit`) until `ready` holds while `child` is still running; panics if the
+/// child exits first or time runs out.
+fn wait_running(child: &mut Child, limit: Duration, what: &str, mut ready: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            panic!("the run exited ({st}) before {what}");
+        }
+        if ready() {
+            return;
+        }
+        assert!(t0.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn metrics(run: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(run.join("metrics.json")).unwrap()).unwrap()
+}
+
+/// The exported PLY loads and holds finite values.
+fn assert_valid_ply(path: &PathBuf) {
+    let data = splat::ply::read_ply(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(!data.is_empty(), "no splats in {}", path.display());
+    for (name, v) in [
+        ("means", &data.means),
+        ("quats", &data.quats),
+        ("log_scales", &data.log_scales),
+        ("opacity_logits", &data.opacity_logits),
+        ("sh", &data.sh),
+    ] {
+        assert!(v.iter().all(|x| x.is_finite()), "non-finite `{name}`");
+    }
+}
+
+#[test]
+fn killed_and_terminated_runs_resume_to_completion() {
+    let dir = tmp("reliability", "resume");
+    let run = dir.join("run");
+    const TOTAL: u64 = 260;
+
+    // 1. SIGKILL once a periodic checkpoint exists (the run is far from done: 100,000 steps).
+    let mut child = small_fit(&run, 100_000)
+        .args([
+            "--set",
+            "output.checkpoint_every=20",
+            "--set",
+            "output.keep_checkpoints=0",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_running(&mut child, Duration::from_secs(600), "a checkpoint", || {
+        checkpoint_steps(&run).iter().any(|&s| s >= 40)
+    });
+    child.kill().unwrap(); // SIGKILL
+    let st = child.wait().unwrap();
+    assert!(!st.success());
+    let killed_at = *checkpoint_steps(&run).last().unwrap();
+    assert!(
+        killed_at >= 40 && killed_at < TOTAL,
+        "checkpoint {killed_at}"
+    );
+
+    // 2. Resume towards TOTAL steps; SIGTERM once it has made progress past the checkpoint.
+    let mut child = bin()
+        .args(["fit", "--resume"])
+        .arg(&run)
+        .args([
+            "--steps",
+            &TOTAL.to_string(),
+            "--set",
+            "output.checkpoint_every=0",
+        ])
+        .args(["--set", "train.log_every=1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut log = String::new();
+    let mut resumed_from = None;
+    wait_running(
+        &mut child,
+        Duration::from_secs(600),
+        "progress after resuming",
+        || {
+            while let Ok(line) = rx.try_recv() {
+                if let Some(rest) = line.split(" at step ").nth(1)
+                    && line.starts_with("resumed ")
+                {
+                    resumed_from = rest.split(' ').next().and_then(|s| s.parse::<u64>().ok());
+                }
+                log.push_str(&line);
+                log.push('\n');
+            }
+            // The CLI prints a plain `step N: loss …` line every 100 steps without a terminal.
+            resumed_from.is_some()
+                && log
+                    .lines()
+                    .any(|l| l.starts_with("step ") && l.contains(": loss"))
+        },
+    );
+    assert_eq!(resumed_from, Some(killed_at), "{log}");
+    let pid = child.id().to_string();
+    let st = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(st.success());
+    let st = child.wait().unwrap();
+    reader.join().unwrap();
+    while let Ok(line) = rx.try_recv() {
+        log.push_str(&line);
+        log.push('\n');
+    }
+    assert_eq!(st.code(), Some(130), "SIGTERM must exit 130:\n{log}");
+    assert!(log.contains("interrupted after step"), "{log}");
+    let stopped_at = *checkpoint_steps(&run).last().unwrap();
+    assert!(
+        stopped_at > killed_at && stopped_at < TOTAL,
+        "SIGTERM checkpoint at {stopped_at}:\n{log}"
+    );
+    assert!(
+        !run.join("point_cloud.ply").exists(),
+        "outputs of an unfinished run"
+    );
+
+    // 3. Resume to the end.
+    let out = bin().args(["fit", "--resume"]).arg(&run).output().unwrap();
+    let log3 = text(&out);
+    assert!(out.status.success(), "final resume failed:\n{log3}");
+    assert!(
+        log3.contains(&format!("at step {stopped_at}")),
+        "did not resume from {stopped_at}:\n{log3}"
+    );
+    assert_eq!(*checkpoint_steps(&run).last().unwrap(), TOTAL);
+    let m = metrics(&run);
+    assert_eq!(m["start_step"], stopped_at);
+    let steps: Vec<u64> = m["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps.last(), Some(&TOTAL));
+    assert!(
+        steps.windows(2).all(|w| w[0] < w[1]),
+        "the step history repeats or goes back: {steps:?}"
+    );
+    let evals = m["evals"].as_array().unwrap();
+    assert_eq!(
+        evals.first().unwrap()["step"],
+        0,
+        "history before the kill kept"
+    );
+    assert_eq!(evals.last().unwrap()["step"], TOTAL);
+    assert!(evals.last().unwrap()["psnr"].as_f64().unwrap().is_finite());
+    assert_valid_ply(&run.join("point_cloud.ply"));
+    let cfg = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(cfg.contains(&format!("steps = {TOTAL}")), "{cfg}");
+}
+
+#[test]
+fn nan_steps_are_skipped_and_a_run_of_them_stops_the_fit() {
+    let dir = tmp("reliability", "nan");
+    // Three poisoned steps among 30: skipped, counted, reported; the outputs are finite.
+    let run = dir.join("skip");
+    // Read-backs (log_every = 10) at steps 1, 10, 20 and 30 report what was skipped since.
+    let out = small_fit(&run, 30)
+        .env("SPLATDREAM_FAULT_NAN_STEPS", "5,6,17")
+        .output()
+        .unwrap();
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("skipped 2 step(s)") && log.contains("up to step 10 (2 in all)"),
+        "{log}"
+    );
+    assert!(
+        log.contains("skipped 1 step(s)") && log.contains("up to step 20 (3 in all)"),
+        "{log}"
+    );
+    let m = metrics(&run);
+    assert_eq!(m["skipped_steps"], 3);
+    for s in m["steps"].as_array().unwrap() {
+        assert!(s["loss"].as_f64().is_some_and(f64::is_finite), "{s}");
+    }
+    assert_valid_ply(&run.join("point_cloud.ply"));
+
+    // Ten poisoned steps in a row with max_bad_steps = 6: the run stops as diverged and
+    // writes no outputs.
+    let run = dir.join("diverge");
+    let out = small_fit(&run, 30)
+        .args([
+            "--set",
+            "train.log_every=1",
+            "--set",
+            "train.max_bad_steps=6",
+        ])
+        .env("SPLATDREAM_FAULT_NAN_STEPS", "3,4,5,6,7,8,9,10,11,12")
+        .output()
+        .unwrap();
+    let log = text(&out);
+    assert!(!out.status.success(), "{log}");
+    assert!(log.contains("training diverged"), "{log}");
+    assert!(log.contains("up to step 8"), "{log}");
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(!run.join("point_cloud.ply").exists());
+}
