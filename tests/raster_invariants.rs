@@ -830,6 +830,8 @@ fn render_and_backward(
 ///   cameras (a one-tile grid): finite images that show the splat, finite non-zero gradients.
 /// - Zero splats: `render` returns `RenderError::NoSplats` (an error, never a panic), and the
 ///   shared device keeps working afterwards.
+/// - An image too large for one device buffer: `RenderError::ImageTooLarge`, before any
+///   allocation.
 #[test]
 fn empty_and_degenerate_scenes() {
     let (_lock, _ctx) = exclusive_gpu();
@@ -1031,6 +1033,32 @@ fn empty_and_degenerate_scenes() {
                 alpha.first()
             )),
         }
+    }
+    // --- An image larger than one device buffer. ---
+    // 16384² × 5 f32 channels is 5 GiB of output, above any device's storage-binding limit
+    // (at most 4 GiB): `render` must refuse before allocating, naming the size.
+    let mut huge = camera;
+    (huge.width, huge.height) = (16_384, 16_384);
+    let splats = upload(&one, &common::gpu().burn, false);
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        render(&splats, &[huge], &opts).map(|_| ())
+    })) {
+        Ok(Err(RenderError::ImageTooLarge {
+            width: 16_384,
+            height: 16_384,
+            bytes,
+            ..
+        })) if bytes == 16_384 * 16_384 * 20 => {}
+        Ok(Err(e)) => failures.push(format!(
+            "16384² image: {e:?}, want RenderError::ImageTooLarge"
+        )),
+        Ok(Ok(())) => {
+            failures.push("16384² image: rendered, want RenderError::ImageTooLarge".into())
+        }
+        Err(e) => failures.push(format!(
+            "16384² image: render panicked: {}",
+            panic_text(&*e)
+        )),
     }
     // Whatever happened above, the shared device must still work: the one-splat render again.
     let again = std::panic::catch_unwind(|| render_and_backward(&one, &[camera], &opts, 7));

@@ -102,6 +102,27 @@ pub fn read_settings<T: serde::de::DeserializeOwned>(path: &Path) -> Result<toml
     toml::from_str(&text).with_context(|| format!("{}", path.display()))
 }
 
+/// When `e` is a device failure (device lost, out of memory, a failed read), point at the
+/// latest checkpoint of `run` (a lost device cannot be read, so the periodic checkpoint is
+/// what survives).
+pub fn with_resume_hint(e: anyhow::Error, run: &Path) -> anyhow::Error {
+    let device = e.chain().any(|c| {
+        matches!(c.downcast_ref(), Some(train::fit::FitError::Device(_)))
+            || matches!(
+                c.downcast_ref(),
+                Some(train::generate::GenerateError::Device(_))
+            )
+    });
+    match train::checkpoint::resolve(run) {
+        Ok(ck) if device => e.context(format!(
+            "the device failed; the latest checkpoint {} is kept: continue with --resume {}",
+            ck.display(),
+            run.display()
+        )),
+        _ => e,
+    }
+}
+
 /// The run folder of `--resume` (a checkpoint file lies in `<run>/checkpoints/`).
 pub fn resume_dir(p: &Path) -> PathBuf {
     if p.is_file() {
@@ -313,7 +334,8 @@ pub fn cmd_fit(ctx: impl FnOnce() -> Result<GpuContext>, a: FitArgs) -> Result<(
         &ctx.burn,
         a.resume.as_deref(),
         &mut on_event,
-    )?;
+    )
+    .map_err(|e| with_resume_hint(e.into(), &cfg.output.dir))?;
     bar.finish_and_clear();
     match report.evals.last() {
         Some(r) => println!(

@@ -204,7 +204,8 @@ pub fn cmd_generate(ctx: impl FnOnce() -> Result<GpuContext>, a: GenerateArgs) -
                 }
             }
         };
-        let report = generate(cfg, &model, &ctx.burn, a.resume.as_deref(), &mut on_event)?;
+        let report = generate(cfg, &model, &ctx.burn, a.resume.as_deref(), &mut on_event)
+            .map_err(|e| fit::with_resume_hint(e.into(), &cfg.output.dir))?;
         bar.finish_and_clear();
         println!(
             "generated {} splats in {} steps ({} this run, {:.1} s); outputs in {}",

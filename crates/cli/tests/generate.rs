@@ -74,12 +74,18 @@ fn generate_tiny_model_outputs_and_resume() {
     assert_eq!(m.len(), 6, "{m:?}");
     assert_eq!(m[0]["step"], 0);
 
-    // Resume from the run folder (its latest checkpoint, step 6) to 9 steps.
+    // Resume from the run folder (its latest checkpoint, step 6) to 9 steps; the test hook
+    // poisons the loss of optimizer step 8 (0-based step 7), which must be skipped.
     let log = run(bin()
         .args(["generate", "--resume"])
         .arg(&out)
-        .args(["--steps", "9"]));
+        .args(["--steps", "9"])
+        .env("SPLATDREAM_FAULT_NAN_STEPS", "8"));
     assert!(log.contains("resumed"), "{log}");
+    assert!(
+        log.contains("skipped 1 step(s) with a NaN or infinite loss or gradient up to step 8"),
+        "{log}"
+    );
     assert_eq!(checkpoint_step(&ck.join("step-0000009.safetensors")), 9);
     let m = metrics(&out);
     let steps: Vec<u64> = m.iter().map(|r| r["step"].as_u64().unwrap()).collect();
@@ -89,7 +95,13 @@ fn generate_tiny_model_outputs_and_resume() {
         "the log continues at step 6"
     );
     for r in &m {
+        if r["step"] == 7 {
+            assert!(r["loss"].is_null(), "the poisoned step's loss: {r}");
+        }
         for k in ["loss", "grad_norm", "grad_abs_mean", "t_mean", "step_ms"] {
+            if k == "loss" && r["step"] == 7 {
+                continue;
+            }
             let v = r[k].as_f64().unwrap_or(f64::NAN);
             assert!(v.is_finite(), "{k} = {v} in {r}");
         }

@@ -9,7 +9,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -80,7 +80,7 @@ fn metrics(run: &Path) -> serde_json::Value {
 }
 
 /// The exported PLY loads and holds finite values.
-fn assert_valid_ply(path: &PathBuf) {
+fn assert_valid_ply(path: &Path) {
     let data = splat::ply::read_ply(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     assert!(!data.is_empty(), "no splats in {}", path.display());
     for (name, v) in [
@@ -119,10 +119,7 @@ fn killed_and_terminated_runs_resume_to_completion() {
     let st = child.wait().unwrap();
     assert!(!st.success());
     let killed_at = *checkpoint_steps(&run).last().unwrap();
-    assert!(
-        killed_at >= 40 && killed_at < TOTAL,
-        "checkpoint {killed_at}"
-    );
+    assert!((40..TOTAL).contains(&killed_at), "checkpoint {killed_at}");
 
     // 2. Resume towards TOTAL steps; SIGTERM once it has made progress past the checkpoint.
     let mut child = bin()

@@ -217,7 +217,26 @@ pub enum RenderError {
         /// Maximum splats for this camera count.
         limit: usize,
     },
+    /// The images of one call do not fit one device buffer.
+    #[error(
+        "{cameras} image(s) of {width}×{height} need {bytes} bytes of render output, above this device's storage-binding limit of {limit} bytes; render a smaller image or fewer cameras per call"
+    )]
+    ImageTooLarge {
+        /// Width.
+        width: u32,
+        /// Height.
+        height: u32,
+        /// Cameras.
+        cameras: usize,
+        /// Bytes the output needs.
+        bytes: u64,
+        /// The device's limit.
+        limit: u64,
+    },
 }
+
+/// Channels of the rasterizer's output image: RGB, alpha, depth (f32 each).
+const OUTPUT_CHANNELS: u64 = 5;
 
 /// Render `splats` from each camera (one batch, one image size): the differentiable
 /// rasterizer. Follows gsplat's `rasterization()` conventions (OpenCV cameras, world→camera
@@ -325,6 +344,17 @@ pub fn render(
         eps2d: opts.eps2d,
         subgroups,
     };
+    let bytes = cameras.len() as u64 * width as u64 * height as u64 * OUTPUT_CHANNELS * 4;
+    let binding = gpu::alloc::max_binding_size();
+    if bytes > binding {
+        return Err(RenderError::ImageTooLarge {
+            width,
+            height,
+            cameras: cameras.len(),
+            bytes,
+            limit: binding,
+        });
+    }
     let limit = cfg.max_splats();
     if n > limit {
         return Err(RenderError::TooLarge {
