@@ -25,7 +25,9 @@ use sd::pipeline::{StableDiffusion, gaussian};
 use serde::{Deserialize, Serialize};
 
 use crate::adam::{Adam, Moments};
-use crate::generate::{GenerateError, check_distillation, check_run, config_err, step_seed};
+use crate::generate::{
+    GenerateError, check_distillation, check_run, check_vae_size, config_err, step_seed,
+};
 use crate::guard::{DEFAULT_MAX_BAD_STEPS, StepGuard, keep_unless_bad, non_finite};
 use crate::output::{to_rgb8, write_gif, write_png, write_text};
 use crate::params::host;
@@ -234,6 +236,7 @@ pub fn distill2d(
             format!("must be a multiple of the VAE downscale {f}"),
         ));
     }
+    check_vae_size(model, &cfg.dtype, 1, cfg.size, ("size", "size"))?;
     let out = &cfg.output.dir;
     std::fs::create_dir_all(out).map_err(|e| GenerateError::Io {
         path: out.clone(),

@@ -394,6 +394,47 @@ pub(crate) fn check_run(prompt: &str, steps: u64) -> Result<(), GenerateError> {
     Ok(())
 }
 
+/// The largest VAE activation of a batch fits one device buffer: `batch` images of
+/// `side`² through the VAE at full resolution hold `batch × block_out_channels[0] × side²`
+/// values (the encoder's first and the decoder's last blocks, and their gradients), which
+/// burn allocates as one buffer each. Checked before any work, so the run fails at once
+/// naming the settings instead of minutes later inside the allocator.
+///
+/// # Errors
+/// [`GenerateError::Config`] naming `side_field` and `batch_field`.
+pub(crate) fn check_vae_size(
+    model: &StableDiffusion,
+    dtype: &str,
+    batch: usize,
+    side: u32,
+    (batch_field, side_field): (&str, &str),
+) -> Result<(), GenerateError> {
+    let ch = model
+        .vae
+        .config
+        .block_out_channels
+        .first()
+        .copied()
+        .unwrap_or(0) as u64;
+    let elem: u64 = if dtype == "f16" { 2 } else { 4 };
+    let bytes = batch as u64 * ch * side as u64 * side as u64 * elem;
+    let limit = gpu::alloc::max_binding_size();
+    if bytes > limit {
+        let lower = if batch_field == side_field {
+            format!("`{side_field}`")
+        } else {
+            format!("`{side_field}` or `{batch_field}`")
+        };
+        return Err(config_err(
+            side_field,
+            format!(
+                "{batch} image(s) of {side}² through the VAE need {bytes}-byte activations ({batch} × {ch} channels × {side}² × {elem} bytes), above this device's storage-binding limit of {limit} bytes; lower {lower}"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The model precision parses, the guidance method is built in and the timestep schedule is
 /// ordered (`generate` and `distill2d`).
 ///
@@ -687,6 +728,13 @@ pub fn generate(
             format!("must be a multiple of the VAE downscale {f}"),
         ));
     }
+    check_vae_size(
+        model,
+        &cfg.dtype,
+        cfg.batch,
+        cfg.resolution,
+        ("batch", "resolution"),
+    )?;
     let out_dir = &cfg.output.dir;
     let ck_dir = out_dir.join("checkpoints");
     std::fs::create_dir_all(&ck_dir).map_err(|e| io_err(&ck_dir, e))?;
