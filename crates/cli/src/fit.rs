@@ -102,20 +102,24 @@ pub fn read_settings<T: serde::de::DeserializeOwned>(path: &Path) -> Result<toml
     toml::from_str(&text).with_context(|| format!("{}", path.display()))
 }
 
-/// When `e` is a device failure (device lost, out of memory, a failed read), point at the
-/// latest checkpoint of `run` (a lost device cannot be read, so the periodic checkpoint is
-/// what survives).
+/// When `e` is a device failure mid-run (device lost, out of memory, a failed read, a scene
+/// grown past the device's limits), point at the latest checkpoint of `run` (a lost device
+/// cannot be read, so the periodic checkpoint is what survives).
 pub fn with_resume_hint(e: anyhow::Error, run: &Path) -> anyhow::Error {
+    use train::fit::FitError;
+    use train::generate::GenerateError;
     let device = e.chain().any(|c| {
-        matches!(c.downcast_ref(), Some(train::fit::FitError::Device(_)))
-            || matches!(
-                c.downcast_ref(),
-                Some(train::generate::GenerateError::Device(_))
-            )
+        matches!(
+            c.downcast_ref(),
+            Some(FitError::Device(_) | FitError::Render(_))
+        ) || matches!(
+            c.downcast_ref(),
+            Some(GenerateError::Device(_) | GenerateError::Render(_))
+        )
     });
     match train::checkpoint::resolve(run) {
         Ok(ck) if device => e.context(format!(
-            "the device failed; the latest checkpoint {} is kept: continue with --resume {}",
+            "the run failed on the device; the latest checkpoint {} is kept: continue with --resume {} (with settings that fit the device)",
             ck.display(),
             run.display()
         )),
