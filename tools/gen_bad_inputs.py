@@ -362,7 +362,7 @@ def define():
     fit_case("nerf-singular-matrix", "frame 0's transform_matrix has a zero rotation",
              nerf(frames_edit=lambda f: f[0].update(
                  transform_matrix=[[0, 0, 0, 1], [0, 0, 0, 2], [0, 0, 0, 3], [0, 0, 0, 1]])),
-             ["transforms_train.json", "frame 0"])
+             ["transforms_train.json", "frame 0", "transform_matrix", "invertible"])
     fit_case("nerf-missing-image", "frame 1 points at train/r_9 which does not exist",
              nerf(frames_edit=lambda f: f[1].update(file_path="./train/r_9")), ["r_9.png"])
     fit_case("nerf-zero-byte-image", "train/r_1.png is empty",
@@ -383,7 +383,7 @@ def define():
              ngp(images={"data/images/1.png": png(16, 4, seed=9)}), ["1.png", "w"])
     fit_case("ngp-singular-matrix", "frame 2's transform_matrix is all zeros",
              ngp(frames_edit=lambda f: f[2].update(transform_matrix=[[0] * 4] * 4)),
-             ["transforms.json", "frame 2"])
+             ["transforms.json", "frame 2", "transform_matrix"])
     fit_case("ngp-zero-size-image", "images/0.png is a valid PNG of 0×0 pixels",
              ngp(images={"data/images/0.png": png(0, 0)}), ["0.png"])
 
@@ -465,8 +465,8 @@ def define():
         case(name, what, SAMPLE + [prompt], expect, model_base="tiny-eps", **kw)
 
     model_case("model-missing-vae", "the model folder has no vae/", ["vae"], remove=["vae"])
-    model_case("model-missing-index", "no model_index.json", ["model_index.json"],
-               remove=["model_index.json"])
+    model_case("model-missing-text-encoder-config", "text_encoder/ has no config.json",
+               ["text_encoder/config.json"], remove=["text_encoder/config.json"])
     model_case("model-missing-unet-weights", "unet/ has its config but no weights",
                ["unet"], remove=["unet/diffusion_pytorch_model.safetensors"])
     cfg = json.loads((TINY / "unet" / "config.json").read_text())

@@ -349,6 +349,10 @@ fn run_case(case: &Case, scratch: &Path) -> Result<Option<String>, String> {
     }
     if problems.is_empty() {
         let _ = std::fs::remove_dir_all(&tmp);
+        // The error line, for reading the corpus' messages with --nocapture.
+        if let Some(l) = output.lines().find(|l| l.starts_with("error:")) {
+            eprintln!("  {}: {l}", case.name);
+        }
         return Ok(None);
     }
     let code = status

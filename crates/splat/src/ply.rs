@@ -238,7 +238,8 @@ pub fn read_ply(path: &Path) -> Result<SplatData, PlyError> {
         .read_ply(&mut reader)
         .map_err(|e| PlyError::Parse {
             path: p.clone(),
-            message: e.to_string(),
+            // ply-rs puts the offending line and cause on indented lines of their own.
+            message: e.to_string().replace("\n\t", "; "),
         })?;
     let layout = |message: String| PlyError::Layout {
         path: p.clone(),
@@ -504,5 +505,28 @@ mod tests {
         std::fs::write(&path, b"ply\nformat binary_little_endian 1.0\nelement vertex 3\nproperty float x\nend_header\n\x00\x00").unwrap();
         let e = read_ply(&path).unwrap_err().to_string();
         assert!(e.contains(&path.display().to_string()), "{e}");
+    }
+
+    #[test]
+    fn header_counts_are_checked_against_the_body() {
+        let path = std::env::temp_dir().join(format!("splat-ply-count-{}.ply", std::process::id()));
+        let head = |n: &str| {
+            format!("ply\nformat binary_little_endian 1.0\nelement vertex {n}\nproperty float x\nend_header\n")
+        };
+        for (count, body, want) in [
+            ("1000000000000", 8, "declares 1000000000000 elements of 4 bytes"),
+            ("3", 8, "data for 2"),
+            ("1", 8, "4 more bytes follow"),
+            ("many", 0, "`many` is not a number"),
+        ] {
+            let mut bytes = head(count).into_bytes();
+            bytes.extend(std::iter::repeat_n(0u8, body));
+            std::fs::write(&path, &bytes).unwrap();
+            let e = read_ply(&path).unwrap_err().to_string();
+            assert!(e.contains(want), "{e}");
+        }
+        std::fs::write(&path, b"ply\nformat ascii 1.0\nelement vertex 1\n").unwrap();
+        let e = read_ply(&path).unwrap_err().to_string();
+        assert!(e.contains("end_header"), "{e}");
     }
 }

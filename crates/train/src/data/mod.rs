@@ -355,6 +355,17 @@ pub(crate) struct ViewJob {
 
 impl ViewJob {
     fn run(&self, downscale: u32) -> Result<View, DataError> {
+        if let Pose::OpenGlC2w(m) = self.pose {
+            let det = m.determinant();
+            if !(det.is_finite() && det.abs() > 1e-12) {
+                return Err(DataError::Field {
+                    path: self.source.clone(),
+                    record: format!("{}: ", self.record),
+                    field: "transform_matrix".into(),
+                    message: format!("is not invertible (determinant {det})"),
+                });
+            }
+        }
         let img = decode_rgba(&self.image_path)?;
         let (w, h) = img.dimensions();
         if w == 0 || h == 0 {
