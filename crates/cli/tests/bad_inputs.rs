@@ -96,8 +96,7 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), String> {
         } else {
             let _ = std::fs::remove_file(&dst);
             if std::fs::hard_link(&src, &dst).is_err() {
-                std::fs::copy(&src, &dst)
-                    .map_err(|e| format!("copying {}: {e}", src.display()))?;
+                std::fs::copy(&src, &dst).map_err(|e| format!("copying {}: {e}", src.display()))?;
             }
         }
     }

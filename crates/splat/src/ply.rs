@@ -511,10 +511,16 @@ mod tests {
     fn header_counts_are_checked_against_the_body() {
         let path = std::env::temp_dir().join(format!("splat-ply-count-{}.ply", std::process::id()));
         let head = |n: &str| {
-            format!("ply\nformat binary_little_endian 1.0\nelement vertex {n}\nproperty float x\nend_header\n")
+            format!(
+                "ply\nformat binary_little_endian 1.0\nelement vertex {n}\nproperty float x\nend_header\n"
+            )
         };
         for (count, body, want) in [
-            ("1000000000000", 8, "declares 1000000000000 elements of 4 bytes"),
+            (
+                "1000000000000",
+                8,
+                "declares 1000000000000 elements of 4 bytes",
+            ),
             ("3", 8, "data for 2"),
             ("1", 8, "4 more bytes follow"),
             ("many", 0, "`many` is not a number"),
