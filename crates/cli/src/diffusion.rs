@@ -65,7 +65,20 @@ pub(crate) fn precision(ctx: &GpuContext, dtype: &str) -> Result<Precision> {
     Ok(p)
 }
 
-pub fn cmd_sample(ctx: &GpuContext, a: SampleArgs) -> Result<()> {
+pub fn cmd_sample(ctx: impl FnOnce() -> Result<GpuContext>, a: SampleArgs) -> Result<()> {
+    if a.prompt.trim().is_empty() {
+        bail!("--prompt: the prompt is empty");
+    }
+    ensure!(a.steps > 0, "--steps: must be at least 1");
+    crate::check_out_file("--out", &a.out)?;
+    check_prompts(
+        &a.model,
+        &[
+            ("--prompt".into(), a.prompt.clone()),
+            ("--negative".into(), a.negative.clone()),
+        ],
+    )?;
+    let ctx = &ctx()?;
     let p = precision(ctx, &a.dtype)?;
     let dir = sd::model::resolve(&a.model)?;
     let t0 = Instant::now();
@@ -238,6 +251,22 @@ pub fn cmd_bench_unet(ctx: &GpuContext, a: BenchUnetArgs) -> Result<()> {
         );
         println!("forward             {f:10.1} ms (median of {})", a.repeats);
         println!("forward + input grad {g:9.1} ms (median of {})", a.repeats);
+    }
+    Ok(())
+}
+
+/// Check prompts against the model's tokenizer before any device work: an empty prompt, or one
+/// longer than the CLIP window (75 tokens), is an error naming where it came from (`label`,
+/// e.g. `--prompt` or `prompts.txt: line 3`). Resolving the model here also reports a missing
+/// model folder before the GPU is touched.
+///
+/// # Errors
+/// The model cannot be resolved, its tokenizer cannot be built, or a prompt is refused.
+pub(crate) fn check_prompts(model: &str, prompts: &[(String, String)]) -> Result<()> {
+    let dir = sd::model::resolve(model)?;
+    let tokenizer = sd::tokenizer::ClipTokenizer::for_model_dir(&dir)?;
+    for (label, prompt) in prompts {
+        sd::pipeline::check_prompt(&tokenizer, prompt).with_context(|| label.clone())?;
     }
     Ok(())
 }

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use clap::Args;
 use gpu::GpuContext;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -112,11 +112,36 @@ fn bar(total: u64) -> Result<ProgressBar> {
 
 pub fn cmd_distill2d(ctx: impl FnOnce() -> Result<GpuContext>, a: Distill2dArgs) -> Result<()> {
     let cfg = resolve(&a)?;
-    train::distill2d::validate(&cfg)?;
+    match &a.config {
+        Some(f) => train::distill2d::validate(&cfg).with_context(|| f.display().to_string())?,
+        None => train::distill2d::validate(&cfg)?,
+    }
     if a.print_config {
         print!("{}", toml::to_string_pretty(&cfg)?);
         return Ok(());
     }
+    crate::check_out_dir("--out", &cfg.output.dir)?;
+    if let Some(img) = &cfg.init_image {
+        let (w, h) = image::image_dimensions(img)
+            .with_context(|| format!("--init-image {}: cannot read the image", img.display()))?;
+        ensure!(
+            w > 0 && h > 0,
+            "--init-image {}: the image is empty ({w}×{h})",
+            img.display()
+        );
+    }
+    let label = if a.prompt.is_some() {
+        "--prompt".to_string()
+    } else {
+        "prompt".to_string()
+    };
+    crate::diffusion::check_prompts(
+        &cfg.model,
+        &[
+            (label, cfg.prompt.clone()),
+            ("negative_prompt".into(), cfg.negative_prompt.clone()),
+        ],
+    )?;
     let ctx = ctx()?;
     let model = load_model(&cfg.model, &cfg.dtype, &ctx.burn)
         .with_context(|| format!("loading the diffusion model `{}`", cfg.model))?;

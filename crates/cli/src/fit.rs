@@ -266,6 +266,7 @@ pub fn cmd_fit(ctx: impl FnOnce() -> Result<GpuContext>, a: FitArgs) -> Result<(
         print!("{}", toml::to_string_pretty(&cfg)?);
         return Ok(());
     }
+    crate::check_out_dir("--out", &cfg.output.dir)?;
     let t0 = Instant::now();
     let dataset = load(
         &cfg.data.path,

@@ -118,6 +118,7 @@ fn slug(prompt: &str) -> String {
 
 pub fn cmd_generate(ctx: impl FnOnce() -> Result<GpuContext>, a: GenerateArgs) -> Result<()> {
     let base = resolve(&a)?;
+    let mut labels: Vec<String> = vec![];
     // One config per prompt.
     let runs: Vec<GenerateConfig> = match &a.prompts {
         Some(file) => {
@@ -128,10 +129,11 @@ pub fn cmd_generate(ctx: impl FnOnce() -> Result<GpuContext>, a: GenerateArgs) -
             }
             let text = std::fs::read_to_string(file)
                 .with_context(|| format!("reading {}", file.display()))?;
-            let prompts: Vec<&str> = text
+            let prompts: Vec<(usize, &str)> = text
                 .lines()
                 .map(str::trim)
-                .filter(|l| !l.is_empty())
+                .enumerate()
+                .filter(|(_, l)| !l.is_empty())
                 .collect();
             if prompts.is_empty() {
                 bail!("{}: no prompts (one per non-empty line)", file.display());
@@ -139,18 +141,51 @@ pub fn cmd_generate(ctx: impl FnOnce() -> Result<GpuContext>, a: GenerateArgs) -
             prompts
                 .iter()
                 .enumerate()
-                .map(|(k, p)| {
+                .map(|(k, (line, p))| {
                     let mut c = base.clone();
                     c.prompt = p.to_string();
                     c.output.dir = base.output.dir.join(format!("{k:03}-{}", slug(p)));
+                    labels.push(format!("{}: line {}", file.display(), line + 1));
                     c
                 })
                 .collect()
         }
-        None => vec![base],
+        None => {
+            labels.push(if a.prompt.is_some() {
+                "--prompt".into()
+            } else {
+                match &a.config {
+                    Some(f) => format!("{}: `prompt`", f.display()),
+                    None => "prompt".into(),
+                }
+            });
+            vec![base]
+        }
     };
     for c in &runs {
-        train::generate::validate(c)?;
+        match &a.config {
+            Some(f) => train::generate::validate(c).with_context(|| f.display().to_string())?,
+            None => train::generate::validate(c)?,
+        }
+    }
+    for c in &runs {
+        crate::check_out_dir("--out", &c.output.dir)?;
+    }
+    // Prompts as the guidance sees them (with each view suffix) must fit CLIP's window.
+    let mut prompts = vec![];
+    for (c, label) in runs.iter().zip(&labels) {
+        let suffixes: Vec<&str> = if c.prompts.enabled {
+            c.prompts.suffixes.iter().map(String::as_str).collect()
+        } else {
+            vec![""]
+        };
+        for s in suffixes {
+            prompts.push((label.clone(), format!("{}{s}", c.prompt)));
+        }
+        prompts.push(("negative_prompt".into(), c.negative_prompt.clone()));
+    }
+    if !a.print_config {
+        crate::diffusion::check_prompts(&runs[0].model, &prompts)?;
     }
     if a.print_config {
         for c in &runs {

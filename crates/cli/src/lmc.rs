@@ -187,17 +187,7 @@ pub fn cmd_lmc_train(ctx: impl FnOnce() -> Result<GpuContext>, a: LmcTrainArgs) 
         seed: a.seed,
     };
     tcfg.validate(usize::MAX).map_err(option_error)?;
-    let out_dir = a
-        .out
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    ensure!(
-        out_dir.is_dir(),
-        "--out {}: the folder {} does not exist",
-        a.out.display(),
-        out_dir.display()
-    );
+    crate::check_out_file("--out", &a.out)?;
     let files = image_files(&a.images)?;
     let mut log = match &a.log {
         Some(p) => Some(std::io::BufWriter::new(

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use burn::tensor::{Device, Tensor};
 use clap::{Args, Parser, Subcommand};
 use glam::Vec3;
@@ -153,7 +153,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", message(&e));
             if e.chain().any(train::stop::is_interrupted) {
                 // The shell convention for a run ended by SIGINT.
                 ExitCode::from(130)
@@ -183,13 +183,31 @@ fn install_stop_handler() {
     }
 }
 
+/// The error and its causes joined by `: `, leaving out a cause whose text the message already
+/// holds (errors that print their source, such as `"{path}: {source}"`, would repeat it).
+fn message(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let c = cause.to_string();
+        if out.contains(&c) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&c);
+    }
+    out
+}
+
 fn run(cli: Cli) -> Result<()> {
     let backend: BackendChoice = cli.gpu.backend.parse().context("--backend")?;
     let ctx = || -> Result<GpuContext> {
         let ctx = GpuContext::new(&GpuOptions {
             backend,
             ..Default::default()
-        })?;
+        })
+        .with_context(|| format!("--backend {backend}"))?;
         Ok(ctx)
     };
     match cli.command {
@@ -197,16 +215,68 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", ctx()?.report());
             Ok(())
         }
-        Command::Render(args) => cmd_render(&ctx()?, args),
+        Command::Render(args) => cmd_render(ctx, args),
         Command::Fit(args) => fit::cmd_fit(ctx, args),
         Command::Generate(args) => generate::cmd_generate(ctx, args),
         Command::Distill2d(args) => distill2d::cmd_distill2d(ctx, args),
         Command::Compare(args) => distill2d::cmd_compare(ctx, args),
         Command::LmcTrain(args) => lmc::cmd_lmc_train(ctx, args),
-        Command::Sample(args) => diffusion::cmd_sample(&ctx()?, args),
+        Command::Sample(args) => diffusion::cmd_sample(ctx, args),
         Command::Bench(BenchCommand::Raster(args)) => cmd_bench_raster(&ctx()?, args),
         Command::Bench(BenchCommand::Unet(args)) => diffusion::cmd_bench_unet(&ctx()?, args),
     }
+}
+
+/// Check before any work that an output file can be created: its folder exists and is a
+/// folder (a path inside a regular file, or in a missing folder, fails here naming `option`).
+///
+/// # Errors
+/// The folder is missing or is not a folder.
+pub(crate) fn check_out_file(option: &str, path: &std::path::Path) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    if !dir.is_dir() {
+        let what = if dir.exists() {
+            "is not a folder"
+        } else {
+            "does not exist"
+        };
+        bail!(
+            "{option} {}: cannot write there: {} {what}",
+            path.display(),
+            dir.display()
+        );
+    }
+    if path.is_dir() {
+        bail!("{option} {}: is a folder, expected a file", path.display());
+    }
+    Ok(())
+}
+
+/// Check before any work that an output folder exists or can be created: the path itself, or
+/// else its nearest existing ancestor, must be a folder (a path inside a regular file fails
+/// here naming `option` and that file). Creates nothing.
+///
+/// # Errors
+/// The path or an ancestor is a regular file.
+pub(crate) fn check_out_dir(option: &str, path: &std::path::Path) -> Result<()> {
+    for p in path.ancestors() {
+        if p.as_os_str().is_empty() {
+            break;
+        }
+        match std::fs::metadata(p) {
+            Ok(m) if m.is_dir() => return Ok(()),
+            Ok(_) => bail!(
+                "{option} {}: cannot create the folder: {} is not a folder",
+                path.display(),
+                p.display()
+            ),
+            Err(_) => continue,
+        }
+    }
+    Ok(())
 }
 
 fn parse_rgb(s: &str, what: &str) -> Result<[f32; 3]> {
@@ -258,8 +328,20 @@ fn framing(data: &SplatData) -> (Vec3, f32) {
     (c, d[(d.len() * 9 / 10).min(d.len() - 1)].max(1e-3))
 }
 
-fn cmd_render(ctx: &GpuContext, a: RenderArgs) -> Result<()> {
+fn cmd_render(ctx: impl FnOnce() -> Result<GpuContext>, a: RenderArgs) -> Result<()> {
+    ensure!(
+        a.width > 0 && a.height > 0,
+        "--width/--height: the image size {}×{} is empty",
+        a.width,
+        a.height
+    );
+    check_out_file("--out", &a.out)?;
     let data = splat::ply::read_ply(&a.ply)?;
+    ensure!(
+        !data.is_empty(),
+        "{}: element `vertex` has 0 vertices; nothing to render",
+        a.ply.display()
+    );
     let up = parse_axis(&a.up)?;
     let opts = RenderOptions {
         background: parse_rgb(&a.background, "--background")?,
@@ -290,6 +372,7 @@ fn cmd_render(ctx: &GpuContext, a: RenderArgs) -> Result<()> {
             a.height,
         ),
     };
+    let ctx = ctx()?;
     let splats = data.to_splats(&ctx.burn);
     let mut frames = vec![];
     for cam in &cameras {

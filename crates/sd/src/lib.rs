@@ -54,4 +54,20 @@ pub enum SdError {
     /// The model folder or id could not be resolved, or a component is missing.
     #[error("{0}")]
     Model(String),
+    /// A prompt has more tokens than the CLIP text encoder's window (it is refused rather than
+    /// silently cut).
+    #[error(
+        "the prompt is {tokens} tokens long; the CLIP text encoder takes at most {max} \
+         ({window} with its start and end tokens): \"{prompt}\""
+    )]
+    PromptTooLong {
+        /// The prompt (shortened for the message).
+        prompt: String,
+        /// Its token count, without the start and end tokens.
+        tokens: usize,
+        /// The most tokens a prompt may have (75).
+        max: usize,
+        /// The encoder's window (77).
+        window: usize,
+    },
 }

@@ -91,20 +91,12 @@ impl StableDiffusion {
     /// Encode prompts to `encoder_hidden_states [B, 77, D]` (f32).
     ///
     /// # Errors
-    /// Tokenizer errors.
+    /// Tokenizer errors; [`SdError::PromptTooLong`] for a prompt of more than 75 tokens
+    /// (refused rather than cut).
     pub fn encode_prompts<S: AsRef<str>>(&self, prompts: &[S]) -> Result<Tensor<3>, SdError> {
         let mut ids = Vec::with_capacity(prompts.len());
         for p in prompts {
-            let e = self.tokenizer.encode_full(p.as_ref())?;
-            if e.dropped > 0 {
-                tracing::warn!(
-                    "prompt truncated to {} tokens ({} dropped): {:?}",
-                    crate::tokenizer::MAX_LENGTH,
-                    e.dropped,
-                    p.as_ref()
-                );
-            }
-            ids.push(e.ids);
+            ids.push(check_prompt(&self.tokenizer, p.as_ref())?);
         }
         self.text_encoder.forward(&ids).map_err(SdError::Model)
     }
@@ -202,4 +194,29 @@ pub fn gaussian<const D: usize>(shape: [usize; D], seed: u64, device: &Device) -
     }
     v.truncate(n);
     Tensor::from_data(TensorData::new(v, shape), device)
+}
+
+/// The 77 ids of `prompt`, or [`SdError::PromptTooLong`] when it has more tokens than the
+/// CLIP window holds (75 plus the start and end tokens). Needs no device, so callers can check
+/// prompts before loading a model.
+///
+/// # Errors
+/// Tokenizer errors and [`SdError::PromptTooLong`].
+pub fn check_prompt(tokenizer: &ClipTokenizer, prompt: &str) -> Result<Vec<u32>, SdError> {
+    let e = tokenizer.encode_full(prompt)?;
+    if e.dropped > 0 {
+        let max = crate::tokenizer::MAX_LENGTH - 2;
+        let shown: String = prompt.chars().take(60).collect();
+        return Err(SdError::PromptTooLong {
+            prompt: if shown.len() < prompt.len() {
+                format!("{shown}…")
+            } else {
+                shown
+            },
+            tokens: max + e.dropped,
+            max,
+            window: crate::tokenizer::MAX_LENGTH,
+        });
+    }
+    Ok(e.ids)
 }

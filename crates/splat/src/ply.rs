@@ -6,7 +6,7 @@
 //! then blue), `opacity` is the logit, `scale_*` are log scales, `rot_*` is the quaternion wxyz.
 //! Reading accepts any scalar property type and any property order; writing uses float32.
 
-use std::io::{BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use ply_rs_bw::parser::Parser;
@@ -73,6 +73,137 @@ fn scalar(p: &Property) -> Option<f32> {
     })
 }
 
+/// The longest header [`check_header`] reads before giving up on finding `end_header`.
+const MAX_HEADER_BYTES: u64 = 1 << 20;
+
+/// Bytes of one scalar PLY type, `None` for an unknown type name.
+fn scalar_size(ty: &str) -> Option<u64> {
+    Some(match ty {
+        "char" | "uchar" | "int8" | "uint8" => 1,
+        "short" | "ushort" | "int16" | "uint16" => 2,
+        "int" | "uint" | "float" | "int32" | "uint32" | "float32" => 4,
+        "double" | "float64" => 8,
+        _ => return None,
+    })
+}
+
+/// Check a PLY header before the parser sees the file: the `ply` magic, a known format, an
+/// `end_header` line, and — for binary files whose elements have only scalar properties — that
+/// the declared element counts match the bytes that follow the header (so a truncated body, a
+/// wrong vertex count or an absurd count such as 10^12 is reported as such, and nothing is
+/// allocated for it). Returns the message of the first problem.
+fn check_header(reader: &mut impl BufRead, file_len: u64) -> Result<(), String> {
+    let mut header_len = 0u64;
+    let mut line = Vec::new();
+    let mut binary = false;
+    // (element name, count, bytes per element or None when it has list properties)
+    let mut elements: Vec<(String, u64, Option<u64>)> = vec![];
+    let mut n = 0usize;
+    loop {
+        line.clear();
+        let got = reader
+            .by_ref()
+            .take(MAX_HEADER_BYTES.saturating_sub(header_len))
+            .read_until(b'\n', &mut line)
+            .map_err(|e| format!("reading the header: {e}"))?;
+        if got == 0 {
+            return Err(if header_len == 0 {
+                "the file is empty".into()
+            } else {
+                "the header has no `end_header` line".into()
+            });
+        }
+        header_len += got as u64;
+        n += 1;
+        let text = String::from_utf8_lossy(&line);
+        let text = text.trim_end_matches(['\n', '\r']);
+        let words: Vec<&str> = text.split_whitespace().collect();
+        if n == 1 {
+            if text != "ply" {
+                return Err(format!(
+                    "the first line is `{}`, expected the `ply` magic",
+                    text.chars().take(40).collect::<String>()
+                ));
+            }
+            continue;
+        }
+        match words.as_slice() {
+            ["end_header"] => break,
+            ["format", f, ..] => match *f {
+                "ascii" => binary = false,
+                "binary_little_endian" | "binary_big_endian" => binary = true,
+                other => {
+                    return Err(format!(
+                        "header line {n}: unknown format `{other}` (expected ascii, \
+                         binary_little_endian or binary_big_endian)"
+                    ));
+                }
+            },
+            ["element", name, count] => {
+                let count = count.parse::<u64>().map_err(|_| {
+                    format!("header line {n}: element `{name}`: count `{count}` is not a number")
+                })?;
+                elements.push((name.to_string(), count, Some(0)));
+            }
+            ["property", "list", ..] => {
+                if let Some(e) = elements.last_mut() {
+                    e.2 = None;
+                }
+            }
+            ["property", ty, name] => {
+                let size = scalar_size(ty).ok_or_else(|| {
+                    format!("header line {n}: property `{name}` has unknown type `{ty}`")
+                })?;
+                if let Some((_, _, Some(stride))) = elements.last_mut() {
+                    *stride += size;
+                }
+            }
+            _ => {}
+        }
+        if header_len >= MAX_HEADER_BYTES {
+            return Err(format!(
+                "no `end_header` line in the first {MAX_HEADER_BYTES} bytes"
+            ));
+        }
+    }
+    if !binary {
+        return Ok(());
+    }
+    let body = file_len.saturating_sub(header_len);
+    let mut need = 0u64;
+    for (name, count, stride) in &elements {
+        let Some(stride) = stride else {
+            return Ok(()); // list properties: sizes vary, the parser checks
+        };
+        let bytes = count.checked_mul(*stride).and_then(|b| b.checked_add(need));
+        match bytes {
+            Some(b) if b <= body => need = b,
+            _ => {
+                let fits = if *stride > 0 {
+                    (body - need.min(body)) / stride
+                } else {
+                    0
+                };
+                return Err(format!(
+                    "element `{name}`: the header declares {count} elements of {stride} bytes \
+                     but the file holds data for {fits} (truncated file or wrong count)"
+                ));
+            }
+        }
+    }
+    if let Some((name, count, Some(stride))) = elements.last()
+        && *stride > 0
+        && body - need >= *stride
+    {
+        return Err(format!(
+            "element `{name}`: the header declares {count} elements but {} more bytes follow \
+             them (wrong count)",
+            body - need
+        ));
+    }
+    Ok(())
+}
+
 /// Read an INRIA splat PLY. Degree is inferred from the number of `f_rest_*` properties
 /// (0, 9, 24 or 45).
 ///
@@ -85,12 +216,30 @@ pub fn read_ply(path: &Path) -> Result<SplatData, PlyError> {
         path: p.clone(),
         source,
     })?;
+    let file_len = file
+        .metadata()
+        .map_err(|source| PlyError::Io {
+            path: p.clone(),
+            source,
+        })?
+        .len();
     let mut reader = BufReader::new(file);
+    check_header(&mut reader, file_len).map_err(|message| PlyError::Parse {
+        path: p.clone(),
+        message,
+    })?;
+    reader
+        .seek(SeekFrom::Start(0))
+        .map_err(|source| PlyError::Io {
+            path: p.clone(),
+            source,
+        })?;
     let ply = Parser::<DefaultElement>::new()
         .read_ply(&mut reader)
         .map_err(|e| PlyError::Parse {
             path: p.clone(),
-            message: e.to_string(),
+            // ply-rs puts the offending line and cause on indented lines of their own.
+            message: e.to_string().replace("\n\t", "; "),
         })?;
     let layout = |message: String| PlyError::Layout {
         path: p.clone(),
@@ -356,5 +505,34 @@ mod tests {
         std::fs::write(&path, b"ply\nformat binary_little_endian 1.0\nelement vertex 3\nproperty float x\nend_header\n\x00\x00").unwrap();
         let e = read_ply(&path).unwrap_err().to_string();
         assert!(e.contains(&path.display().to_string()), "{e}");
+    }
+
+    #[test]
+    fn header_counts_are_checked_against_the_body() {
+        let path = std::env::temp_dir().join(format!("splat-ply-count-{}.ply", std::process::id()));
+        let head = |n: &str| {
+            format!(
+                "ply\nformat binary_little_endian 1.0\nelement vertex {n}\nproperty float x\nend_header\n"
+            )
+        };
+        for (count, body, want) in [
+            (
+                "1000000000000",
+                8,
+                "declares 1000000000000 elements of 4 bytes",
+            ),
+            ("3", 8, "data for 2"),
+            ("1", 8, "4 more bytes follow"),
+            ("many", 0, "`many` is not a number"),
+        ] {
+            let mut bytes = head(count).into_bytes();
+            bytes.extend(std::iter::repeat_n(0u8, body));
+            std::fs::write(&path, &bytes).unwrap();
+            let e = read_ply(&path).unwrap_err().to_string();
+            assert!(e.contains(want), "{e}");
+        }
+        std::fs::write(&path, b"ply\nformat ascii 1.0\nelement vertex 1\n").unwrap();
+        let e = read_ply(&path).unwrap_err().to_string();
+        assert!(e.contains("end_header"), "{e}");
     }
 }

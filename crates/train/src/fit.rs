@@ -819,6 +819,15 @@ pub fn fit(
         ));
     }
     check_photo_sizes(dataset)?;
+    // Read the checkpoint before writing anything, so a bad one changes nothing.
+    let resumed = match resume {
+        Some(r) => {
+            let path = crate::checkpoint::resolve(r)?;
+            let ck = Checkpoint::load(&path)?;
+            Some((path, ck))
+        }
+        None => None,
+    };
     let out_dir = &cfg.output.dir;
     std::fs::create_dir_all(out_dir).map_err(|source| FitError::Io {
         path: out_dir.clone(),
@@ -846,10 +855,8 @@ pub fn fit(
     let mut train_time = 0.0f64;
     let mut gaussians;
     let start: u64;
-    match resume {
-        Some(r) => {
-            let path = crate::checkpoint::resolve(r)?;
-            let ck = Checkpoint::load(&path)?;
+    match resumed {
+        Some((path, ck)) => {
             let bad = |message: String| CheckpointError::Read {
                 path: path.clone(),
                 message,

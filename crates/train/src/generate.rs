@@ -735,6 +735,15 @@ pub fn generate(
         cfg.resolution,
         ("batch", "resolution"),
     )?;
+    // Read the checkpoint before writing anything, so a bad one changes nothing.
+    let resumed = match resume {
+        Some(r) => {
+            let path = crate::checkpoint::resolve(r)?;
+            let ck = Checkpoint::load(&path)?;
+            Some((path, ck))
+        }
+        None => None,
+    };
     let out_dir = &cfg.output.dir;
     let ck_dir = out_dir.join("checkpoints");
     std::fs::create_dir_all(&ck_dir).map_err(|e| io_err(&ck_dir, e))?;
@@ -749,10 +758,15 @@ pub fn generate(
     let mut densifier;
     let mut gaussians;
     let start: u64;
-    match resume {
-        Some(r) => {
-            let path = crate::checkpoint::resolve(r)?;
-            let ck = Checkpoint::load(&path)?;
+    match resumed {
+        Some((path, ck)) => {
+            if ck.meta.method == "fit" {
+                return Err(CheckpointError::Read {
+                    path,
+                    message: "a fit checkpoint, not a generate checkpoint".into(),
+                }
+                .into());
+            }
             if ck.meta.seed != cfg.seed {
                 on_event(Event::Message(format!(
                     "note: the checkpoint's seed is {}, the config's {}; continuing with the config's",

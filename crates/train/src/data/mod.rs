@@ -355,11 +355,47 @@ pub(crate) struct ViewJob {
 
 impl ViewJob {
     fn run(&self, downscale: u32) -> Result<View, DataError> {
+        if let Pose::OpenGlC2w(m) = self.pose {
+            let det = m.determinant();
+            if !(det.is_finite() && det.abs() > 1e-12) {
+                return Err(DataError::Field {
+                    path: self.source.clone(),
+                    record: format!("{}: ", self.record),
+                    field: "transform_matrix".into(),
+                    message: format!("is not invertible (determinant {det})"),
+                });
+            }
+        }
         let img = decode_rgba(&self.image_path)?;
         let (w, h) = img.dimensions();
+        if w == 0 || h == 0 {
+            return Err(DataError::Record {
+                path: self.image_path.clone(),
+                record: "image".into(),
+                message: format!("the image is empty ({w}×{h} pixels)"),
+            });
+        }
         if let Some((dw, dh)) = self.intrinsics.size
             && (dw, dh) != (w, h)
         {
+            // A uniformly resized photo keeps its camera up to scale; another aspect ratio
+            // means the image does not belong to this camera.
+            let (ra, rb) = (w as f64 * dh as f64, h as f64 * dw as f64);
+            if (ra - rb).abs() > 0.01 * ra.max(rb) {
+                return Err(DataError::Field {
+                    path: self.source.clone(),
+                    record: format!("{}: ", self.record),
+                    field: match self.pose {
+                        Pose::OpenCvW2c(_) => "WIDTH".into(), // COLMAP's camera size
+                        Pose::OpenGlC2w(_) => "w".into(),
+                    },
+                    message: format!(
+                        "the camera is {dw}×{dh} but image {} is {w}×{h}, \
+                         another aspect ratio",
+                        self.image_path.display()
+                    ),
+                });
+            }
             tracing::warn!(
                 "{}: {}: image {} is {w}×{h} but the camera says {dw}×{dh}; scaling the \
                  intrinsics",

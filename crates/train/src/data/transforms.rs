@@ -111,6 +111,9 @@ fn parse(path: &Path) -> Result<Vec<ViewJob>, DataError> {
         });
     };
     let frames = match top.get("frames") {
+        Some(Value::Array(f)) if f.is_empty() => {
+            return Err(field_err("", "frames", "is empty: no views".into()));
+        }
         Some(Value::Array(f)) => f,
         Some(_) => return Err(field_err("", "frames", "expected an array".into())),
         None => return Err(field_err("", "frames", "missing".into())),
