@@ -136,6 +136,7 @@ impl Camera {
 
     /// `frames` cameras on a circle of `radius` around `target` at `elevation` radians above
     /// the plane perpendicular to `up` (a turntable).
+    #[allow(clippy::too_many_arguments)] // the orbit's geometry and the image, all needed
     pub fn orbit(
         target: Vec3,
         up: Vec3,

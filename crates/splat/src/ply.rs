@@ -6,7 +6,7 @@
 //! then blue), `opacity` is the logit, `scale_*` are log scales, `rot_*` is the quaternion wxyz.
 //! Reading accepts any scalar property type and any property order; writing uses float32.
 
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{BufRead, Read, Write};
 use std::path::Path;
 
 use ply_rs_bw::parser::Parser;
@@ -211,29 +211,27 @@ fn check_header(reader: &mut impl BufRead, file_len: u64) -> Result<(), String> 
 /// [`PlyError`] naming the file: unreadable, malformed, missing properties, or non-finite
 /// values / zero quaternions (with the vertex and property).
 pub fn read_ply(path: &Path) -> Result<SplatData, PlyError> {
-    let p = path.display().to_string();
-    let file = std::fs::File::open(path).map_err(|source| PlyError::Io {
-        path: p.clone(),
+    let bytes = std::fs::read(path).map_err(|source| PlyError::Io {
+        path: path.display().to_string(),
         source,
     })?;
-    let file_len = file
-        .metadata()
-        .map_err(|source| PlyError::Io {
-            path: p.clone(),
-            source,
-        })?
-        .len();
-    let mut reader = BufReader::new(file);
-    check_header(&mut reader, file_len).map_err(|message| PlyError::Parse {
+    parse_ply(&bytes, path)
+}
+
+/// Parse the bytes of an INRIA splat PLY (see [`read_ply`]); `path` only names the file in
+/// errors. The header is checked against the byte count first, so a count no file could hold
+/// is refused before anything is allocated. On success every array of the [`SplatData`] has
+/// the length its splat count and SH degree imply and every value is finite.
+///
+/// # Errors
+/// As [`read_ply`], except [`PlyError::Io`].
+pub fn parse_ply(bytes: &[u8], path: &Path) -> Result<SplatData, PlyError> {
+    let p = path.display().to_string();
+    check_header(&mut &bytes[..], bytes.len() as u64).map_err(|message| PlyError::Parse {
         path: p.clone(),
         message,
     })?;
-    reader
-        .seek(SeekFrom::Start(0))
-        .map_err(|source| PlyError::Io {
-            path: p.clone(),
-            source,
-        })?;
+    let mut reader = bytes;
     let ply = Parser::<DefaultElement>::new()
         .read_ply(&mut reader)
         .map_err(|e| PlyError::Parse {
@@ -395,8 +393,8 @@ pub fn write_ply(path: &Path, data: &SplatData) -> Result<(), PlyError> {
             put(name, 0.0);
         }
         let sh = &data.sh[i * k * 3..(i + 1) * k * 3];
-        for c in 0..3 {
-            put(&format!("f_dc_{c}"), sh[c]);
+        for (c, v) in sh[..3].iter().enumerate() {
+            put(&format!("f_dc_{c}"), *v);
         }
         for coeff in 1..k {
             for c in 0..3 {
@@ -447,6 +445,7 @@ pub fn write_ply(path: &Path, data: &SplatData) -> Result<(), PlyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::BufReader;
 
     fn sample(deg: u32) -> SplatData {
         let n = 5;
