@@ -112,12 +112,17 @@ enum Source {
     Random(u64),
 }
 
+/// A safetensors header as [`parse_header`] returns it: tensor name → (dtype, shape, byte
+/// range of its data in the whole file). Every range lies inside the file and holds exactly the
+/// bytes its dtype and shape imply.
+pub type TensorIndex = HashMap<String, (Dtype, Vec<usize>, std::ops::Range<usize>)>;
+
 /// One memory-mapped `.safetensors` file.
 pub struct WeightFile {
     path: PathBuf,
     source: Source,
     /// name → (dtype, shape, byte range in the whole file).
-    index: HashMap<String, (Dtype, Vec<usize>, std::ops::Range<usize>)>,
+    index: TensorIndex,
     device: Device,
     precision: Precision,
 }
@@ -148,25 +153,7 @@ impl WeightFile {
         // modified while splatdream runs (a concurrent writer could change the bytes we read,
         // which would give wrong weights, not memory unsafety beyond what the OS allows).
         let mmap = unsafe { Mmap::map(&file) }.map_err(io)?;
-        let header = |detail: String| WeightError::Header {
-            file: path.to_path_buf(),
-            detail,
-        };
-        let st = SafeTensors::deserialize(&mmap).map_err(|e| header(e.to_string()))?;
-        let base = mmap.as_ptr() as usize;
-        let mut index = HashMap::new();
-        for (name, view) in st.tensors() {
-            let data = view.data();
-            let start = data.as_ptr() as usize - base;
-            index.insert(
-                name,
-                (
-                    view.dtype(),
-                    view.shape().to_vec(),
-                    start..start + data.len(),
-                ),
-            );
-        }
+        let index = parse_header(&mmap, path)?;
         Ok(Self {
             path: path.to_path_buf(),
             source: Source::Mapped(mmap),
@@ -274,46 +261,7 @@ impl WeightFile {
             Source::Random(seed) => return Ok(Self::random_values(*seed, name, shape)),
             Source::Mapped(m) => m,
         };
-        let (dtype, found, range) = self.index.get(name).ok_or_else(|| WeightError::Missing {
-            file: self.path.clone(),
-            tensor: name.to_string(),
-            hint: String::new(),
-        })?;
-        let ok = found.as_slice() == shape
-            || (one_by_one
-                && found.len() == shape.len() + 2
-                && found[..shape.len()] == *shape
-                && found[shape.len()..] == [1, 1]);
-        if !ok {
-            return Err(WeightError::Shape {
-                file: self.path.clone(),
-                tensor: name.to_string(),
-                expected: shape.to_vec(),
-                found: found.clone(),
-            });
-        }
-        let bytes = &mmap[range.clone()];
-        Ok(match dtype {
-            Dtype::F32 => bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            Dtype::F16 => bytes
-                .chunks_exact(2)
-                .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => bytes
-                .chunks_exact(2)
-                .map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            other => {
-                return Err(WeightError::Dtype {
-                    file: self.path.clone(),
-                    tensor: name.to_string(),
-                    found: format!("{other:?}"),
-                });
-            }
-        })
+        tensor_values(mmap, &self.index, &self.path, name, shape, one_by_one)
     }
 
     /// Upload host values in this file's precision.
@@ -441,4 +389,113 @@ impl WeightFile {
             beta: Tensor::from_data(TensorData::new(b, [dim]), &self.device),
         })
     }
+}
+
+/// Parse and validate the safetensors header of a whole file's `bytes` (8-byte little-endian
+/// header length, JSON header, then the data); `path` only names the file in errors.
+///
+/// # Errors
+/// [`WeightError::Header`] when the header length, the JSON, a dtype or shape is malformed, or
+/// the tensors' byte ranges do not tile the data exactly (out of the file, overlapping, gaps,
+/// a size other than the dtype and shape imply).
+pub fn parse_header(bytes: &[u8], path: &Path) -> Result<TensorIndex, WeightError> {
+    let header = |detail: String| WeightError::Header {
+        file: path.to_path_buf(),
+        detail,
+    };
+    let st = SafeTensors::deserialize(bytes).map_err(|e| header(e.to_string()))?;
+    let base = bytes.as_ptr() as usize;
+    let mut index = HashMap::new();
+    for (name, view) in st.tensors() {
+        let data = view.data();
+        let start = data.as_ptr() as usize - base;
+        index.insert(
+            name,
+            (
+                view.dtype(),
+                view.shape().to_vec(),
+                start..start + data.len(),
+            ),
+        );
+    }
+    Ok(index)
+}
+
+/// The values of tensor `name` of `index` (parsed from these `bytes` by [`parse_header`]) as
+/// f32, converted from F32, F16 or BF16 (little-endian), checked against `shape`: exact dims,
+/// or with `one_by_one` also `shape ++ [1, 1]` (a 1×1-convolution weight). The result has
+/// `shape`'s element count. `path` only names the file in errors.
+///
+/// # Errors
+/// [`WeightError::Missing`], [`WeightError::Shape`] or [`WeightError::Dtype`] naming the
+/// tensor; [`WeightError::Header`] when its byte range is not inside `bytes` or does not hold
+/// exactly the bytes its shape needs.
+pub fn tensor_values(
+    bytes: &[u8],
+    index: &TensorIndex,
+    path: &Path,
+    name: &str,
+    shape: &[usize],
+    one_by_one: bool,
+) -> Result<Vec<f32>, WeightError> {
+    let (dtype, found, range) = index.get(name).ok_or_else(|| WeightError::Missing {
+        file: path.to_path_buf(),
+        tensor: name.to_string(),
+        hint: String::new(),
+    })?;
+    let ok = found.as_slice() == shape
+        || (one_by_one
+            && found.len() == shape.len() + 2
+            && found[..shape.len()] == *shape
+            && found[shape.len()..] == [1, 1]);
+    if !ok {
+        return Err(WeightError::Shape {
+            file: path.to_path_buf(),
+            tensor: name.to_string(),
+            expected: shape.to_vec(),
+            found: found.clone(),
+        });
+    }
+    let bytes = bytes
+        .get(range.clone())
+        .ok_or_else(|| WeightError::Header {
+            file: path.to_path_buf(),
+            detail: format!("tensor `{name}`: byte range {range:?} lies outside the file"),
+        })?;
+    let width = match dtype {
+        Dtype::F32 => 4,
+        Dtype::F16 | Dtype::BF16 => 2,
+        _ => 0, // refused below
+    };
+    let numel = found.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+    if width > 0 && numel.and_then(|n| n.checked_mul(width)) != Some(bytes.len()) {
+        return Err(WeightError::Header {
+            file: path.to_path_buf(),
+            detail: format!(
+                "tensor `{name}`: {} bytes do not hold a {dtype:?} tensor of shape {found:?}",
+                bytes.len()
+            ),
+        });
+    }
+    Ok(match dtype {
+        Dtype::F32 => bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        Dtype::F16 => bytes
+            .chunks_exact(2)
+            .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        Dtype::BF16 => bytes
+            .chunks_exact(2)
+            .map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        other => {
+            return Err(WeightError::Dtype {
+                file: path.to_path_buf(),
+                tensor: name.to_string(),
+                found: format!("{other:?}"),
+            });
+        }
+    })
 }

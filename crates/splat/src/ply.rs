@@ -6,7 +6,7 @@
 //! then blue), `opacity` is the logit, `scale_*` are log scales, `rot_*` is the quaternion wxyz.
 //! Reading accepts any scalar property type and any property order; writing uses float32.
 
-use std::io::{BufReader, Write};
+use std::io::Write;
 use std::path::Path;
 
 use ply_rs_bw::parser::Parser;
@@ -80,12 +80,22 @@ fn scalar(p: &Property) -> Option<f32> {
 /// [`PlyError`] naming the file: unreadable, malformed, missing properties, or non-finite
 /// values / zero quaternions (with the vertex and property).
 pub fn read_ply(path: &Path) -> Result<SplatData, PlyError> {
-    let p = path.display().to_string();
-    let file = std::fs::File::open(path).map_err(|source| PlyError::Io {
-        path: p.clone(),
+    let bytes = std::fs::read(path).map_err(|source| PlyError::Io {
+        path: path.display().to_string(),
         source,
     })?;
-    let mut reader = BufReader::new(file);
+    parse_ply(&bytes, path)
+}
+
+/// Parse the bytes of an INRIA splat PLY (see [`read_ply`]); `path` only names the file in
+/// errors. On success every array of the [`SplatData`] has the length its splat count and SH
+/// degree imply and every value is finite.
+///
+/// # Errors
+/// As [`read_ply`], except [`PlyError::Io`].
+pub fn parse_ply(bytes: &[u8], path: &Path) -> Result<SplatData, PlyError> {
+    let p = path.display().to_string();
+    let mut reader = bytes;
     let ply = Parser::<DefaultElement>::new()
         .read_ply(&mut reader)
         .map_err(|e| PlyError::Parse {
@@ -298,6 +308,7 @@ pub fn write_ply(path: &Path, data: &SplatData) -> Result<(), PlyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::BufReader;
 
     fn sample(deg: u32) -> SplatData {
         let n = 5;

@@ -493,7 +493,13 @@ fn checked_size(v: u64, what: &str, record: &str, path: &Path) -> Result<u32, Da
         })
 }
 
-fn read_cameras_bin(path: &Path, buf: &[u8]) -> Result<BTreeMap<u32, ColmapCamera>, DataError> {
+/// Parse the bytes of a `cameras.bin`; `path` only names the file in errors.
+///
+/// # Errors
+/// [`DataError::Record`] naming the record: truncated or trailing bytes, a record count that
+/// cannot fit in the file, unknown model ids, zero or out-of-range (u32) width/height,
+/// non-finite parameters, duplicate camera ids.
+pub fn read_cameras_bin(path: &Path, buf: &[u8]) -> Result<BTreeMap<u32, ColmapCamera>, DataError> {
     let mut r = Bin { path, buf, pos: 0 };
     let n = r.count(24 + 3 * 8)?;
     let mut cams = BTreeMap::new();
@@ -545,7 +551,13 @@ fn insert_camera(
     Ok(())
 }
 
-fn read_images_bin(path: &Path, buf: &[u8]) -> Result<Vec<ColmapImage>, DataError> {
+/// Parse the bytes of an `images.bin` (the 2D point lists are skipped); `path` only names the
+/// file in errors.
+///
+/// # Errors
+/// [`DataError::Record`] naming the record: truncated or trailing bytes, a record or point count
+/// that cannot fit in the file, an unterminated name.
+pub fn read_images_bin(path: &Path, buf: &[u8]) -> Result<Vec<ColmapImage>, DataError> {
     let mut r = Bin { path, buf, pos: 0 };
     let n = r.count(4 + 7 * 8 + 4 + 1 + 8)?;
     let mut images = Vec::with_capacity(n);
@@ -580,7 +592,13 @@ fn read_images_bin(path: &Path, buf: &[u8]) -> Result<Vec<ColmapImage>, DataErro
     Ok(images)
 }
 
-fn read_points_bin(path: &Path, buf: &[u8]) -> Result<PointCloud, DataError> {
+/// Parse the bytes of a `points3D.bin` (tracks are skipped); `path` only names the file in
+/// errors. The cloud has one colour per position.
+///
+/// # Errors
+/// [`DataError::Record`] naming the record: truncated or trailing bytes, a record or track
+/// count that cannot fit in the file, non-finite positions.
+pub fn read_points_bin(path: &Path, buf: &[u8]) -> Result<PointCloud, DataError> {
     let mut r = Bin { path, buf, pos: 0 };
     let n = r.count(8 + 24 + 3 + 8 + 8)?;
     let mut pc = PointCloud {
@@ -653,7 +671,13 @@ fn tok<T: std::str::FromStr>(
     })
 }
 
-fn read_cameras_txt(path: &Path, text: &str) -> Result<BTreeMap<u32, ColmapCamera>, DataError> {
+/// Parse the text of a `cameras.txt`; `path` only names the file in errors.
+///
+/// # Errors
+/// [`DataError::Record`] naming the line: missing or unparsable fields, unknown model names,
+/// wrong parameter counts, zero or out-of-range (u32) width/height, non-finite parameters,
+/// duplicate camera ids.
+pub fn read_cameras_txt(path: &Path, text: &str) -> Result<BTreeMap<u32, ColmapCamera>, DataError> {
     let mut cams = BTreeMap::new();
     for (ln, line) in lines(text).filter(|(_, l)| !l.is_empty()) {
         let mut it = line.split_whitespace();
@@ -703,7 +727,12 @@ fn read_cameras_txt(path: &Path, text: &str) -> Result<BTreeMap<u32, ColmapCamer
     Ok(cams)
 }
 
-fn read_images_txt(path: &Path, text: &str) -> Result<Vec<ColmapImage>, DataError> {
+/// Parse the text of an `images.txt` (two lines per image; the 2D point lines are skipped);
+/// `path` only names the file in errors.
+///
+/// # Errors
+/// [`DataError::Record`] naming the line: missing or unparsable fields, a missing `NAME`.
+pub fn read_images_txt(path: &Path, text: &str) -> Result<Vec<ColmapImage>, DataError> {
     let mut images = Vec::new();
     let mut it = lines(text);
     while let Some((ln, line)) = it.next() {
@@ -749,7 +778,12 @@ fn rest_after_tokens(line: &str, n: usize) -> &str {
     s.trim_end()
 }
 
-fn read_points_txt(path: &Path, text: &str) -> Result<PointCloud, DataError> {
+/// Parse the text of a `points3D.txt` (tracks are ignored); `path` only names the file in
+/// errors. The cloud has one colour per position.
+///
+/// # Errors
+/// [`DataError::Record`] naming the line: missing or unparsable fields, non-finite positions.
+pub fn read_points_txt(path: &Path, text: &str) -> Result<PointCloud, DataError> {
     let mut pc = PointCloud::default();
     for (ln, line) in lines(text).filter(|(_, l)| !l.is_empty()) {
         let mut it = line.split_whitespace();

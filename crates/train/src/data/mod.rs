@@ -292,7 +292,7 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Dataset, DataError> {
 
 /// A camera pose as the dataset gives it.
 #[derive(Clone, Copy, Debug)]
-pub(crate) enum Pose {
+pub enum Pose {
     /// OpenGL/Blender camera-to-world (converted by [`Camera::from_opengl_c2w`]).
     OpenGlC2w(Mat4),
     /// OpenCV world→camera (COLMAP).
@@ -301,16 +301,19 @@ pub(crate) enum Pose {
 
 /// Intrinsics as the dataset gives them; missing values are completed from the image size.
 #[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Intrinsics {
+pub struct Intrinsics {
     /// Focal lengths in pixels of the declared size; `fx` falls back to `angle_x`, `fy` to
     /// `angle_y`, then to `fx`.
     pub fx: Option<f64>,
+    /// Vertical focal length in pixels (see `fx`).
     pub fy: Option<f64>,
     /// Principal point; defaults to the centre of the declared size.
     pub cx: Option<f64>,
+    /// Principal point, vertical (see `cx`).
     pub cy: Option<f64>,
-    /// Horizontal / vertical field of view in radians.
+    /// Horizontal field of view in radians.
     pub angle_x: Option<f64>,
+    /// Vertical field of view in radians.
     pub angle_y: Option<f64>,
     /// The image size the intrinsics refer to; `None` = the actual image size. When the actual
     /// image differs, the intrinsics are scaled to it (with a warning).
@@ -339,13 +342,19 @@ impl Intrinsics {
     }
 }
 
-/// Everything needed to produce one [`View`].
+/// Everything needed to produce one [`View`] (what the metadata parsers return; loading the
+/// image happens later).
 #[derive(Clone, Debug)]
-pub(crate) struct ViewJob {
+pub struct ViewJob {
+    /// The view name (see [`View::name`]).
     pub name: String,
+    /// The image file.
     pub image_path: PathBuf,
+    /// The camera pose.
     pub pose: Pose,
+    /// The intrinsics, completed from the image size when the image is read.
     pub intrinsics: Intrinsics,
+    /// Lens distortion, removed from the image when it is read.
     pub distortion: Distortion,
     /// The metadata file, for error messages.
     pub source: PathBuf,

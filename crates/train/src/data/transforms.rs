@@ -89,11 +89,24 @@ pub fn load_instant_ngp(json: &Path, opts: &LoadOptions) -> Result<Dataset, Data
 
 /// Parse a transforms file into view jobs (no image is read).
 fn parse(path: &Path) -> Result<Vec<ViewJob>, DataError> {
-    let text = std::fs::read_to_string(path).map_err(|source| DataError::Io {
+    let bytes = std::fs::read(path).map_err(|source| DataError::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    let root: Value = serde_json::from_str(&text).map_err(|source| DataError::Json {
+    parse_transforms(&bytes, path)
+}
+
+/// Parse the bytes of a `transforms*.json` into one [`ViewJob`] per frame, in file order; no
+/// image is read. `path` names the file in errors, and image paths are resolved against its
+/// folder (a `file_path` without an extension is completed with the extension of an existing
+/// file, else `.png`). Every job has a finite pose matrix, finite intrinsics (focal lengths,
+/// angles and the declared size positive) and a focal length or field of view.
+///
+/// # Errors
+/// [`DataError::Json`] for invalid JSON (including invalid UTF-8), [`DataError::Record`] /
+/// [`DataError::Field`] naming the frame and field for anything missing or unusable.
+pub fn parse_transforms(bytes: &[u8], path: &Path) -> Result<Vec<ViewJob>, DataError> {
+    let root: Value = serde_json::from_slice(bytes).map_err(|source| DataError::Json {
         path: path.to_path_buf(),
         source,
     })?;
