@@ -39,12 +39,7 @@ fn check_points(pc: &PointCloud, len: usize) {
     assert!(pc.len() <= len);
     assert_eq!(pc.positions.len(), pc.colors.len());
     assert!(pc.positions.iter().flatten().all(|x| x.is_finite()));
-    assert!(
-        pc.colors
-            .iter()
-            .flatten()
-            .all(|c| (0.0..=1.0).contains(c))
-    );
+    assert!(pc.colors.iter().flatten().all(|c| (0.0..=1.0).contains(c)));
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -38,8 +38,10 @@ fuzz_target!(|data: &[u8]| {
         }
         // The 1×1-convolution form of a 2-D weight, and a wrong shape.
         if shape.len() == 4 && shape[2..] == [1, 1] {
-            assert!(tensor_values(data, &index, path, name, &shape[..2], true).is_ok()
-                || !matches!(dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16));
+            assert!(
+                tensor_values(data, &index, path, name, &shape[..2], true).is_ok()
+                    || !matches!(dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16)
+            );
         }
         let mut wrong = shape.clone();
         wrong.push(2);

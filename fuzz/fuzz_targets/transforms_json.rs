@@ -43,7 +43,13 @@ fuzz_target!(|data: &[u8]| {
             panic!("a focal length or angle is present");
         };
         let cam = Camera::from_opengl_c2w(
-            c2w, p.fx as f32, p.fy as f32, p.cx as f32, p.cy as f32, w, h,
+            c2w,
+            p.fx as f32,
+            p.fy as f32,
+            p.cx as f32,
+            p.cy as f32,
+            w,
+            h,
         );
         if cam.validate("fuzz").is_ok() {
             assert!(cam.viewmat.iter().flatten().all(|x| x.is_finite()));

@@ -9,7 +9,7 @@
 use std::io::{BufRead, Read, Write};
 use std::path::Path;
 
-use ply_rs_bw::parser::Parser;
+use ply_rs_bw::parser::{Parser, Reader};
 use ply_rs_bw::ply::{
     Addable, DefaultElement, ElementDef, Encoding, Ply, Property, PropertyDef, PropertyType,
     ScalarType,
@@ -231,6 +231,7 @@ pub fn parse_ply(bytes: &[u8], path: &Path) -> Result<SplatData, PlyError> {
         path: p.clone(),
         message,
     })?;
+    check_counts(bytes, &p)?;
     let mut reader = bytes;
     let ply = Parser::<DefaultElement>::new()
         .read_ply(&mut reader)
@@ -344,6 +345,52 @@ pub fn parse_ply(bytes: &[u8], path: &Path) -> Result<SplatData, PlyError> {
         }
     }
     Ok(d)
+}
+
+/// Refuse a header whose element counts cannot fit in the body: a binary record takes at least
+/// the bytes of its scalars (list lengths included), an ASCII record a line of `2 × properties`
+/// bytes — and every record at least one byte, so that an element without properties cannot
+/// make the parser build billions of empty records out of a short file (out of memory).
+/// Headers that do not parse are left to the parser's own error.
+fn check_counts(bytes: &[u8], p: &str) -> Result<(), PlyError> {
+    let mut reader = Reader::new(bytes);
+    let Ok(header) = Parser::<DefaultElement>::new().read_header(&mut reader) else {
+        return Ok(());
+    };
+    let body = reader.get_ref().len() as u128;
+    let size = |s: &ScalarType| match s {
+        ScalarType::Char | ScalarType::UChar => 1,
+        ScalarType::Short | ScalarType::UShort => 2,
+        ScalarType::Int | ScalarType::UInt | ScalarType::Float => 4,
+        ScalarType::Double => 8,
+    };
+    let mut need = 0u128;
+    for e in header.elements.values() {
+        let min = match header.encoding {
+            Encoding::Ascii => 2 * e.properties.len(),
+            _ => e
+                .properties
+                .values()
+                .map(|d| match &d.data_type {
+                    PropertyType::Scalar(s) | PropertyType::List(s, _) => size(s),
+                })
+                .sum(),
+        }
+        .max(1);
+        need += e.count as u128 * min as u128;
+        // +1: the last ASCII line may lack its newline.
+        if need > body + 1 {
+            return Err(PlyError::Parse {
+                path: p.to_string(),
+                message: format!(
+                    "header declares {} `{}` elements of at least {min} bytes each; the body \
+                     has {body} bytes",
+                    e.count, e.name
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Write an INRIA splat PLY (binary little-endian, float32), atomically: the file appears
@@ -533,5 +580,38 @@ mod tests {
         std::fs::write(&path, b"ply\nformat ascii 1.0\nelement vertex 1\n").unwrap();
         let e = read_ply(&path).unwrap_err().to_string();
         assert!(e.contains("end_header"), "{e}");
+    }
+
+    /// An element without properties and a huge count made the parser build billions of empty
+    /// records (out of memory, run through the `ply` fuzz target); such headers are refused up
+    /// front.
+    #[test]
+    fn counts_that_cannot_fit_are_refused() {
+        let path = Path::new("bad.ply");
+        for body in [
+            "ply\nformat binary_little_endian 1.0\nelement vertex 0\nproperty float x\n\
+             element junk 4000000000\nend_header\n",
+            "ply\nformat ascii 1.0\nelement junk 4000000000\nend_header\n",
+            "ply\nformat binary_little_endian 1.0\nelement vertex 2\nproperty double x\n\
+             end_header\n12345678",
+        ] {
+            let e = parse_ply(body.as_bytes(), path).unwrap_err().to_string();
+            // Refused by the size check (`check_header`) or the count check (`check_counts`).
+            assert!(
+                e.starts_with("bad.ply: ") && e.contains("header declares"),
+                "{e}"
+            );
+        }
+        // Exactly enough bytes, and an ASCII body whose last line lacks its newline, still
+        // reach the layout checks.
+        for body in [
+            "ply\nformat binary_little_endian 1.0\nelement vertex 1\nproperty double x\n\
+             end_header\n12345678",
+            "ply\nformat ascii 1.0\nelement vertex 1\nproperty float x\nproperty float y\n\
+             end_header\n1 2",
+        ] {
+            let e = parse_ply(body.as_bytes(), path).unwrap_err().to_string();
+            assert!(e.contains("is missing"), "{e}");
+        }
     }
 }

@@ -194,8 +194,8 @@ pub struct ColmapImage {
 }
 
 impl ColmapImage {
-    /// The world→camera matrix `[R(q) | t]`, or `None` for a zero quaternion. The quaternion is
-    /// normalized first.
+    /// The world→camera matrix `[R(q) | t]`, or `None` for a zero quaternion or values that
+    /// are not finite (in f32). The quaternion is normalized first.
     pub fn world_to_camera(&self) -> Option<Mat4> {
         let [w, x, y, z] = self.qvec;
         let n = (w * w + x * x + y * y + z * z).sqrt();
@@ -222,6 +222,9 @@ impl ColmapImage {
         );
         let r = r.as_mat3();
         let t = DVec3::from_array(self.tvec).as_vec3();
+        if !t.is_finite() {
+            return None; // finite in f64 but beyond f32 (found by fuzzing)
+        }
         Some(Mat4::from_cols(
             r.x_axis.extend(0.0),
             r.y_axis.extend(0.0),
@@ -627,7 +630,8 @@ fn push_point(
     path: &Path,
     rec: &str,
 ) -> Result<(), DataError> {
-    if xyz.iter().any(|v| !v.is_finite()) {
+    // Checked in f32: a finite f64 can overflow it (found by fuzzing).
+    if xyz.iter().any(|&v| !(v as f32).is_finite()) {
         return Err(DataError::Record {
             path: path.to_path_buf(),
             record: rec.to_string(),
@@ -1245,6 +1249,34 @@ mod tests {
             e.contains("images.txt: image 2 (a.png): camera 7 is not in"),
             "{e}"
         );
+    }
+
+    /// Fuzzing found values finite in f64 that overflow f32: a point position (binary and text)
+    /// and an image translation. Each must be refused, not turned into an infinity.
+    #[test]
+    fn values_beyond_f32_are_refused() {
+        let path = Path::new("points3D.bin");
+        let mut buf = 1u64.to_le_bytes().to_vec();
+        buf.extend(5u64.to_le_bytes()); // point id
+        for v in [0.0f64, 1e300, 0.0] {
+            buf.extend(v.to_le_bytes());
+        }
+        buf.extend([1, 2, 3]); // rgb
+        buf.extend(0.5f64.to_le_bytes()); // error
+        buf.extend(0u64.to_le_bytes()); // empty track
+        let e = read_points_bin(path, &buf).unwrap_err().to_string();
+        assert_eq!(e, "points3D.bin: point 5: non-finite position");
+        let e = read_points_txt(Path::new("points3D.txt"), "5 0 -4e38 0 1 2 3 0.5\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "points3D.txt: line 1: point 5: non-finite position");
+
+        let text = "1 1 0 0 0 0 9.9e86 3 1 a.png\n\n";
+        let images = read_images_txt(Path::new("images.txt"), text).unwrap();
+        assert_eq!(images[0].world_to_camera(), None);
+        let mut ok = images[0].clone();
+        ok.tvec = [0.0, 1e38, 3.0];
+        assert!(ok.world_to_camera().is_some());
     }
 
     #[test]
