@@ -499,3 +499,58 @@ pub fn tensor_values(
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A safetensors file in memory: an F16 `[2]`, a BF16 `[1, 1, 1, 1]` and an I32 `[1]`.
+    fn file() -> Vec<u8> {
+        let header = br#"{"a":{"dtype":"F16","shape":[2],"data_offsets":[0,4]},"c":{"dtype":"BF16","shape":[1,1,1,1],"data_offsets":[4,6]},"b":{"dtype":"I32","shape":[1],"data_offsets":[6,10]}}"#;
+        let mut f = (header.len() as u64).to_le_bytes().to_vec();
+        f.extend(header);
+        f.extend(f16::from_f32(1.0).to_le_bytes());
+        f.extend(f16::from_f32(-2.0).to_le_bytes());
+        f.extend(bf16::from_f32(0.5).to_le_bytes());
+        f.extend(7i32.to_le_bytes());
+        f
+    }
+
+    #[test]
+    fn header_and_values_from_bytes() {
+        let path = Path::new("w.safetensors");
+        let f = file();
+        let index = parse_header(&f, path).unwrap();
+        assert_eq!(index.len(), 3);
+        assert_eq!(
+            tensor_values(&f, &index, path, "a", &[2], false).unwrap(),
+            [1.0, -2.0]
+        );
+        assert_eq!(
+            tensor_values(&f, &index, path, "c", &[1, 1], true).unwrap(),
+            [0.5]
+        );
+        let e = |name: &str, shape: &[usize], index: &TensorIndex| {
+            tensor_values(&f, index, path, name, shape, false)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(e("b", &[1], &index).contains("has dtype I32"));
+        assert!(e("a", &[3], &index).contains("has shape [2]"));
+        assert!(e("z", &[1], &index).contains("missing tensor `z`"));
+        // An index that does not match the bytes is refused, not trusted.
+        let mut bad = index.clone();
+        bad.get_mut("a").unwrap().2 = f.len() - 2..f.len() + 2;
+        assert!(e("a", &[2], &bad).contains("lies outside the file"));
+        bad.get_mut("a").unwrap().2 = 0..6;
+        assert!(e("a", &[2], &bad).contains("do not hold"));
+        // Truncated files and garbage are header errors naming the file.
+        for bytes in [&f[..f.len() - 1], &f[..7], b"not safetensors".as_slice()] {
+            let e = parse_header(bytes, path).unwrap_err().to_string();
+            assert!(
+                e.starts_with("w.safetensors: not a valid safetensors file"),
+                "{e}"
+            );
+        }
+    }
+}
