@@ -63,6 +63,8 @@ pub struct FitArgs {
     /// Print the resolved settings as TOML and exit.
     #[arg(long)]
     print_config: bool,
+    #[command(flatten)]
+    viewer: crate::view::ViewerFlags,
 }
 
 /// Set `dotted` in a TOML table, creating tables on the way.
@@ -302,6 +304,7 @@ pub fn cmd_fit(ctx: impl FnOnce() -> Result<GpuContext>, a: FitArgs) -> Result<(
             bar.println(line);
         }
     };
+    let live = || train::live::get();
     let mut on_event = |e: Event| match e {
         Event::Step {
             step,
@@ -311,6 +314,9 @@ pub fn cmd_fit(ctx: impl FnOnce() -> Result<GpuContext>, a: FitArgs) -> Result<(
         } => {
             if let Some(l) = loss {
                 last_loss = l;
+                if let Some(v) = live() {
+                    v.record_loss(step, l as f64);
+                }
             }
             splats = n;
             if bar.is_hidden() && step % 100 == 0 {
@@ -323,6 +329,9 @@ pub fn cmd_fit(ctx: impl FnOnce() -> Result<GpuContext>, a: FitArgs) -> Result<(
         }
         Event::Eval(r) => {
             last_psnr = r.psnr;
+            if let Some(v) = live() {
+                v.record_psnr(r.step, r.psnr);
+            }
             say(
                 &bar,
                 format!(
@@ -331,16 +340,24 @@ pub fn cmd_fit(ctx: impl FnOnce() -> Result<GpuContext>, a: FitArgs) -> Result<(
                 ),
             );
         }
-        Event::Message(m) => say(&bar, m),
+        Event::Message(m) => {
+            if let Some(v) = live() {
+                v.message(m.clone());
+            }
+            say(&bar, m)
+        }
     };
-    let report = fit(
-        &dataset,
-        &cfg,
-        &ctx.burn,
-        a.resume.as_deref(),
-        &mut on_event,
-    )
-    .map_err(|e| with_resume_hint(e.into(), &cfg.output.dir))?;
+    let background = cfg.data.background.eval();
+    let report = crate::view::with_viewer(&ctx, &a.viewer, "fit", background, || {
+        fit(
+            &dataset,
+            &cfg,
+            &ctx.burn,
+            a.resume.as_deref(),
+            &mut on_event,
+        )
+        .map_err(|e| with_resume_hint(e.into(), &cfg.output.dir))
+    })?;
     bar.finish_and_clear();
     match report.evals.last() {
         Some(r) => println!(

@@ -55,6 +55,8 @@ pub struct GenerateArgs {
     /// Print the resolved settings as TOML and exit.
     #[arg(long)]
     print_config: bool,
+    #[command(flatten)]
+    viewer: crate::view::ViewerFlags,
 }
 
 /// The settings: defaults (or the resumed run's config.toml) ← `--config` ← options ← `--set`.
@@ -198,7 +200,21 @@ pub fn cmd_generate(ctx: impl FnOnce() -> Result<GpuContext>, a: GenerateArgs) -
     let model = load_model(&cfg0.model, &cfg0.dtype, &ctx.burn)
         .with_context(|| format!("loading the diffusion model `{}`", cfg0.model))?;
     eprintln!("model {} loaded", model.dir.display());
-    for cfg in &runs {
+    let background = runs[0].background.colour.eval();
+    crate::view::with_viewer(&ctx, &a.viewer, "generate", background, || {
+        generate_all(&ctx, &model, &runs, a.resume.as_deref())
+    })
+}
+
+/// Run every prompt's config in turn (progress bar, summary line).
+fn generate_all(
+    ctx: &GpuContext,
+    model: &sd::pipeline::StableDiffusion,
+    runs: &[GenerateConfig],
+    resume: Option<&std::path::Path>,
+) -> Result<()> {
+    let live = || train::live::get();
+    for cfg in runs {
         eprintln!(
             "generating \"{}\" → {}",
             cfg.prompt,
@@ -220,6 +236,9 @@ pub fn cmd_generate(ctx: impl FnOnce() -> Result<GpuContext>, a: GenerateArgs) -
                 ..
             } => {
                 if let Some(r) = record {
+                    if let Some(v) = live() {
+                        v.record_loss(step, r.loss);
+                    }
                     msg = format!(
                         "loss {:.4} | t {:.0} | {splats} splats | {:.0} ms/step",
                         r.loss, r.t_mean, r.step_ms
@@ -232,6 +251,9 @@ pub fn cmd_generate(ctx: impl FnOnce() -> Result<GpuContext>, a: GenerateArgs) -
                 bar.set_message(msg.clone());
             }
             Event::Message(m) => {
+                if let Some(v) = live() {
+                    v.message(m.clone());
+                }
                 if bar.is_hidden() {
                     eprintln!("{m}");
                 } else {
@@ -239,7 +261,7 @@ pub fn cmd_generate(ctx: impl FnOnce() -> Result<GpuContext>, a: GenerateArgs) -
                 }
             }
         };
-        let report = generate(cfg, &model, &ctx.burn, a.resume.as_deref(), &mut on_event)
+        let report = generate(cfg, model, &ctx.burn, resume, &mut on_event)
             .map_err(|e| fit::with_resume_hint(e.into(), &cfg.output.dir))?;
         bar.finish_and_clear();
         println!(

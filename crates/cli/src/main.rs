@@ -18,6 +18,7 @@ mod distill2d;
 mod fit;
 mod generate;
 mod lmc;
+mod view;
 
 #[derive(Parser)]
 #[command(
@@ -45,6 +46,8 @@ enum Command {
     Info,
     /// Render a splat PLY from a camera JSON, or a turntable around it.
     Render(RenderArgs),
+    /// Open a splat PLY in the interactive viewer (orbit/fly camera, RGB/depth/alpha/centres).
+    View(view::ViewArgs),
     /// Fit splats to posed photographs (3DGS): NeRF-synthetic, instant-ngp or COLMAP.
     Fit(fit::FitArgs),
     /// Text to Gaussian splats by score distillation with a Stable Diffusion 2.x prior
@@ -216,6 +219,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Render(args) => cmd_render(ctx, args),
+        Command::View(args) => view::cmd_view(ctx, args),
         Command::Fit(args) => fit::cmd_fit(ctx, args),
         Command::Generate(args) => generate::cmd_generate(ctx, args),
         Command::Distill2d(args) => distill2d::cmd_distill2d(ctx, args),

@@ -967,7 +967,11 @@ pub fn fit(
         on_event(Event::Eval(&record));
         report.evals.push(record);
     }
+    if let Some(live) = crate::live::get() {
+        live.set_cameras(dataset.train.iter().map(|v| v.camera).collect());
+    }
     for step in start + 1..=steps {
+        crate::live::pause_point();
         if crate::stop::requested() {
             let done = step - 1;
             let checkpoint = save_fit_checkpoint(
@@ -1112,8 +1116,11 @@ pub fn fit(
             report.train_seconds = train_time;
             write_metrics(&metrics_path, &report)?;
         }
+        crate::live::offer_scene(step, steps, sh_degree, || gaussians.splats());
         let every = cfg.output.checkpoint_every;
-        if every > 0 && step % every == 0 && step != steps {
+        let periodic = every > 0 && step % every == 0 && step != steps;
+        // A save asked for from the viewer joins the periodic checkpoints.
+        if periodic || (crate::live::take_save_request() && step != steps) {
             save_fit_checkpoint(
                 cfg,
                 &hash,

@@ -837,6 +837,7 @@ pub fn generate(
     let mut last_log = (Instant::now(), start);
     let mut guard = StepGuard::new(device, cfg.max_bad_steps);
     for step in start..steps {
+        crate::live::pause_point();
         if crate::stop::requested() {
             let checkpoint = save_checkpoint(cfg, &hash, step, &gaussians, &densifier, &*guidance)?;
             return Err(crate::stop::Interrupted {
@@ -974,8 +975,23 @@ pub fn generate(
             record: record.as_ref(),
             splats: gaussians.len(),
         });
+        crate::live::offer_guidance(|| crate::live::GuidanceView {
+            image: out
+                .rgb
+                .clone()
+                .inner()
+                .slice(0..1)
+                .reshape([res as i32, res as i32, 3]),
+            timestep: t.iter().sum::<usize>() as f64 / t.len().max(1) as f64,
+            azimuth_deg: sampled[0].azimuth_deg,
+            elevation_deg: sampled[0].elevation_deg,
+            step: done,
+        });
+        crate::live::offer_scene(done, steps, 0, || gaussians.splats());
         let every = cfg.output.checkpoint_every;
-        if every > 0 && done.is_multiple_of(every) && done != steps {
+        let periodic = every > 0 && done.is_multiple_of(every) && done != steps;
+        // A save asked for from the viewer joins the periodic checkpoints.
+        if periodic || (crate::live::take_save_request() && done != steps) {
             save_checkpoint(cfg, &hash, done, &gaussians, &densifier, &*guidance)?;
         }
     }

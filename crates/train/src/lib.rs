@@ -12,6 +12,7 @@ pub mod fit;
 pub mod generate;
 pub mod guard;
 pub mod init;
+pub mod live;
 pub mod loss;
 pub mod mesh;
 pub mod output;
