@@ -1222,6 +1222,36 @@ mod tests {
         assert_eq!(stats(&[5.0]), (5.0, 5.0, 5.0));
     }
 
+    /// tools/bench/gsplat_bench.py draws the same scene: these values are what its numpy port
+    /// gives (`random_scene(3, 3)`), so a change here must be made there too.
+    #[test]
+    fn random_scene_matches_the_gsplat_script() {
+        let d = random_scene(3, 3, 7);
+        let close = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-6);
+        assert!(
+            close(&d.means[..3], &[0.911319, 0.8131516, -0.454507]),
+            "{:?}",
+            &d.means[..3]
+        );
+        assert!(
+            close(&d.log_scales[..3], &[-4.7717066, -5.0607767, -4.9221773]),
+            "{:?}",
+            &d.log_scales[..3]
+        );
+        assert!(
+            close(&d.opacity_logits, &[-1.2242203, -0.71169806, -1.5896618]),
+            "{:?}",
+            d.opacity_logits
+        );
+        assert_eq!(d.sh.len(), 3 * 16 * 3);
+        let v = bench_cameras(2, 64)[0].viewmat;
+        assert!(
+            (v[0][0] + 1.0).abs() < 1e-6 && (v[2][3] - 4.0).abs() < 1e-5,
+            "{v:?}"
+        );
+        assert!((bench_cameras(1, 64)[0].k[0][0] - 68.62422).abs() < 1e-3);
+    }
+
     #[test]
     fn utc_now_is_rfc3339() {
         let t = utc_now();
