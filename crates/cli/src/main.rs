@@ -3,16 +3,15 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
-use burn::tensor::{Device, Tensor};
 use clap::{Args, Parser, Subcommand};
 use glam::Vec3;
 use gpu::{BackendChoice, GpuContext, GpuOptions};
 use splat::{Camera, RasterizeMode, RenderOptions, SplatData, render};
 use train::output::{to_rgb8, write_gif, write_png};
 
+mod bench;
 mod diffusion;
 mod distill2d;
 mod fit;
@@ -66,9 +65,9 @@ enum Command {
     /// Text-to-image with a Stable Diffusion 2.x model (DDIM + CFG): the sanity check that
     /// weights load and the port is right.
     Sample(diffusion::SampleArgs),
-    /// Benchmarks (median milliseconds of repeats).
-    #[command(subcommand)]
-    Bench(BenchCommand),
+    /// Benchmark suites (raster, sort, unet, vae, distill, fit, all) as median milliseconds of
+    /// repeats, one JSON document with --json/--out; `--compare A B` compares two result files.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Args)]
@@ -107,40 +106,6 @@ struct RenderArgs {
     /// gsplat's antialiased mode.
     #[arg(long)]
     antialiased: bool,
-}
-
-#[derive(Subcommand)]
-enum BenchCommand {
-    /// Rasterizer forward and backward on random splats.
-    Raster(BenchRasterArgs),
-    /// U-Net forward and forward + input gradient (full-size SD 2.1-base with random weights
-    /// unless --model is given).
-    Unet(diffusion::BenchUnetArgs),
-}
-
-#[derive(Args)]
-struct BenchRasterArgs {
-    /// Number of splats.
-    #[arg(long, default_value_t = 100_000)]
-    splats: usize,
-    /// Image width.
-    #[arg(long, default_value_t = 512)]
-    width: u32,
-    /// Image height.
-    #[arg(long, default_value_t = 512)]
-    height: u32,
-    /// Cameras per call.
-    #[arg(long, default_value_t = 1)]
-    cameras: usize,
-    /// SH degree of the random splats.
-    #[arg(long, default_value_t = 3)]
-    sh_degree: u32,
-    /// Timed repeats (after one warm-up).
-    #[arg(long, default_value_t = 10)]
-    repeats: usize,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    json: bool,
 }
 
 fn main() -> ExitCode {
@@ -226,8 +191,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Compare(args) => distill2d::cmd_compare(ctx, args),
         Command::LmcTrain(args) => lmc::cmd_lmc_train(ctx, args),
         Command::Sample(args) => diffusion::cmd_sample(ctx, args),
-        Command::Bench(BenchCommand::Raster(args)) => cmd_bench_raster(&ctx()?, args),
-        Command::Bench(BenchCommand::Unet(args)) => diffusion::cmd_bench_unet(&ctx()?, args),
+        Command::Bench(args) => bench::cmd_bench(ctx, args),
     }
 }
 
@@ -404,125 +368,5 @@ fn cmd_render(ctx: impl FnOnce() -> Result<GpuContext>, a: RenderArgs) -> Result
         frames.len(),
         a.out.display()
     );
-    Ok(())
-}
-
-/// Deterministic random scene for benchmarks: splats in a unit cube, 4 units in front of
-/// cameras on a small arc.
-fn random_scene(n: usize, sh_degree: u32, seed: u64) -> SplatData {
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    let mut rnd = move || {
-        s = s
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((s >> 40) as f32) / (1u64 << 24) as f32
-    };
-    let k = splat::scene::sh_coeffs(sh_degree);
-    let mut d = SplatData {
-        sh_degree,
-        ..Default::default()
-    };
-    for _ in 0..n {
-        d.means
-            .extend([rnd() * 2.0 - 1.0, rnd() * 2.0 - 1.0, rnd() * 2.0 - 1.0]);
-        d.quats
-            .extend([rnd() - 0.5, rnd() - 0.5, rnd() - 0.5, rnd() - 0.5]);
-        let base = -4.5 - rnd();
-        d.log_scales
-            .extend([base + rnd(), base + rnd(), base + rnd()]);
-        d.opacity_logits.push(rnd() * 4.0 - 2.0);
-        for c in 0..k * 3 {
-            d.sh.push(if c < 3 {
-                rnd() * 2.0 - 1.0
-            } else {
-                (rnd() - 0.5) * 0.2
-            });
-        }
-    }
-    d
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-fn cmd_bench_raster(ctx: &GpuContext, a: BenchRasterArgs) -> Result<()> {
-    if a.splats == 0 || a.repeats == 0 || a.cameras == 0 {
-        bail!("--splats, --repeats and --cameras must be positive");
-    }
-    let data = random_scene(a.splats, a.sh_degree, 7);
-    let cameras = Camera::orbit(
-        Vec3::ZERO,
-        -Vec3::Y,
-        4.0,
-        0.2,
-        a.cameras,
-        50f32.to_radians(),
-        a.width,
-        a.height,
-    );
-    let device: Device = ctx.burn.clone().autodiff();
-    let opts = RenderOptions::default();
-    // Wait for the queue: burn's `try_into_data` is lazy, so touch the bytes.
-    let sync = |t: Tensor<1>| -> Result<()> {
-        let data = t.try_into_data().map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        let v = data
-            .convert::<f32>()
-            .try_to_vec::<f32>()
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        anyhow::ensure!(
-            v.iter().all(|x| x.is_finite()),
-            "non-finite benchmark result"
-        );
-        Ok(())
-    };
-    let mut fwd = vec![];
-    let mut bwd = vec![];
-    for rep in 0..=a.repeats {
-        let s = data.to_splats(&device).require_grad();
-        sync(s.opacity_logits.clone().inner().sum())?;
-        let t0 = Instant::now();
-        let out = render(&s, &cameras, &opts)?;
-        let loss = out.rgb.clone().sum();
-        sync(loss.clone().inner())?;
-        let t1 = Instant::now();
-        let grads = loss.backward();
-        let g = s.means.grad(&grads).context("no gradient")?;
-        let g2 = s.sh.grad(&grads).context("no gradient")?;
-        sync(g.sum() + g2.sum())?;
-        let t2 = Instant::now();
-        if rep > 0 {
-            fwd.push((t1 - t0).as_secs_f64() * 1e3);
-            bwd.push((t2 - t1).as_secs_f64() * 1e3);
-        }
-    }
-    let info = ctx.adapter.get_info();
-    let (f, b) = (median(fwd), median(bwd));
-    if a.json {
-        let j = serde_json::json!({
-            "suite": "raster",
-            "adapter": info.name,
-            "backend": format!("{:?}", info.backend),
-            "splats": a.splats,
-            "width": a.width,
-            "height": a.height,
-            "cameras": a.cameras,
-            "sh_degree": a.sh_degree,
-            "repeats": a.repeats,
-            "forward_ms": f,
-            "backward_ms": b,
-        });
-        println!("{j}");
-    } else {
-        println!(
-            "raster on {} ({:?}): {} splats, {}×{}, {} camera(s), SH {}",
-            info.name, info.backend, a.splats, a.width, a.height, a.cameras, a.sh_degree
-        );
-        println!("forward  {f:9.3} ms (median of {})", a.repeats);
-        println!("backward {b:9.3} ms (median of {})", a.repeats);
-    }
     Ok(())
 }

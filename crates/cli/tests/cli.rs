@@ -141,28 +141,26 @@ fn render_turntable_gif_and_errors() {
 #[test]
 fn bench_raster_json() {
     let o = bin()
-        .args([
-            "bench",
-            "raster",
-            "--splats",
-            "2000",
-            "--width",
-            "64",
-            "--height",
-            "48",
-            "--repeats",
-            "2",
-            "--json",
-        ])
+        .args(["bench", "raster", "--splats", "2000", "--sizes", "64"])
+        .args(["--repeats", "2", "--json"])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("bench --json prints JSON");
-    for k in ["forward_ms", "backward_ms"] {
-        let v = j[k].as_f64().unwrap_or(-1.0);
-        assert!(v > 0.0 && v.is_finite(), "{k} = {v}");
+    assert_eq!(j["schema"], "splatdream-bench/1");
+    let r = j["results"].as_array().expect("results");
+    let cases: Vec<&str> = r.iter().map(|r| r["case"].as_str().unwrap()).collect();
+    assert_eq!(
+        cases,
+        ["raster/fwd/n=2000/64x64", "raster/bwd/n=2000/64x64"],
+        "{j}"
+    );
+    for r in r {
+        let v = r["median_ms"].as_f64().unwrap_or(-1.0);
+        assert!(v > 0.0 && v.is_finite(), "median_ms = {v}");
+        assert_eq!(r["samples_ms"].as_array().map(Vec::len), Some(2));
+        assert_eq!(r["params"]["splats"], 2000);
     }
-    assert_eq!(j["splats"], 2000);
 }
 
 #[test]

@@ -231,14 +231,21 @@ fn bench_unet_json() {
     );
     let v: serde_json::Value =
         serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e})"));
-    for k in ["forward_ms", "forward_input_grad_ms"] {
-        let x = v[k]
+    let r = v["results"].as_array().expect("results");
+    let cases: Vec<&str> = r.iter().map(|r| r["case"].as_str().unwrap()).collect();
+    assert_eq!(
+        cases,
+        ["unet/fwd/b=1/16x16/f32", "unet/fwd+grad/b=1/16x16/f32"],
+        "{v}"
+    );
+    for r in r {
+        let x = r["median_ms"]
             .as_f64()
-            .unwrap_or_else(|| panic!("`{k}` is not a number: {v}"));
-        assert!(x > 0.0 && x.is_finite(), "{k} = {x}");
+            .unwrap_or_else(|| panic!("`median_ms` is not a number: {r}"));
+        assert!(x > 0.0 && x.is_finite(), "median_ms = {x}");
+        assert_eq!(r["params"]["batch"], 1);
+        assert_eq!(r["params"]["latent"], 16);
     }
-    assert_eq!(v["batch"], 1);
-    assert_eq!(v["latent"], 16);
 }
 
 /// f16 compute runs where the adapter has SHADER_F16 and fails cleanly, naming the feature,

@@ -670,3 +670,62 @@ impl RasterKernels for CubeBackend {
         backward(state, v_out)
     }
 }
+
+/// One run of [`sort_pairs`].
+#[derive(Clone, Debug, Default)]
+pub struct SortRun {
+    /// Wall time of the sort alone, from submitting the first pass to the device finishing the
+    /// last (the upload before it is waited for and not counted; the wait at the end reads back
+    /// one 4-byte key).
+    pub elapsed: std::time::Duration,
+    /// The sorted keys, when read back (`read_back`); empty otherwise.
+    pub keys: Vec<u32>,
+    /// The values in the keys' sorted order, when read back; empty otherwise.
+    pub values: Vec<u32>,
+}
+
+/// The rasterizer's GPU radix sort on its own, for benchmarks and tests: upload `keys` and
+/// `values` (u32 pairs, same length) to `device`, wait for the upload, then sort the pairs
+/// stably on the low `bits` bits of the keys (LSD, 4 bits per pass: `⌈bits/4⌉` passes, the
+/// same code as the rasterizer's depth sort (`bits = 32`) and tile sort) and wait for the
+/// result. With `read_back`, the sorted pairs are then read back (not timed).
+///
+/// # Errors
+/// The lengths differ, `device` is not a cubecl (wgpu) device, there are more than `u32::MAX`
+/// pairs, or a device read failed.
+pub fn sort_pairs(
+    device: &burn::tensor::Device,
+    keys: &[u32],
+    values: &[u32],
+    bits: u32,
+    read_back: bool,
+) -> Result<SortRun, String> {
+    if keys.len() != values.len() {
+        return Err(format!("{} keys but {} values", keys.len(), values.len()));
+    }
+    let n = u32::try_from(keys.len()).map_err(|_| format!("{} pairs: too many", keys.len()))?;
+    let client = match device.as_dispatch() {
+        burn::backend::DispatchDevice::Cube(d) => d.client(),
+        #[allow(unreachable_patterns)]
+        _ => return Err("the radix sort needs a cubecl (wgpu) device".into()),
+    };
+    let k = alloc::upload(&client, keys);
+    let v = alloc::upload(&client, values);
+    alloc::read::<u32>(&client, slice(&v, 0, 4))?;
+    let t0 = std::time::Instant::now();
+    let (k, v) = radix_sort(&client, k, v, n, bits.min(32));
+    alloc::read::<u32>(&client, slice(&k, 0, 4))?;
+    let elapsed = t0.elapsed();
+    let mut run = SortRun {
+        elapsed,
+        ..Default::default()
+    };
+    if read_back {
+        let len = keys.len();
+        run.keys = alloc::read::<u32>(&client, k)?;
+        run.values = alloc::read::<u32>(&client, v)?;
+        run.keys.truncate(len);
+        run.values.truncate(len);
+    }
+    Ok(run)
+}
