@@ -168,7 +168,11 @@ fn mcmc_relocates_dead_grows_five_percent_and_respects_the_cap() {
     // Relocated rows sit on live splats' positions (x = a live index, not a multiple of 4).
     let means = rows_of(&g.groups[MEANS].value);
     for i in (0..40).step_by(4) {
-        assert!(means[i] as usize % 4 != 0, "row {i} still at {}", means[i]);
+        assert!(
+            !(means[i] as usize).is_multiple_of(4),
+            "row {i} still at {}",
+            means[i]
+        );
     }
     // Moments of relocated rows and of the new row are zero; untouched live rows keep theirs.
     let m = rows_of(&g.groups[MEANS].moments.m);

@@ -16,7 +16,7 @@ use safetensors::SafeTensors;
 use splat::{Camera, RasterizeMode, RenderOptions, Splats, render};
 
 fn scalar(st: &SafeTensors, name: &str) -> Result<Option<f64>, String> {
-    if st.names().iter().any(|n| *n == name) {
+    if st.names().contains(&name) {
         Ok(Some(f64s(st, name)?.0[0]))
     } else {
         Ok(None)
@@ -60,7 +60,7 @@ fn run_case(path: &Path, subgroups: bool) -> Result<f64, String> {
         height,
     };
     let bg = f32s(&st, "in.background")?;
-    let has_sh = st.names().iter().any(|n| *n == "in.sh");
+    let has_sh = st.names().contains(&"in.sh");
     let (colors, cshape) = if has_sh {
         f64s(&st, "in.sh")?
     } else {
@@ -107,7 +107,7 @@ fn run_case(path: &Path, subgroups: bool) -> Result<f64, String> {
     let g = Tensor::<4>::from_data(t(f32s(&st, "in.G")?, vec![1, h, w, 3]), &device);
     let hh = Tensor::<3>::from_data(t(f32s(&st, "in.H")?, vec![1, h, w]), &device);
     let mut loss = (out.rgb.clone() * g).sum() + (out.alpha.clone() * hh).sum();
-    if st.names().iter().any(|n| *n == "in.D") {
+    if st.names().contains(&"in.D") {
         let d = Tensor::<3>::from_data(t(f32s(&st, "in.D")?, vec![1, h, w]), &device);
         loss = loss + (out.depth.clone() * d).sum();
     }

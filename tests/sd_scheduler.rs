@@ -86,7 +86,7 @@ impl Case<'_> {
                 worst = (i, r);
             }
         }
-        if !(worst.1 <= rel) {
+        if worst.1.is_nan() || worst.1 > rel {
             self.errors.push(format!(
                 "{}: {name}: worst element {} got {:e} want {:e} (rel err {:.3e} > {rel:e})",
                 self.file, worst.0, got[worst.0], want[worst.0], worst.1

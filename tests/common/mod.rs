@@ -14,9 +14,8 @@ pub fn gpu() -> &'static GpuContext {
     static CTX: OnceLock<GpuContext> = OnceLock::new();
     CTX.get_or_init(|| {
         gpu::alloc::set_garbage_fill(true);
-        let ctx = GpuContext::new(&GpuOptions::default())
-            .unwrap_or_else(|e| panic!("no GPU device: {e}"));
-        ctx
+
+        GpuContext::new(&GpuOptions::default()).unwrap_or_else(|e| panic!("no GPU device: {e}"))
     })
 }
 

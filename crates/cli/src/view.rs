@@ -112,7 +112,7 @@ pub fn with_viewer<T: Send>(
     if let Some(p) = &flags.viewer_screenshot {
         crate::check_out_file("--viewer-screenshot", p)?;
     }
-    let live = train::live::attach(job, Duration::from_millis(100));
+    let live = train::live::attach(job, Duration::from_millis(200));
     let opts = viewer::ViewerOptions {
         title: format!("splatdream {job}"),
         background,

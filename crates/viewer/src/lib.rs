@@ -33,15 +33,17 @@ use blit::{Blit, BlitMode};
 use camera::{Navigation, ViewCamera};
 
 /// Longest time between redraws while watching a run.
-pub const LIVE_REPAINT: Duration = Duration::from_millis(100);
+pub const LIVE_REPAINT: Duration = Duration::from_millis(200);
 
 /// Between two redraws caused only by a new training snapshot, the viewer waits this many
 /// times the last render's duration, measured from submission to the queue reporting it done
-/// (so it takes at most about 1/5 of the device's time while the camera is still; moving the
+/// (so it takes at most about 1/10 of the device's time while the camera is still; moving the
 /// camera or changing a setting redraws at once).
-pub const SCENE_RENDER_GAP: u32 = 4;
+pub const SCENE_RENDER_GAP: u32 = 9;
 
-/// What the viewer shows.
+/// What the viewer shows (one value per window, so the size difference of the variants does
+/// not matter).
+#[allow(clippy::large_enum_variant)]
 pub enum Source {
     /// A fixed scene (plain device tensors), framed by `centre` and `radius` (world units).
     Scene {
@@ -84,6 +86,8 @@ pub struct ViewerOptions {
     pub up: Vec3,
     /// Longest side of the rendered image in pixels (the texture is scaled to the panel).
     pub max_side: u32,
+    /// The same while a run is training (paused or finished runs use `max_side`).
+    pub training_max_side: u32,
     /// Take a screenshot and close.
     pub screenshot: Option<Screenshot>,
 }
@@ -96,6 +100,7 @@ impl Default for ViewerOptions {
             background: [0.0; 3],
             up: -Vec3::Y,
             max_side: 1600,
+            training_max_side: 640,
             screenshot: None,
         }
     }
@@ -482,8 +487,15 @@ impl App {
             (rect.height() * ppp).round().max(1.0),
         ];
         let longest = size[0].max(size[1]);
-        if longest > self.opts.max_side as f32 {
-            let k = self.opts.max_side as f32 / longest;
+        let training = matches!(&self.source, Source::Live(l) if !l.paused())
+            && matches!(self.live.status, train::live::Status::Running);
+        let cap = if training {
+            self.opts.training_max_side.min(self.opts.max_side)
+        } else {
+            self.opts.max_side
+        } as f32;
+        if longest > cap {
+            let k = cap / longest;
             size = [
                 (size[0] * k).round().max(1.0),
                 (size[1] * k).round().max(1.0),
@@ -563,7 +575,11 @@ impl App {
         };
         let ctx = ui.ctx().clone();
         if self.shot == ShotState::Waiting {
-            ctx.request_repaint();
+            // A run repaints on its own schedule; a fixed scene needs frames to count.
+            match &self.source {
+                Source::Live(_) => ctx.request_repaint_after(LIVE_REPAINT),
+                Source::Scene { .. } => ctx.request_repaint(),
+            }
             let live_ready = match &self.source {
                 Source::Live(_) => {
                     self.live.step >= shot.min_step
@@ -609,7 +625,7 @@ impl App {
                 });
             }
         } else if self.shot == ShotState::Requested {
-            ctx.request_repaint();
+            ctx.request_repaint_after(LIVE_REPAINT);
         }
     }
 }
@@ -630,7 +646,9 @@ impl eframe::App for App {
                 .resizable(true)
                 .default_size(320.0)
                 .show(ui, |ui| {
-                    panel::training(ui, &live, &self.live, self.guidance_texture)
+                    egui::ScrollArea::vertical().show(ui, |ui| {
+                        panel::training(ui, &live, &self.live, self.guidance_texture)
+                    })
                 });
             self.panel_rect = Some(r.response.rect);
         }

@@ -108,7 +108,18 @@ fn plot(ui: &mut Ui, points: &[[f64; 2]], colour: Color32, log_y: bool) {
         .iter()
         .map(|p| if log_y { p[1].max(1e-12).log10() } else { p[1] })
         .collect();
-    if points.len() < 2 {
+    if points.len() == 1 {
+        painter.circle_filled(rect.center(), 3.0, colour);
+        painter.text(
+            rect.center() + Vec2::new(0.0, 8.0),
+            egui::Align2::CENTER_TOP,
+            format!("{:.4} at step {}", points[0][1], points[0][0]),
+            egui::FontId::monospace(10.0),
+            Color32::GRAY,
+        );
+        return;
+    }
+    if points.is_empty() {
         painter.text(
             rect.center(),
             egui::Align2::CENTER_CENTER,
