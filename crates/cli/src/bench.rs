@@ -786,18 +786,9 @@ fn bench_unet(ctx: &GpuContext, p: &Plan, out: &mut Vec<CaseResult>) -> Result<(
         "model": source, "dtype": prec.to_string(), "batch": b, "latent": s,
         "text_tokens": 77,
     });
-    for (pass, samples) in [("fwd", fwd), ("fwd+grad", grad)] {
-        let r = CaseResult::new(
-            "unet",
-            format!("unet/{pass}/b={b}/{s}x{s}/{prec}"),
-            params.clone(),
-            p.warmup,
-            samples,
-            peak,
-        );
-        let sps = b as f64 / r.median_ms * 1e3;
-        out.push(r.with("samples_per_s", sps));
-    }
+    let passes = [("fwd", fwd), ("fwd+grad", grad)];
+    let id = |pass: &str| format!("unet/{pass}/b={b}/{s}x{s}/{prec}");
+    push_passes(out, "unet", passes, id, &params, p.warmup, peak, b);
     Ok(())
 }
 
@@ -866,19 +857,30 @@ fn bench_vae(ctx: &GpuContext, p: &Plan, out: &mut Vec<CaseResult>) -> Result<()
         Ok([fwd, ms(t1)])
     })?;
     let params = json!({ "model": source, "dtype": prec.to_string(), "batch": b, "resolution": r });
-    for (pass, samples) in [("enc-fwd", fwd), ("enc-fwd+grad", grad)] {
-        let c = CaseResult::new(
-            "vae",
-            format!("vae/{pass}/b={b}/{r}x{r}/{prec}"),
-            params.clone(),
-            p.warmup,
-            samples,
-            peak,
-        );
-        let sps = b as f64 / c.median_ms * 1e3;
+    let passes = [("enc-fwd", fwd), ("enc-fwd+grad", grad)];
+    let id = |pass: &str| format!("vae/{pass}/b={b}/{r}x{r}/{prec}");
+    push_passes(out, "vae", passes, id, &params, p.warmup, peak, b);
+    Ok(())
+}
+
+/// Push one case per pass of a model suite (`id` names it from the pass), with
+/// `samples_per_s` = `batch` / median.
+#[allow(clippy::too_many_arguments)]
+fn push_passes(
+    out: &mut Vec<CaseResult>,
+    suite: &str,
+    passes: [(&str, Vec<f64>); 2],
+    id: impl Fn(&str) -> String,
+    params: &serde_json::Value,
+    warmup: usize,
+    peak: Option<u64>,
+    batch: usize,
+) {
+    for (pass, samples) in passes {
+        let c = CaseResult::new(suite, id(pass), params.clone(), warmup, samples, peak);
+        let sps = batch as f64 / c.median_ms * 1e3;
         out.push(c.with("samples_per_s", sps));
     }
-    Ok(())
 }
 
 /// A temporary folder removed on drop.

@@ -255,10 +255,11 @@ impl Live {
 }
 
 /// Offer the scene after step `step` of `total` (1-based) if a live view is attached and the
-/// interval has passed; `scene` is only called then. Costs nothing otherwise.
+/// interval has passed (or it is the last step); `scene` is only called then. Costs nothing
+/// otherwise.
 pub fn offer_scene(step: u64, total: u64, sh_degree: u32, scene: impl FnOnce() -> Splats) {
     if let Some(live) = get()
-        && live.due(Instant::now())
+        && (step >= total || live.due(Instant::now()))
     {
         live.offer(step, total, sh_degree, scene());
     }
