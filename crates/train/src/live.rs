@@ -94,6 +94,7 @@ pub struct Snapshot {
 pub struct Live {
     snapshot: Mutex<Snapshot>,
     paused: AtomicBool,
+    holding: AtomicBool,
     save: AtomicBool,
     interval: Duration,
     rate: Mutex<RateMeter>,
@@ -117,6 +118,7 @@ pub fn attach(job: &str, interval: Duration) -> Arc<Live> {
                 ..Default::default()
             }),
             paused: AtomicBool::new(false),
+            holding: AtomicBool::new(false),
             save: AtomicBool::new(false),
             interval,
             rate: Mutex::new(RateMeter {
@@ -167,9 +169,15 @@ impl Live {
         }
     }
 
-    /// Whether the loop is held.
+    /// Whether a pause is asked for.
     pub fn paused(&self) -> bool {
         self.paused.load(Ordering::SeqCst)
+    }
+
+    /// Whether the loop is actually waiting at a step boundary (a pause takes effect when the
+    /// step in flight ends).
+    pub fn holding(&self) -> bool {
+        self.holding.load(Ordering::SeqCst)
     }
 
     /// Ask for a checkpoint after the current step (written by the loop, in its run folder).
@@ -280,8 +288,12 @@ pub fn pause_point() -> Duration {
         return Duration::ZERO;
     };
     let t0 = Instant::now();
-    while live.paused() && !crate::stop::requested() {
-        std::thread::sleep(Duration::from_millis(20));
+    if live.paused() && !crate::stop::requested() {
+        live.holding.store(true, Ordering::SeqCst);
+        while live.paused() && !crate::stop::requested() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        live.holding.store(false, Ordering::SeqCst);
     }
     t0.elapsed()
 }
@@ -300,6 +312,7 @@ mod tests {
         let live = Live {
             snapshot: Mutex::new(Snapshot::default()),
             paused: AtomicBool::new(false),
+            holding: AtomicBool::new(false),
             save: AtomicBool::new(false),
             interval: Duration::ZERO,
             rate: Mutex::new(RateMeter {

@@ -14,7 +14,8 @@ pub fn training(ui: &mut Ui, live: &Live, snap: &Snapshot, guidance: Option<egui
     let status = match &snap.status {
         Status::Starting => "starting".to_string(),
         Status::Running => "running".to_string(),
-        Status::Paused => "paused".to_string(),
+        Status::Paused if live.holding() => format!("paused after step {}", snap.step),
+        Status::Paused => "pausing after the current step".to_string(),
         Status::Finished => "finished".to_string(),
         Status::Stopped => "stopped (checkpoint saved)".to_string(),
         Status::Failed(m) => format!("failed: {m}"),
