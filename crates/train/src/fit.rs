@@ -3,6 +3,7 @@
 //! backpropagate through the rasterizer, Adam with per-group learning rates, densify, and
 //! evaluate PSNR/SSIM on held-out views. Defaults follow gsplat's `simple_trainer.py`.
 
+use std::f32::consts::TAU;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -203,11 +204,27 @@ pub struct OutputConfig {
     pub turntable_frames: usize,
     /// Longest side of the turntable frames in pixels.
     pub turntable_size: u32,
+    /// Path of the turntable camera: see [`TurntablePath`].
+    pub turntable_path: TurntablePath,
     /// Save a checkpoint (`checkpoints/step-*.safetensors`) every this many steps (0 = only
     /// on SIGINT/SIGTERM); `--resume` continues from the latest.
     pub checkpoint_every: u64,
     /// Keep this many newest checkpoints (older ones are deleted after a save; 0 = keep all).
     pub keep_checkpoints: usize,
+}
+
+/// Where the turntable camera goes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TurntablePath {
+    /// `orbit` when the training cameras go (nearly) all the way round the scene, else `arc`.
+    #[default]
+    Auto,
+    /// A full circle around the scene.
+    Orbit,
+    /// Back and forth over the arc of azimuths the training cameras cover (captures of one
+    /// side of an object, e.g. a head on a wall): the turntable stays where there is data.
+    Arc,
 }
 
 impl Default for OutputConfig {
@@ -216,6 +233,7 @@ impl Default for OutputConfig {
             dir: PathBuf::from("runs/fit"),
             turntable_frames: 60,
             turntable_size: 320,
+            turntable_path: TurntablePath::Auto,
             checkpoint_every: 1_000,
             keep_checkpoints: 2,
         }
@@ -498,9 +516,16 @@ impl Framing {
     }
 }
 
-/// `frames` turntable cameras around what `cams` look at ([`Framing`]), with the field of view
-/// of the first camera and its aspect ratio at `size` pixels on the longest side.
-pub fn turntable_cameras(cams: &[Camera], frames: usize, size: u32) -> Vec<Camera> {
+/// `frames` turntable cameras around what `cams` look at ([`Framing`]), at their mean distance
+/// and elevation, with the field of view of the first camera and its aspect ratio at `size`
+/// pixels on the longest side. `path` picks a full orbit or a sweep over the covered arc
+/// ([`covered_arc`]; `Auto` sweeps when the cameras leave a gap wider than 60°).
+pub fn turntable_cameras(
+    cams: &[Camera],
+    frames: usize,
+    size: u32,
+    path: TurntablePath,
+) -> Vec<Camera> {
     let Some(f) = Framing::of(cams) else {
         return vec![];
     };
@@ -517,7 +542,64 @@ pub fn turntable_cameras(cams: &[Camera], frames: usize, size: u32) -> Vec<Camer
     // Keep the dataset's vertical field of view (square pixels in the orbit camera).
     let fov_y = 2.0 * (0.5 * c0.height as f32 / c0.focal().1).atan();
     let fov_x = 2.0 * ((0.5 * fov_y).tan() * w as f32 / h as f32).atan();
-    Camera::orbit(f.centre, f.up, f.radius, f.elevation, frames, fov_x, w, h)
+    let (a, b) = horizontal_basis(f.up);
+    let arc = covered_arc(cams, &f);
+    let sweep = match path {
+        TurntablePath::Orbit => None,
+        TurntablePath::Arc => Some(arc),
+        TurntablePath::Auto => (arc.1 < TAU - MAX_ORBIT_GAP).then_some(arc),
+    };
+    (0..frames)
+        .map(|i| {
+            let t = i as f32 / frames as f32;
+            let phi = match sweep {
+                None => TAU * t,
+                // Out and back with eased turns: cos keeps the ends from jerking.
+                Some((start, span)) => start + span * 0.5 * (1.0 - (TAU * t).cos()),
+            };
+            let dir =
+                (a * phi.cos() + b * phi.sin()) * f.elevation.cos() + f.up * f.elevation.sin();
+            Camera::look_at(f.centre + dir * f.radius, f.centre, f.up, fov_x, w, h)
+        })
+        .collect()
+}
+
+/// Widest gap between camera azimuths (radians) that `TurntablePath::Auto` still calls a full
+/// orbit.
+const MAX_ORBIT_GAP: f32 = std::f32::consts::FRAC_PI_3;
+
+/// Two unit vectors spanning the plane perpendicular to `up` (azimuth 0 and 90°).
+fn horizontal_basis(up: Vec3) -> (Vec3, Vec3) {
+    let side = if up.x.abs() < 0.9 { Vec3::X } else { Vec3::Y };
+    let a = up.cross(side).normalize();
+    (a, up.cross(a))
+}
+
+/// The arc of azimuths around `f.up` (in the [`horizontal_basis`]) that the camera centres
+/// cover: `(start, span)` in radians, going counter-clockwise from `start`, i.e. the circle
+/// minus its widest gap between neighbouring cameras. A single camera gives span 0.
+pub fn covered_arc(cams: &[Camera], f: &Framing) -> (f32, f32) {
+    let (a, b) = horizontal_basis(f.up);
+    let mut az: Vec<f32> = cams
+        .iter()
+        .map(|c| {
+            let d = c.position() - f.centre;
+            d.dot(b).atan2(d.dot(a)).rem_euclid(TAU)
+        })
+        .collect();
+    az.sort_by(f32::total_cmp);
+    let Some(&first) = az.first() else {
+        return (0.0, 0.0);
+    };
+    // The gap after each camera (the last one wraps round to the first).
+    let (mut gap, mut after) = (first + TAU - az[az.len() - 1], az.len() - 1);
+    for (i, pair) in az.windows(2).enumerate() {
+        if pair[1] - pair[0] > gap {
+            (gap, after) = (pair[1] - pair[0], i);
+        }
+    }
+    let start = az[(after + 1) % az.len()];
+    (start, TAU - gap)
 }
 
 /// The device copy of one view's photo, `[H, W, 4]` straight RGBA in [0, 1].
@@ -1201,6 +1283,7 @@ pub fn fit(
             &cams,
             cfg.output.turntable_frames,
             cfg.output.turntable_size,
+            cfg.output.turntable_path,
         );
         let frames = crate::output::render_frames(&gaussians.splats(), &orbit, &final_opts)?;
         let path = out_dir.join("turntable.gif");
@@ -1254,4 +1337,80 @@ fn write_metrics(path: &Path, report: &FitReport) -> Result<(), FitError> {
     let text = serde_json::to_string_pretty(report).map_err(|e| FitError::Device(e.to_string()))?;
     write_text(path, &text)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 36 cameras every 10° of azimuth around the origin, z up (Camera::orbit's basis).
+    fn ring() -> Vec<Camera> {
+        Camera::orbit(Vec3::ZERO, Vec3::Z, 4.0, 0.3, 36, 1.0, 64, 48)
+    }
+
+    fn azimuth_deg(c: &Camera, f: &Framing) -> f32 {
+        let (a, b) = horizontal_basis(f.up);
+        let d = c.position() - f.centre;
+        d.dot(b).atan2(d.dot(a)).to_degrees().rem_euclid(360.0)
+    }
+
+    #[test]
+    fn covered_arc_wraps_round_zero() {
+        let ring = ring();
+        // 350°, 0°, 10°, …, 40°, given out of order.
+        let cams: Vec<Camera> = [2, 35, 0, 4, 1, 3].iter().map(|&i| ring[i]).collect();
+        let f = Framing::of(&cams).unwrap();
+        let (start, span) = covered_arc(&cams, &f);
+        // The framing centre of a partial ring is not exactly the ring's centre: compare
+        // with the azimuths measured from it.
+        let first = azimuth_deg(&ring[35], &f);
+        let last = azimuth_deg(&ring[4], &f);
+        assert!(
+            (start.to_degrees() - first).abs() < 1e-3,
+            "{start} vs {first}"
+        );
+        let want = (last - first).rem_euclid(360.0);
+        assert!((span.to_degrees() - want).abs() < 1e-3, "{span} vs {want}");
+        assert!(want > 30.0 && want < 70.0, "{want}");
+    }
+
+    #[test]
+    fn auto_turntable_sweeps_a_partial_capture_and_orbits_a_full_one() {
+        let ring = ring();
+        let quarter: Vec<Camera> = ring[3..13].to_vec(); // 30°..120°
+        let f = Framing::of(&quarter).unwrap();
+        let (start, span) = covered_arc(&quarter, &f);
+        let frames = turntable_cameras(&quarter, 40, 64, TurntablePath::Auto);
+        assert_eq!(frames.len(), 40);
+        let lo = start.to_degrees();
+        for (i, c) in frames.iter().enumerate() {
+            let off = (azimuth_deg(c, &f) - lo).rem_euclid(360.0);
+            let off = if off > 359.9 { 0.0 } else { off };
+            assert!(
+                off <= span.to_degrees() + 1e-2,
+                "frame {i} at +{off}° outside the arc"
+            );
+            // Same distance from the look-at centre as the training cameras on average.
+            assert!(((c.position() - f.centre).length() - f.radius).abs() < 1e-3);
+            assert_eq!((c.width, c.height), (64, 48));
+        }
+        // Out to the far end half way through, and back.
+        let half = (azimuth_deg(&frames[20], &f) - lo).rem_euclid(360.0);
+        assert!((half - span.to_degrees()).abs() < 1e-2, "{half}");
+        // The orbit path ignores the gap.
+        let orbit = turntable_cameras(&quarter, 40, 64, TurntablePath::Orbit);
+        let widest = (0..40)
+            .map(|i| azimuth_deg(&orbit[i], &f))
+            .fold(0.0f32, |m, a| m.max((a - lo).rem_euclid(360.0)));
+        assert!(widest > 300.0, "{widest}");
+
+        // Cameras all the way round: Auto orbits (evenly spaced frames, 9° apart).
+        let f = Framing::of(&ring).unwrap();
+        let full = turntable_cameras(&ring, 40, 64, TurntablePath::Auto);
+        let mut az: Vec<f32> = full.iter().map(|c| azimuth_deg(c, &f)).collect();
+        az.sort_by(f32::total_cmp);
+        for w in az.windows(2) {
+            assert!((w[1] - w[0] - 9.0).abs() < 1e-2, "{w:?}");
+        }
+    }
 }
