@@ -1,8 +1,9 @@
 //! Interruptions and numerical faults lose nothing (lavapipe in CI), on short `fit` runs of
 //! the shipped Spot-the-cow views:
 //! - a run killed with SIGKILL resumes from its latest periodic checkpoint; the resumed run,
-//!   stopped with SIGTERM, saves a checkpoint of the step it reached and exits 130; the
-//!   second resume finishes with the full step count and valid outputs;
+//!   stopped with SIGTERM, saves a checkpoint of the step it reached and exits 130; resuming
+//!   with `--steps` at that step writes the outputs and evaluates them there; the last resume
+//!   finishes with the full step count and valid outputs;
 //! - steps whose loss is made NaN (the `SPLATDREAM_FAULT_NAN_STEPS` test hook) are skipped
 //!   and counted, and a run of them stops the run as diverged without writing outputs.
 
@@ -188,8 +189,36 @@ fn killed_and_terminated_runs_resume_to_completion() {
         "outputs of an unfinished run"
     );
 
-    // 3. Resume to the end.
-    let out = bin().args(["fit", "--resume"]).arg(&run).output().unwrap();
+    // 3. Finish where it stopped (`--steps` = the checkpoint's step): nothing is trained, the
+    // outputs are written, and the splats they hold are evaluated at that step.
+    let out = bin()
+        .args(["fit", "--resume"])
+        .arg(&run)
+        .args(["--steps", &stopped_at.to_string()])
+        .output()
+        .unwrap();
+    let log_end = text(&out);
+    assert!(
+        out.status.success(),
+        "finishing at the checkpoint failed:\n{log_end}"
+    );
+    assert!(log_end.contains("nothing left to train"), "{log_end}");
+    assert_valid_ply(&run.join("point_cloud.ply"));
+    let m = metrics(&run);
+    let last = m["evals"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        last["step"], stopped_at,
+        "no evaluation of the output splats:\n{log_end}"
+    );
+    assert!(last["psnr"].as_f64().unwrap().is_finite());
+
+    // 4. Resume to the end.
+    let out = bin()
+        .args(["fit", "--resume"])
+        .arg(&run)
+        .args(["--steps", &TOTAL.to_string()])
+        .output()
+        .unwrap();
     let log3 = text(&out);
     assert!(out.status.success(), "final resume failed:\n{log3}");
     assert!(

@@ -1237,6 +1237,13 @@ pub fn fit(
         on_event(Event::Message(format!(
             "the checkpoint is at step {start}, train.steps is {steps}: nothing left to train; writing the outputs"
         )));
+        // A run stopped between evaluations and finished where it stopped: evaluate the
+        // splats the outputs are made of, so the reported PSNR is theirs.
+        if !eval_photos.is_empty() && report.evals.last().is_none_or(|e| e.step < start) {
+            let record = evaluate(&gaussians, &eval_photos, cfg, mode, start, train_time)?;
+            on_event(Event::Eval(&record));
+            report.evals.push(record);
+        }
     }
 
     // Outputs.
