@@ -191,12 +191,15 @@ fn killed_and_terminated_runs_resume_to_completion() {
 
     // 3. Finish where it stopped (`--steps` = the checkpoint's step): nothing is trained, the
     // outputs are written, and the splats they hold are evaluated at that step.
-    let out = bin()
-        .args(["fit", "--resume"])
-        .arg(&run)
-        .args(["--steps", &stopped_at.to_string()])
-        .output()
-        .unwrap();
+    let resume_to = |steps: u64| {
+        bin()
+            .args(["fit", "--resume"])
+            .arg(&run)
+            .args(["--steps", &steps.to_string()])
+            .output()
+            .unwrap()
+    };
+    let out = resume_to(stopped_at);
     let log_end = text(&out);
     assert!(
         out.status.success(),
@@ -213,12 +216,7 @@ fn killed_and_terminated_runs_resume_to_completion() {
     assert!(last["psnr"].as_f64().unwrap().is_finite());
 
     // 4. Resume to the end.
-    let out = bin()
-        .args(["fit", "--resume"])
-        .arg(&run)
-        .args(["--steps", &TOTAL.to_string()])
-        .output()
-        .unwrap();
+    let out = resume_to(TOTAL);
     let log3 = text(&out);
     assert!(out.status.success(), "final resume failed:\n{log3}");
     assert!(

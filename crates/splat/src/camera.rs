@@ -60,6 +60,14 @@ pub enum CameraError {
     },
 }
 
+/// Two unit vectors spanning the plane perpendicular to the unit vector `up`: the directions
+/// of azimuth 0 and 90° (counter-clockwise seen from `+up`) of [`Camera::orbit`].
+pub fn azimuth_basis(up: Vec3) -> (Vec3, Vec3) {
+    let side = if up.x.abs() < 0.9 { Vec3::X } else { Vec3::Y };
+    let a = up.cross(side).normalize();
+    (a, up.cross(a))
+}
+
 impl Camera {
     /// Focal lengths (fx, fy) in pixels.
     pub fn focal(&self) -> (f32, f32) {
@@ -135,7 +143,8 @@ impl Camera {
     }
 
     /// `frames` cameras on a circle of `radius` around `target` at `elevation` radians above
-    /// the plane perpendicular to `up` (a turntable).
+    /// the plane perpendicular to `up` (a turntable), at azimuths `2π·f/frames` in
+    /// [`azimuth_basis`]`(up)`.
     #[allow(clippy::too_many_arguments)] // the orbit's geometry and the image, all needed
     pub fn orbit(
         target: Vec3,
@@ -147,17 +156,32 @@ impl Camera {
         width: u32,
         height: u32,
     ) -> Vec<Self> {
-        let up = up.normalize();
-        let side = if up.x.abs() < 0.9 { Vec3::X } else { Vec3::Y };
-        let a = up.cross(side).normalize();
-        let b = up.cross(a);
         (0..frames)
             .map(|f| {
                 let phi = std::f32::consts::TAU * f as f32 / frames.max(1) as f32;
-                let dir = (a * phi.cos() + b * phi.sin()) * elevation.cos() + up * elevation.sin();
-                Self::look_at(target + dir * radius, target, up, fov_x, width, height)
+                Self::orbit_at(target, up, radius, elevation, phi, fov_x, width, height)
             })
             .collect()
+    }
+
+    /// One camera of an orbit: at `radius` from `target`, `elevation` radians above the plane
+    /// perpendicular to `up` and `azimuth` radians round `up` from the first vector of
+    /// [`azimuth_basis`]`(up)`, looking at `target`.
+    #[allow(clippy::too_many_arguments)] // the orbit's geometry and the image, all needed
+    pub fn orbit_at(
+        target: Vec3,
+        up: Vec3,
+        radius: f32,
+        elevation: f32,
+        azimuth: f32,
+        fov_x: f32,
+        width: u32,
+        height: u32,
+    ) -> Self {
+        let up = up.normalize();
+        let (a, b) = azimuth_basis(up);
+        let dir = (a * azimuth.cos() + b * azimuth.sin()) * elevation.cos() + up * elevation.sin();
+        Self::look_at(target + dir * radius, target, up, fov_x, width, height)
     }
 
     /// Check the camera is usable.

@@ -542,24 +542,21 @@ pub fn turntable_cameras(
     // Keep the dataset's vertical field of view (square pixels in the orbit camera).
     let fov_y = 2.0 * (0.5 * c0.height as f32 / c0.focal().1).atan();
     let fov_x = 2.0 * ((0.5 * fov_y).tan() * w as f32 / h as f32).atan();
-    let (a, b) = horizontal_basis(f.up);
     let arc = covered_arc(cams, &f);
     let sweep = match path {
         TurntablePath::Orbit => None,
         TurntablePath::Arc => Some(arc),
         TurntablePath::Auto => (arc.1 < TAU - MAX_ORBIT_GAP).then_some(arc),
     };
+    let Some((start, span)) = sweep else {
+        return Camera::orbit(f.centre, f.up, f.radius, f.elevation, frames, fov_x, w, h);
+    };
     (0..frames)
         .map(|i| {
+            // Out and back with eased turns: cos keeps the ends from jerking.
             let t = i as f32 / frames as f32;
-            let phi = match sweep {
-                None => TAU * t,
-                // Out and back with eased turns: cos keeps the ends from jerking.
-                Some((start, span)) => start + span * 0.5 * (1.0 - (TAU * t).cos()),
-            };
-            let dir =
-                (a * phi.cos() + b * phi.sin()) * f.elevation.cos() + f.up * f.elevation.sin();
-            Camera::look_at(f.centre + dir * f.radius, f.centre, f.up, fov_x, w, h)
+            let phi = start + span * 0.5 * (1.0 - (TAU * t).cos());
+            Camera::orbit_at(f.centre, f.up, f.radius, f.elevation, phi, fov_x, w, h)
         })
         .collect()
 }
@@ -568,18 +565,11 @@ pub fn turntable_cameras(
 /// orbit.
 const MAX_ORBIT_GAP: f32 = std::f32::consts::FRAC_PI_3;
 
-/// Two unit vectors spanning the plane perpendicular to `up` (azimuth 0 and 90°).
-fn horizontal_basis(up: Vec3) -> (Vec3, Vec3) {
-    let side = if up.x.abs() < 0.9 { Vec3::X } else { Vec3::Y };
-    let a = up.cross(side).normalize();
-    (a, up.cross(a))
-}
-
-/// The arc of azimuths around `f.up` (in the [`horizontal_basis`]) that the camera centres
+/// The arc of azimuths around `f.up` (in [`splat::camera::azimuth_basis`], as [`Camera::orbit`] uses) that the camera centres
 /// cover: `(start, span)` in radians, going counter-clockwise from `start`, i.e. the circle
 /// minus its widest gap between neighbouring cameras. A single camera gives span 0.
 pub fn covered_arc(cams: &[Camera], f: &Framing) -> (f32, f32) {
-    let (a, b) = horizontal_basis(f.up);
+    let (a, b) = splat::camera::azimuth_basis(f.up);
     let mut az: Vec<f32> = cams
         .iter()
         .map(|c| {
@@ -1356,7 +1346,7 @@ mod tests {
     }
 
     fn azimuth_deg(c: &Camera, f: &Framing) -> f32 {
-        let (a, b) = horizontal_basis(f.up);
+        let (a, b) = splat::camera::azimuth_basis(f.up);
         let d = c.position() - f.centre;
         d.dot(b).atan2(d.dot(a)).to_degrees().rem_euclid(360.0)
     }
