@@ -27,6 +27,10 @@ var<workgroup> range_shared: vec2<u32>;
 var<workgroup> batch_ids: array<u32, 256>;
 
 fn add_f32(index: u32, value: f32) {
+    // Nothing to add (e.g. the depth term when no loss reads depth): skip the atomics.
+    if value == 0.0 {
+        return;
+    }
     var old = atomicLoad(&v_projected[index]);
     loop {
         let new_bits = bitcast<u32>(bitcast<f32>(old) + value);
