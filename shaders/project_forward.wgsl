@@ -61,13 +61,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let rgb = vec3<f32>(colors[3u * i], colors[3u * i + 1u], colors[3u * i + 2u]);
 #endif
 
-    // Opacity-aware bounding box (gsplat's CUDA projection, `ProjectionEWA3DGSFused.cu`): a
-    // pixel can pass the rasterizer's test o·e^(−σ) ≥ 1/255 only where σ ≤ ln(255·o), i.e.
-    // inside the ellipse dᵀΣ⁻¹d ≤ 2·ln(255·o), whose box is ±√(2·ln(255·o)·Σᵢᵢ). So the box
-    // shrinks from 3.33σ to that extent, and a splat with o < 1/255 is culled: fewer tile
-    // intersections, the same image and gradients.
-    let extend = min(3.33, sqrt(2.0 * log(max(opacity, ALPHA_MIN) / ALPHA_MIN)));
-    let radius = ceil(extend * sqrt(vec2<f32>(pr.cov2d.x, pr.cov2d.z)));
+    // Splats below the alpha threshold never contribute (gsplat's CUDA projection culls them).
     let visible = pr.visible && is_finite(opacity) && opacity >= ALPHA_MIN && is_finite(rgb.x)
         && is_finite(rgb.y) && is_finite(rgb.z);
     let global_id = (params.splat_offset + i) * num_cams + c;
@@ -75,7 +69,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if visible {
         projected[g] = Projected(pr.mean2d.x, pr.mean2d.y, pr.conic.x, pr.conic.y, pr.conic.z,
                                  opacity, rgb.x, rgb.y, rgb.z, pr.p.z);
-        rects[g] = proj::tile_rect(pr.mean2d, radius, params);
+        rects[g] = proj::tile_rect(pr.mean2d, proj::opacity_aware_radius(pr.cov2d, opacity), params);
         // Depth is > near > 0, so its float bits order like the floats.
         depth_keys[g] = bitcast<u32>(pr.p.z);
     } else {
