@@ -4,6 +4,7 @@
 //!   stopped with SIGTERM, saves a checkpoint of the step it reached and exits 130; resuming
 //!   with `--steps` at that step writes the outputs and evaluates them there; the last resume
 //!   finishes with the full step count and valid outputs;
+//! - a run resumed from its step-0 checkpoint keeps its one starting evaluation;
 //! - steps whose loss is made NaN (the `SPLATDREAM_FAULT_NAN_STEPS` test hook) are skipped
 //!   and counted, and a run of them stops the run as diverged without writing outputs.
 
@@ -296,4 +297,60 @@ fn nan_steps_are_skipped_and_a_run_of_them_stops_the_fit() {
     assert!(log.contains("up to step 8"), "{log}");
     assert!(!log.contains("panicked"), "{log}");
     assert!(!run.join("point_cloud.ply").exists());
+}
+
+#[test]
+fn a_run_resumed_at_step_zero_keeps_one_starting_evaluation() {
+    // SIGTERM as soon as the data is loaded: the run still evaluates its starting splats, then
+    // stops before step 1 with a step-0 checkpoint. Resuming must not evaluate step 0 again.
+    let run = tmp("reliability", "step0").join("run");
+    let mut child = small_fit(&run, 100_000)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut log = String::new();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    for line in lines.by_ref().map_while(Result::ok) {
+        let loaded = line.starts_with("loaded ");
+        log.push_str(&line);
+        log.push('\n');
+        if loaded {
+            let pid = child.id().to_string();
+            assert!(
+                Command::new("kill")
+                    .args(["-TERM", &pid])
+                    .status()
+                    .unwrap()
+                    .success()
+            );
+            break;
+        }
+    }
+    for line in lines.map_while(Result::ok) {
+        log.push_str(&line);
+        log.push('\n');
+    }
+    assert_eq!(child.wait().unwrap().code(), Some(130), "{log}");
+    assert_eq!(checkpoint_steps(&run), [0], "{log}");
+
+    let out = bin()
+        .args(["fit", "--resume"])
+        .arg(&run)
+        .args(["--steps", "3"])
+        .output()
+        .unwrap();
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("at step 0"),
+        "did not resume from step 0:\n{log}"
+    );
+    let evals: Vec<u64> = metrics(&run)["evals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(evals, [0, 3], "{log}");
 }

@@ -1033,8 +1033,9 @@ pub fn fit(
     let steps = cfg.train.steps;
     let mut guard =
         StepGuard::new(device, cfg.train.max_bad_steps).with_skipped(report.skipped_steps);
-    // The starting point, so a run shows how far it came.
-    if start == 0 && !eval_photos.is_empty() {
+    // The starting point, so a run shows how far it came (once: a run resumed from its step-0
+    // checkpoint already has it in its metrics).
+    if start == 0 && !eval_photos.is_empty() && report.evals.is_empty() {
         let record = evaluate(&gaussians, &eval_photos, cfg, mode, 0, 0.0)?;
         on_event(Event::Eval(&record));
         report.evals.push(record);
