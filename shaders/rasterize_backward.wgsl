@@ -1,7 +1,8 @@
-// Tile rasterizer, backward: one 256-thread workgroup (16×16 pixels) per (tile, camera). Walks each tile's list
-// back to front (batches of 256 staged in workgroup memory), recovering the transmittance
-// before each splat from the final T and the product of what lies behind it, and accumulates per-(splat, camera)
-// gradients of the projected quantities:
+// Tile rasterizer, backward: one 256-thread workgroup (16×16 pixels) per (tile, camera). Walks
+// each tile's list back to front, starting at the tile's last contributing entry (batches of 256
+// staged in workgroup memory), recovering the transmittance before each splat from the final T
+// and the product of what lies behind it, and accumulates per-(splat, camera) gradients of the
+// projected quantities:
 //   v_projected[id * 10 + k], k = mean2d x, y, conic a, b, c, opacity, r, g, b, depth.
 // With SUBGROUPS the per-pixel terms are summed with subgroupAdd and one lane per subgroup
 // adds them to global memory; without, every pixel adds its own non-zero terms. Float adds use
@@ -25,6 +26,8 @@
 var<workgroup> batch: array<Projected, 256>;
 var<workgroup> range_shared: vec2<u32>;
 var<workgroup> batch_ids: array<u32, 256>;
+var<workgroup> walked_max: atomic<u32>;
+var<workgroup> walked_max_shared: u32;
 
 fn add_f32(index: u32, value: f32) {
     // Nothing to add (e.g. the depth term when no loss reads depth): skip the atomics.
@@ -101,7 +104,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var behind_rgb = vec3<f32>(0.0);
     var behind_depth = 0.0;
 
-    let n = range.y - range.x;
+    // Only the list entries up to the tile's last contributor matter (gsplat's backward also
+    // starts there): the tail behind every pixel's last contributor is skipped.
+    if lid == 0u {
+        atomicStore(&walked_max, 0u);
+    }
+    workgroupBarrier();
+    atomicMax(&walked_max, walked);
+    workgroupBarrier();
+    if lid == 0u {
+        walked_max_shared = atomicLoad(&walked_max);
+    }
+    let n = min(range.y - range.x, workgroupUniformLoad(&walked_max_shared));
     let num_batches = (n + 255u) / 256u;
     for (var b = 0u; b < num_batches; b++) {
         // Batch b covers list positions [n - 256(b+1), n - 256b), staged back to front.

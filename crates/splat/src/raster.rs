@@ -559,6 +559,8 @@ pub fn backward(state: ForwardState, v_out: CubeTensor) -> [CubeTensor; 6] {
     let n = state.inputs[0].meta.shape()[0];
     let c = cfg.cameras.len();
     let (tiles_x, tiles_y) = cfg.tiles();
+    let mut prof = Profiler::new();
+    prof.stage(&client, "backward inputs ready", &v_out.handle);
 
     let v_projected = alloc::empty(&client, n * c * GRAD_STRIDE * 4);
     fill(&client, &v_projected, (n * c * GRAD_STRIDE) as u32, 0); // 0u32 == 0.0f32
@@ -586,6 +588,7 @@ pub fn backward(state: ForwardState, v_out: CubeTensor) -> [CubeTensor; 6] {
             ],
         );
     }
+    prof.stage(&client, "rasterize backward", &v_projected);
 
     let (kernel, color_stride) = match (cfg.color_mode, cfg.antialiased) {
         (ColorMode::Rgb, false) => (k::PROJECT_BACKWARD_RGB, 12u64),
@@ -629,6 +632,7 @@ pub fn backward(state: ForwardState, v_out: CubeTensor) -> [CubeTensor; 6] {
         launch(&client, kernel, grid_1d((len as u32).div_ceil(256)), bufs);
         start += len;
     }
+    prof.stage(&client, "project backward", &v_means2d);
     let mut out: Vec<CubeTensor> = grads
         .into_iter()
         .zip(shapes)
