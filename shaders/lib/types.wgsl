@@ -94,3 +94,18 @@ struct RangeParams {
     tiles_per_camera: u32,
     _pad: u32,
 }
+
+// Settings of the fused SSIM kernels (ssim_forward.wgsl, ssim_backward.wgsl): a batch of
+// images [images, height, width, channels], channel-last.
+struct SsimParams {
+    images: u32,
+    height: u32,
+    width: u32,
+    channels: u32,
+    // SSIM stabilisers C₁ = (0.01·L)² (luminance) and C₂ = (0.03·L)² (contrast) for the
+    // dynamic range L.
+    c_luminance: f32,
+    c_contrast: f32,
+    _pad_a: u32,
+    _pad_b: u32,
+}

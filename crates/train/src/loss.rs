@@ -1,18 +1,22 @@
 //! Photometric losses and image metrics on the device: L1, SSIM, the 3DGS training loss
 //! L = (1−λ)·L1 + λ·(1 − SSIM), and PSNR. Images are `[C, H, W, 3]` (the rasterizer's layout).
 
-use burn::tensor::{Device, Tensor, TensorData, module::conv2d, ops::ConvOptions};
+use burn::backend::Dispatch;
+use burn::tensor::Tensor;
+
+use crate::fused_ssim::SsimBackend;
 
 /// Side of the Gaussian SSIM window (Wang et al. 2004; 3DGS `ssim()` uses 11, σ = 1.5).
 pub const SSIM_WINDOW: usize = 11;
 /// σ of the Gaussian SSIM window in pixels.
 pub const SSIM_SIGMA: f64 = 1.5;
 /// SSIM stabilisers C₁ = (0.01·L)², C₂ = (0.03·L)² with dynamic range L = 1.
-const C1: f64 = 0.01 * 0.01;
-const C2: f64 = 0.03 * 0.03;
+pub(crate) const SSIM_C1: f64 = 0.01 * 0.01;
+pub(crate) const SSIM_C2: f64 = 0.03 * 0.03;
 
-/// The normalised 1-D Gaussian window.
-fn gaussian_window() -> Vec<f32> {
+/// The normalised 1-D Gaussian window (`SSIM_WINDOW` taps, σ = `SSIM_SIGMA`); the 2-D window
+/// is its outer product.
+pub(crate) fn gaussian_window() -> Vec<f32> {
     let half = (SSIM_WINDOW / 2) as f64;
     let w: Vec<f64> = (0..SSIM_WINDOW)
         .map(|i| (-((i as f64 - half).powi(2)) / (2.0 * SSIM_SIGMA * SSIM_SIGMA)).exp())
@@ -21,66 +25,17 @@ fn gaussian_window() -> Vec<f32> {
     w.iter().map(|v| (v / s) as f32).collect()
 }
 
-/// The depthwise `[ch, 1, 1, 11]` and `[ch, 1, 11, 1]` Gaussian kernels for `device`, built
-/// once per (device, channel count) and reused: a training step then uploads nothing for SSIM.
-fn windows(ch: usize, device: &Device) -> (Tensor<4>, Tensor<4>) {
-    type Cache = Vec<(Device, usize, Tensor<4>, Tensor<4>)>;
-    static CACHE: std::sync::Mutex<Cache> = std::sync::Mutex::new(Vec::new());
-    let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some((_, _, kx, ky)) = cache.iter().find(|(d, c, _, _)| d == device && *c == ch) {
-        return (kx.clone(), ky.clone());
-    }
-    let w = gaussian_window();
-    let mut wx = Vec::with_capacity(ch * SSIM_WINDOW);
-    for _ in 0..ch {
-        wx.extend_from_slice(&w);
-    }
-    let kx = Tensor::<4>::from_data(TensorData::new(wx.clone(), [ch, 1, 1, SSIM_WINDOW]), device);
-    let ky = Tensor::<4>::from_data(TensorData::new(wx, [ch, 1, SSIM_WINDOW, 1]), device);
-    cache.push((device.clone(), ch, kx.clone(), ky.clone()));
-    (kx, ky)
-}
-
-/// Depthwise separable Gaussian blur with zero padding ("same" size), `[B, ch, H, W]`.
-fn blur(x: Tensor<4>, device: &Device) -> Tensor<4> {
-    let ch = x.dims()[1];
-    let (kx, ky) = windows(ch, device);
-    let pad = SSIM_WINDOW / 2;
-    let x = conv2d(x, kx, None, ConvOptions::new([1, 1], [0, pad], [1, 1], ch));
-    conv2d(x, ky, None, ConvOptions::new([1, 1], [pad, 0], [1, 1], ch))
-}
-
 /// Per-image mean SSIM of `a` against `b` (`[C, H, W, 3]`, values in [0, 1]) with an 11×11
 /// Gaussian window (σ = 1.5) and zero padding, as 3DGS's `ssim()` computes it; `[C]`.
-/// Differentiable in both arguments.
+/// Runs the fused kernels of [`crate::fused_ssim`]; differentiable in `a` (the render) only:
+/// `b` is a constant (the photograph).
 pub fn ssim(a: Tensor<4>, b: Tensor<4>) -> Tensor<1> {
-    let [c, h, w, _] = a.dims();
-    let device = a.device();
-    let a = a.permute([0, 3, 1, 2]);
-    let b = b.permute([0, 3, 1, 2]);
-    // One blur over [a, b, a², b², ab] stacked on channels.
-    let stack = Tensor::cat(
-        vec![
-            a.clone(),
-            b.clone(),
-            a.clone().square(),
-            b.clone().square(),
-            a * b,
-        ],
-        1,
-    );
-    let s = blur(stack, &device);
-    let part = |i: usize| s.clone().slice([0..c, 3 * i..3 * i + 3, 0..h, 0..w]);
-    let (mu_a, mu_b) = (part(0), part(1));
-    let mu_aa = mu_a.clone().square();
-    let mu_bb = mu_b.clone().square();
-    let mu_ab = mu_a * mu_b;
-    let var_a = part(2) - mu_aa.clone();
-    let var_b = part(3) - mu_bb.clone();
-    let cov = part(4) - mu_ab.clone();
-    let num = (mu_ab * 2.0 + C1) * (cov * 2.0 + C2);
-    let den = (mu_aa + mu_bb + C1) * (var_a + var_b + C2);
-    (num / den).reshape([c, 3 * h * w]).mean_dim(1).reshape([c])
+    let c = a.dims()[0];
+    let map: Tensor<4> = Tensor::from_dispatch(<Dispatch as SsimBackend>::ssim_map(
+        a.into_dispatch(),
+        b.into_dispatch(),
+    ));
+    map.reshape([c as i32, -1]).mean_dim(1).reshape([c])
 }
 
 /// Mean absolute error per image, `[C]`.
