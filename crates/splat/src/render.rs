@@ -139,7 +139,9 @@ pub struct RenderOptions {
     pub rgb_colors: bool,
     /// Track the screen-space mean gradient ([`RenderOutput::means2d`] gets a gradient).
     pub means2d_grad: bool,
-    /// Use subgroup operations in the backward pass when the device has them.
+    /// Use subgroup operations in the backward pass when the device has them. Default:
+    /// [`gpu::alloc::subgroups_preferred`] (on, except on CPU adapters such as lavapipe, where
+    /// the per-pixel atomics are faster).
     pub subgroups: bool,
 }
 
@@ -154,7 +156,7 @@ impl Default for RenderOptions {
             eps2d: 0.3,
             rgb_colors: false,
             means2d_grad: false,
-            subgroups: true,
+            subgroups: gpu::alloc::subgroups_preferred(),
         }
     }
 }
