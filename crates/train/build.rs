@@ -1,4 +1,4 @@
-//! Composes and validates the training kernels in `shaders/` (the fused SSIM loss) at build time
+//! Composes and validates the training kernels in `shaders/` (the fused SSIM loss and the fused Adam step) at build time
 //! (a shader error fails `cargo build`).
 
 use gpu::shader::{KernelVariant as V, build_kernels};
@@ -9,6 +9,7 @@ fn main() {
     let variants = [
         V::new("ssim_forward", "SSIM_FORWARD", &[]),
         V::new("ssim_backward", "SSIM_BACKWARD", &[]),
+        V::new("adam", "ADAM", &[]),
     ];
     match build_kernels(&shader_dir, &variants) {
         Ok((code, files)) => {

@@ -109,3 +109,20 @@ struct SsimParams {
     _pad_a: u32,
     _pad_b: u32,
 }
+
+// Settings of adam.wgsl: one Adam step over `count` elements.
+struct AdamParams {
+    count: u32,
+    _pad_a: u32,
+    _pad_b: u32,
+    _pad_c: u32,
+    // Learning rate, β₁, β₂, ε, and the bias corrections 1 − β₁ᵗ, 1 − β₂ᵗ of step t.
+    lr: f32,
+    beta_m: f32,
+    beta_v: f32,
+    eps: f32,
+    correction_m: f32,
+    correction_v: f32,
+    _pad_d: u32,
+    _pad_e: u32,
+}

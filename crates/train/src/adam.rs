@@ -1,9 +1,18 @@
-//! Adam (Kingma & Ba 2015, Algorithm 1) on burn tensors, with a per-call learning rate so each
+//! Adam (Kingma & Ba 2015, Algorithm 1) on burn tensors as one fused WGSL kernel
+//! (`shaders/adam.wgsl`, a burn backend extension), with a per-call learning rate so each
 //! parameter group has its own, and the exponential learning-rate decay 3DGS uses for the
 //! means.
 
-use burn::tensor::{Int, Tensor};
+use burn::backend::autodiff::Autodiff;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::wgpu::{CubeBackend, CubeTensor, into_contiguous};
+use burn::backend::{Dispatch, backend_extension, tensor::FloatTensor};
+use burn::tensor::{DType, Int, Tensor};
+use gpu::alloc;
+use gpu::launch::{grid_1d, launch};
 use serde::{Deserialize, Serialize};
+
+use crate::kernels::{self as k, AdamParams};
 
 /// Adam hyper-parameters shared by all groups (torch's `Adam` defaults except `eps`, which is
 /// 1e-15 as in 3DGS and gsplat's simple trainer).
@@ -87,7 +96,8 @@ impl Moments {
 impl Adam {
     /// One Adam update of `value` with `grad` at 1-based `step` and learning rate `lr`:
     /// m ← β₁m + (1−β₁)g, v ← β₂v + (1−β₂)g², θ ← θ − lr·m̂/(√v̂ + ε) with bias-corrected
-    /// m̂ = m/(1−β₁ᵗ), v̂ = v/(1−β₂ᵗ) (Kingma & Ba, Algorithm 1; torch.optim.Adam).
+    /// m̂ = m/(1−β₁ᵗ), v̂ = v/(1−β₂ᵗ) (Kingma & Ba, Algorithm 1; torch.optim.Adam). One fused
+    /// kernel (`shaders/adam.wgsl`). `value`, `grad` and the moments are float32 `[N, C]`.
     pub fn update(
         &self,
         value: Tensor<2>,
@@ -96,14 +106,133 @@ impl Adam {
         step: u64,
         lr: f64,
     ) -> Tensor<2> {
+        let bad = Tensor::<1>::zeros([1], &value.device());
+        self.update_guarded(value, grad, moments, step, lr, &bad)
+    }
+
+    /// [`Adam::update`] that leaves `value` and the moments unchanged when `bad` (`[1]`, from
+    /// [`crate::guard::StepGuard::check`]) is > 0, decided on the device in the same kernel.
+    pub fn update_guarded(
+        &self,
+        value: Tensor<2>,
+        grad: Tensor<2>,
+        moments: &mut Moments,
+        step: u64,
+        lr: f64,
+        bad: &Tensor<1>,
+    ) -> Tensor<2> {
         let t = step.max(1) as i32;
-        moments.m = moments.m.clone() * self.beta1 + grad.clone() * (1.0 - self.beta1);
-        moments.v = moments.v.clone() * self.beta2 + grad.square() * (1.0 - self.beta2);
-        let bc1 = 1.0 - self.beta1.powi(t);
-        let bc2 = 1.0 - self.beta2.powi(t);
-        // θ − lr/bc1 · m / (√v/√bc2 + ε)
-        let denom = (moments.v.clone() / bc2).sqrt() + self.eps;
-        value - moments.m.clone() / denom * (lr / bc1)
+        let params = AdamParams {
+            lr: lr as f32,
+            beta_m: self.beta1 as f32,
+            beta_v: self.beta2 as f32,
+            eps: self.eps as f32,
+            correction_m: (1.0 - self.beta1.powi(t)) as f32,
+            correction_v: (1.0 - self.beta2.powi(t)) as f32,
+            ..Default::default()
+        };
+        let (value, m, v) = <Dispatch as AdamBackend>::adam_step(
+            value.into_dispatch(),
+            grad.into_dispatch(),
+            moments.m.clone().into_dispatch(),
+            moments.v.clone().into_dispatch(),
+            bad.clone().into_dispatch(),
+            params,
+        );
+        moments.m = Tensor::from_dispatch(m);
+        moments.v = Tensor::from_dispatch(v);
+        Tensor::from_dispatch(value)
+    }
+}
+
+/// The fused Adam step as a burn backend extension (an optimizer step: not differentiable).
+#[backend_extension(Cube, Autodiff)]
+pub trait AdamBackend: burn::backend::Backend {
+    /// One Adam step over same-shaped float32 tensors: the parameter `value`, its `grad` and
+    /// moments `m`, `v`, skipped (everything returned unchanged) when `bad` (`[1]`) is > 0.
+    /// `params.count` is filled in. Returns the new (value, m, v).
+    fn adam_step(
+        value: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        m: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        bad: FloatTensor<Self>,
+        params: AdamParams,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+}
+
+impl AdamBackend for CubeBackend {
+    fn adam_step(
+        value: CubeTensor,
+        grad: CubeTensor,
+        m: CubeTensor,
+        v: CubeTensor,
+        bad: CubeTensor,
+        params: AdamParams,
+    ) -> (CubeTensor, CubeTensor, CubeTensor) {
+        let [value, grad, m, v, bad] = [value, grad, m, v, bad].map(into_contiguous);
+        let client = value.client.clone();
+        let shape = value.meta.shape().clone();
+        let n = shape.num_elements();
+        let outs = [0, 1, 2].map(|_| alloc::empty(&client, n * 4));
+        let params = AdamParams {
+            count: n as u32,
+            ..params
+        };
+        // SAFETY: one thread per element, bounds-checked against params.count = N·C, the
+        // length of every buffer but `bad`, of which only element 0 is read.
+        launch(
+            &client,
+            k::ADAM,
+            grid_1d((n as u32).div_ceil(256)),
+            vec![
+                alloc::upload(&client, &[params]),
+                bad.handle.clone(),
+                value.handle.clone(),
+                grad.handle.clone(),
+                m.handle.clone(),
+                v.handle.clone(),
+                outs[0].clone(),
+                outs[1].clone(),
+                outs[2].clone(),
+            ],
+        );
+        let [a, b, c] = outs.map(|h| {
+            CubeTensor::new_contiguous(
+                client.clone(),
+                value.device.clone(),
+                shape.clone(),
+                h,
+                DType::F32,
+            )
+        });
+        (a, b, c)
+    }
+}
+
+impl<B: AdamBackend, C: CheckpointStrategy> AdamBackend for Autodiff<B, C> {
+    fn adam_step(
+        value: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        m: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        bad: FloatTensor<Self>,
+        params: AdamParams,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        // Untracked: the results start fresh (no gradient flows through an optimizer step).
+        let (a, b, c) = B::adam_step(
+            value.into_primitive(),
+            grad.into_primitive(),
+            m.into_primitive(),
+            v.into_primitive(),
+            bad.into_primitive(),
+            params,
+        );
+        (
+            FloatTensor::<Self>::new(a),
+            FloatTensor::<Self>::new(b),
+            FloatTensor::<Self>::new(c),
+        )
     }
 }
 

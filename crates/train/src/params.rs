@@ -191,16 +191,17 @@ impl Gaussians {
         lrs: &[f64; 6],
         bad: &Tensor<1>,
     ) {
-        use crate::guard::keep_unless_bad;
         for (g, grad) in grads.iter().enumerate() {
             if let Some(grad) = grad {
                 let p = &mut self.groups[g];
-                let old = p.clone();
-                let value =
-                    adam.update(p.value.clone(), grad.clone(), &mut p.moments, step, lrs[g]);
-                p.value = keep_unless_bad(value, old.value, bad);
-                p.moments.m = keep_unless_bad(p.moments.m.clone(), old.moments.m, bad);
-                p.moments.v = keep_unless_bad(p.moments.v.clone(), old.moments.v, bad);
+                p.value = adam.update_guarded(
+                    p.value.clone(),
+                    grad.clone(),
+                    &mut p.moments,
+                    step,
+                    lrs[g],
+                    bad,
+                );
             }
         }
     }
