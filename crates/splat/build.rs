@@ -1,11 +1,10 @@
-//! Composes and validates every WGSL kernel in `shaders/` at build time (a shader error fails
-//! `cargo build`) and generates the host mirrors of the structs in `shaders/lib/types.wgsl`.
+//! Composes and validates the rasterizer's WGSL kernels in `shaders/` at build time (a shader
+//! error fails `cargo build`) and generates the host mirrors of the structs in
+//! `shaders/lib/types.wgsl`.
 
-use gpu::shader::{KernelVariant as V, build_kernels};
+use gpu::shader::{KernelVariant as V, build_script};
 
 fn main() {
-    let manifest = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
-    let shader_dir = manifest.join("../../shaders");
     let variants = [
         V::new("project_forward", "PROJECT_FORWARD_RGB", &[]),
         V::new("project_forward", "PROJECT_FORWARD_SH", &["SH"]),
@@ -47,26 +46,5 @@ fn main() {
             &["SUBGROUPS"],
         ),
     ];
-    match build_kernels(&shader_dir, &variants) {
-        Ok((code, files)) => {
-            for f in files {
-                println!("cargo:rerun-if-changed={}", f.display());
-            }
-            println!(
-                "cargo:rerun-if-changed={}",
-                shader_dir.join("lib").display()
-            );
-            let out =
-                std::path::PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("kernels.rs");
-            std::fs::write(&out, code).unwrap_or_else(|e| panic!("writing {}: {e}", out.display()));
-        }
-        Err(e) => {
-            // Print the full report (with source spans) and fail the build.
-            eprintln!("{e}");
-            for line in e.to_string().lines() {
-                println!("cargo:warning={line}");
-            }
-            std::process::exit(1);
-        }
-    }
+    build_script(&variants);
 }

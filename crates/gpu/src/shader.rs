@@ -1,7 +1,8 @@
 //! Build-time WGSL composition, validation and Rust code generation.
 //!
 //! Every kernel of splatdream lives as a `.wgsl` file under the workspace's `shaders/` folder.
-//! A crate that owns kernels calls [`build_kernels`] from its `build.rs`; it
+//! A crate that owns kernels calls [`build_script`] (which runs [`build_kernels`]) from its
+//! `build.rs`; it
 //!
 //! 1. registers every file under `shaders/lib/` as a naga_oil composable module (each starts with
 //!    `#define_import_path splatdream::<name>`), so kernels can `#import splatdream::<name>`;
@@ -285,6 +286,35 @@ pub fn build_kernels(
         out.push_str(&generate_structs(&types_path)?);
     }
     Ok((out, read_files))
+}
+
+/// The whole job of a kernel-owning crate's `build.rs`: [`build_kernels`] on the workspace's
+/// `shaders/` folder (found from `CARGO_MANIFEST_DIR`, two levels up), `cargo:rerun-if-changed`
+/// for every file read, and the generated code written to `$OUT_DIR/kernels.rs` (for
+/// `include!`). On a shader error it prints the full report (with source spans), repeats it as
+/// cargo warnings and exits with status 1, failing the build.
+pub fn build_script(variants: &[KernelVariant]) {
+    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default());
+    let shader_dir = manifest.join("../../shaders");
+    let fail = |e: &dyn std::fmt::Display| -> ! {
+        eprintln!("{e}");
+        for line in e.to_string().lines() {
+            println!("cargo:warning={line}");
+        }
+        std::process::exit(1)
+    };
+    let (code, files) = build_kernels(&shader_dir, variants).unwrap_or_else(|e| fail(&e));
+    for f in files {
+        println!("cargo:rerun-if-changed={}", f.display());
+    }
+    println!(
+        "cargo:rerun-if-changed={}",
+        shader_dir.join("lib").display()
+    );
+    let out = PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default()).join("kernels.rs");
+    if let Err(e) = std::fs::write(&out, code) {
+        fail(&format!("writing {}: {e}", out.display()));
+    }
 }
 
 /// Emit `#[repr(C)]` bytemuck structs for every struct in a plain WGSL file.

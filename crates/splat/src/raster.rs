@@ -437,6 +437,9 @@ pub fn forward(inputs: [CubeTensor; 5], cfg: &RasterConfig) -> (CubeTensor, Forw
     let total_bytes =
         alloc::read::<u32>(&client, slice(&offsets, 4 * nc as u64, 4)).unwrap_or_default();
     let mut num_isects = total_bytes.first().copied().unwrap_or(0);
+    if prof.on {
+        eprintln!("[profile] {num_isects} tile intersections");
+    }
     let capacity = (alloc::max_binding_size() / 4) as u32;
     if num_isects > capacity {
         tracing::error!(
