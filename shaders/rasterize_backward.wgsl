@@ -23,7 +23,10 @@
 @group(0) @binding(6) var<storage, read_write> v_out: array<f32>;
 @group(0) @binding(7) var<storage, read_write> v_projected: array<atomic<u32>>;
 
-var<workgroup> batch: array<Projected, 256>;
+// The batch, staged as vectors: (x, y, conic a, conic b), (conic c, opacity, r, g), (b, depth).
+var<workgroup> batch_geom: array<vec4<f32>, 256>;
+var<workgroup> batch_shade: array<vec4<f32>, 256>;
+var<workgroup> batch_rest: array<vec2<f32>, 256>;
 var<workgroup> range_shared: vec2<u32>;
 var<workgroup> batch_ids: array<u32, 256>;
 var<workgroup> walked_max: atomic<u32>;
@@ -125,34 +128,39 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             let idx = range.x + back - 1u - lid;
             let id = isect_vals[idx];
             batch_ids[lid] = id;
-            batch[lid] = projected[id];
+            let s = projected[id];
+            batch_geom[lid] = vec4<f32>(s.x, s.y, s.conic_a, s.conic_b);
+            batch_shade[lid] = vec4<f32>(s.conic_c, s.opacity, s.r, s.g);
+            batch_rest[lid] = vec2<f32>(s.b, s.depth);
         }
         workgroupBarrier();
         let count = min(256u, back);
         for (var k = 0u; k < count; k++) {
             // List position of this splat within the tile.
             let pos = back - 1u - k;
-            let s = batch[k];
             var g = Grad(vec4<f32>(0.0), vec4<f32>(0.0), vec2<f32>(0.0));
             var contributes = false;
             if inside && pos < walked {
-                let sigma = sigma_at(s, centre);
+                let geom = batch_geom[k];
+                let shade = batch_shade[k];
+                let sigma = sigma_at(geom, shade.x, centre);
                 let vis = exp(-sigma);
-                let raw_alpha = s.opacity * vis;
+                let raw_alpha = shade.y * vis;
                 let alpha = min(ALPHA_MAX, raw_alpha);
                 if sigma >= 0.0 && alpha >= ALPHA_MIN {
                     contributes = true;
                     let one_minus = 1.0 - alpha;
                     let t = t_final / (suffix_t * one_minus);
                     let w = alpha * t;
-                    let colour = vec3<f32>(s.r, s.g, s.b);
+                    let rest = batch_rest[k];
+                    let colour = vec3<f32>(shade.z, shade.w, rest.x);
                     // dL/dα_i = T_i·[(c_i − B_i)·v_rgb + (z_i − Bz_i)·v_depth
                     //               + Π_{j>i}(1 − α_j)·(v_alpha − bg·v_rgb)].
                     let v_alpha = t * (dot(colour - behind_rgb, v_rgb)
-                        + (s.depth - behind_depth) * v_depth_out
+                        + (rest.y - behind_depth) * v_depth_out
                         + suffix_t * (v_alpha_out - dot(bg, v_rgb)));
                     behind_rgb = colour * alpha + behind_rgb * one_minus;
-                    behind_depth = s.depth * alpha + behind_depth * one_minus;
+                    behind_depth = rest.y * alpha + behind_depth * one_minus;
                     suffix_t = suffix_t * one_minus;
                     var v_sigma = 0.0;
                     var v_opacity = 0.0;
@@ -160,10 +168,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                         v_opacity = vis * v_alpha;
                         v_sigma = -raw_alpha * v_alpha;
                     }
-                    let d = vec2<f32>(s.x, s.y) - centre;
+                    let d = geom.xy - centre;
                     g.a = vec4<f32>(
-                        v_sigma * (s.conic_a * d.x + s.conic_b * d.y),
-                        v_sigma * (s.conic_b * d.x + s.conic_c * d.y),
+                        v_sigma * (geom.z * d.x + geom.w * d.y),
+                        v_sigma * (geom.w * d.x + shade.x * d.y),
                         0.5 * v_sigma * d.x * d.x,
                         v_sigma * d.x * d.y);
                     g.b = vec4<f32>(0.5 * v_sigma * d.y * d.y, v_opacity, w * v_rgb.x, w * v_rgb.y);

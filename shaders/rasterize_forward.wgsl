@@ -20,7 +20,10 @@
 // in float32 loses its relative precision when T is small, behind near-opaque splats).
 @group(0) @binding(6) var<storage, read_write> final_t: array<f32>;
 
-var<workgroup> batch: array<Projected, 256>;
+// The batch, staged as vectors: (x, y, conic a, conic b), (conic c, opacity, r, g), (b, depth).
+var<workgroup> batch_geom: array<vec4<f32>, 256>;
+var<workgroup> batch_shade: array<vec4<f32>, 256>;
+var<workgroup> batch_rest: array<vec2<f32>, 256>;
 var<workgroup> range_shared: vec2<u32>;
 var<workgroup> done_atomic: atomic<u32>;
 var<workgroup> done_total: u32;
@@ -63,7 +66,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
         let start = range.x + b * 256u;
         if start + lid < range.y {
-            batch[lid] = projected[isect_vals[start + lid]];
+            let s = projected[isect_vals[start + lid]];
+            batch_geom[lid] = vec4<f32>(s.x, s.y, s.conic_a, s.conic_b);
+            batch_shade[lid] = vec4<f32>(s.conic_c, s.opacity, s.r, s.g);
+            batch_rest[lid] = vec2<f32>(s.b, s.depth);
         }
         workgroupBarrier();
         let count = min(256u, range.y - start);
@@ -71,12 +77,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             if done {
                 break;
             }
-            let s = batch[k];
-            let sigma = sigma_at(s, centre);
+            let geom = batch_geom[k];
+            let shade = batch_shade[k];
+            let sigma = sigma_at(geom, shade.x, centre);
             if sigma < 0.0 {
                 continue;
             }
-            let alpha = min(ALPHA_MAX, s.opacity * exp(-sigma));
+            let alpha = min(ALPHA_MAX, shade.y * exp(-sigma));
             if alpha < ALPHA_MIN {
                 continue;
             }
@@ -87,8 +94,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 break;
             }
             let w = alpha * t;
-            rgb += w * vec3<f32>(s.r, s.g, s.b);
-            depth += w * s.depth;
+            let rest = batch_rest[k];
+            rgb += w * vec3<f32>(shade.z, shade.w, rest.x);
+            depth += w * rest.y;
             t = next_t;
             walked = b * 256u + k + 1u;
         }
