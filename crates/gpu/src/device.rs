@@ -160,6 +160,34 @@ fn cpu_autotune_default() {
     }
 }
 
+/// A warning for drivers known to compute wrong results, from the adapter's name (e.g.
+/// "llvmpipe (LLVM 15.0.6, 256 bits)") and `driver_info` (e.g. "Mesa 22.3.6 (LLVM 15.0.6)"),
+/// or `None`.
+///
+/// Mesa's lavapipe (llvmpipe) before 25 is flagged: on 22.3.6 (Debian 12's default) burn's reductions
+/// return wrong sums once the reduced axis is long (a column sum over 65,536 rows of ones gives
+/// 65,532; a row of 262,145 ones sums to 65,532), so losses and metrics of large images are
+/// wrong there while gradients are not. 25.0.7 (Debian 12 backports) computes them exactly and
+/// runs the splat kernels ≈ 3× faster (docs/perf.md, session 10). Versions in between are
+/// untested.
+pub fn known_driver_defect(adapter_name: &str, driver_info: &str) -> Option<String> {
+    if !adapter_name.starts_with("llvmpipe") {
+        return None;
+    }
+    let version = driver_info
+        .split_whitespace()
+        .skip_while(|w| *w != "Mesa")
+        .nth(1)?;
+    let major: u32 = version.split('.').next()?.parse().ok()?;
+    (major < 25).then(|| {
+        format!(
+            "Mesa {version} is older than 25: lavapipe 22.3 sums long tensor axes wrongly (losses and \
+             PSNR/SSIM of large images come out wrong) and runs ≈ 3× slower; install Mesa ≥ 25 \
+             (Debian 12: apt-get install -t bookworm-backports mesa-vulkan-drivers)"
+        )
+    })
+}
+
 impl GpuContext {
     /// Whether the device can run f16 arithmetic in shaders (wgpu `SHADER_F16`).
     pub fn shader_f16(&self) -> bool {
@@ -194,6 +222,9 @@ impl GpuContext {
         let info = adapter.get_info();
         if info.device_type == wgpu::DeviceType::Cpu {
             cpu_autotune_default();
+        }
+        if let Some(warning) = known_driver_defect(&info.name, &info.driver_info) {
+            tracing::warn!(adapter = %info.name, driver = %info.driver_info, "{warning}");
         }
         let limits = adapter.limits();
         let downlevel = adapter.get_downlevel_capabilities();
@@ -307,5 +338,25 @@ impl GpuContext {
             f.contains(wgpu::Features::SHADER_FLOAT32_ATOMIC),
             f.contains(wgpu::Features::TIMESTAMP_QUERY),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::known_driver_defect;
+
+    #[test]
+    fn old_mesa_is_flagged_and_current_drivers_are_not() {
+        let lvp = "llvmpipe (LLVM 15.0.6, 256 bits)";
+        assert!(known_driver_defect(lvp, "Mesa 22.3.6 (LLVM 15.0.6)").is_some());
+        assert!(known_driver_defect(lvp, "Mesa 24.2.8-1~bpo12+1 (LLVM 15.0.6)").is_some());
+        assert!(known_driver_defect(lvp, "Mesa 25.0.7-2~bpo12+1 (LLVM 15.0.6)").is_none());
+        assert!(known_driver_defect(lvp, "Mesa 25.2.0-devel (git-abc)").is_none());
+        assert!(known_driver_defect(lvp, "").is_none());
+        assert!(known_driver_defect(lvp, "Mesa").is_none());
+        // Only lavapipe was measured; GPU drivers of the same Mesa are not flagged.
+        let radv = "AMD Radeon RX 7900 XTX (RADV NAVI31)";
+        assert!(known_driver_defect(radv, "Mesa 22.3.6 (LLVM 15.0.6)").is_none());
+        assert!(known_driver_defect("NVIDIA H100", "570.124.04").is_none());
     }
 }

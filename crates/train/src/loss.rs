@@ -68,3 +68,52 @@ pub fn psnr(a: Tensor<4>, b: Tensor<4>) -> Tensor<1> {
         .reshape([c]);
     mse.log() * (-10.0 / std::f64::consts::LN_10)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::host;
+    use burn::tensor::TensorData;
+
+    /// PSNR and SSIM at evaluation sizes (two 400×400 images: 480,000 values per image) against
+    /// their closed forms: MSE 0.25 → 10·log₁₀(4) dB; SSIM of an image with itself is 1. Sums
+    /// this long are where Mesa 22.3's lavapipe returns wrong values
+    /// (`gpu::device::known_driver_defect`), so this fails on such a driver.
+    #[test]
+    fn psnr_and_ssim_of_full_size_images_match_their_closed_forms() {
+        let Some(dev) = gpu::GpuContext::new(&gpu::GpuOptions::default())
+            .ok()
+            .map(|c| c.burn.clone())
+        else {
+            eprintln!("skipping: no adapter");
+            return;
+        };
+        let (h, w) = (400, 400);
+        let zeros = Tensor::<4>::zeros([2, h, w, 3], &dev);
+        let half = Tensor::<4>::ones([2, h, w, 3], &dev) * 0.5;
+        let p = host(&psnr(zeros, half.clone())).unwrap();
+        let expected = 10.0 * 4f32.log10();
+        for v in &p {
+            assert!(
+                (v - expected).abs() < 1e-3,
+                "PSNR {p:?}, expected {expected} dB for both"
+            );
+        }
+        let n = h * w * 3;
+        let values: Vec<f32> = (0..n).map(|i| i as f32 / n as f32).collect();
+        let ramp = Tensor::<4>::from_data(TensorData::new(values, [1, h, w, 3]), &dev);
+        let s = host(&ssim(ramp.clone(), ramp)).unwrap();
+        assert!(
+            (s[0] - 1.0).abs() < 1e-4,
+            "SSIM of an image with itself: {s:?}"
+        );
+        // A column sum over many rows, the shape of a bias gradient over many splats.
+        let col = host(
+            &Tensor::<2>::ones([100_000, 4], &dev)
+                .sum_dim(0)
+                .reshape([4]),
+        )
+        .unwrap();
+        assert_eq!(col, vec![100_000.0; 4], "column sums over 100,000 rows");
+    }
+}
