@@ -72,6 +72,30 @@ pub struct RasterConfig {
     pub subgroups: bool,
 }
 
+/// Tile intersections of the last [`forward`] on this thread: how many the scene needed and how
+/// many one storage binding holds. Read (and cleared) by [`take_last_intersections`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Intersections {
+    /// Intersections the scene has: Σ over visible (splat, camera) pairs of the tiles their
+    /// opacity-aware box covers (gsplat's CUDA rule; the fixtures' `meta.n_isects_opacity_aware`).
+    pub needed: u64,
+    /// The most one storage binding holds (`max_storage_buffer_binding_size / 4`); above it the
+    /// forward composites only the first `capacity` entries and the image is incomplete.
+    pub capacity: u64,
+}
+
+thread_local! {
+    static LAST_INTERSECTIONS: std::cell::Cell<Option<Intersections>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// The intersection count of the last [`forward`] run on this thread, once (a second call
+/// returns `None`). burn's backend-extension op returns only the image, so `render` reads the
+/// count here, right after its own call, on the same thread.
+pub fn take_last_intersections() -> Option<Intersections> {
+    LAST_INTERSECTIONS.with(|c| c.take())
+}
+
 /// Everything the backward pass needs, kept from the forward.
 #[derive(Clone, Debug)]
 pub struct ForwardState {
@@ -436,19 +460,20 @@ pub fn forward(inputs: [CubeTensor; 5], cfg: &RasterConfig) -> (CubeTensor, Forw
     prof.stage(&client, "count + scan", &offsets);
     let total_bytes =
         alloc::read::<u32>(&client, slice(&offsets, 4 * nc as u64, 4)).unwrap_or_default();
-    let mut num_isects = total_bytes.first().copied().unwrap_or(0);
+    let needed = total_bytes.first().copied().unwrap_or(0);
     if prof.on {
-        eprintln!("[profile] {num_isects} tile intersections");
+        eprintln!("[profile] {needed} tile intersections");
     }
-    let capacity = (alloc::max_binding_size() / 4) as u32;
-    if num_isects > capacity {
-        tracing::error!(
-            num_isects,
-            capacity,
-            "too many tile intersections for one storage binding; the image is incomplete (render fewer or smaller splats, or a smaller image)"
-        );
-        num_isects = capacity;
-    }
+    let capacity = (alloc::max_binding_size() / 4).min(u32::MAX as u64) as u32;
+    // Above one binding the lists are cut to its capacity (the kernels stay in bounds);
+    // `render` turns that into `RenderError::TooManyIntersections`.
+    let num_isects = needed.min(capacity);
+    LAST_INTERSECTIONS.with(|c| {
+        c.set(Some(Intersections {
+            needed: needed as u64,
+            capacity: capacity as u64,
+        }))
+    });
 
     // 4–5. Emit intersections and sort them by (camera, tile).
     let tb = tile_bits(tiles_per_cam);

@@ -173,9 +173,13 @@ pub struct RenderOutput {
     /// `[C, N, 2]` zeros whose gradient, after `backward`, is dL/d(projected means) in pixels
     /// (the densification signal); only tracked with `RenderOptions::means2d_grad`.
     pub means2d: Tensor<3>,
+    /// Tile intersections of this call, summed over its cameras: (splat, 16×16 tile) pairs
+    /// under gsplat's opacity-aware box (CUDA `fully_fused_projection`). Known on the host
+    /// without a read-back of its own: the forward reads it to size its buffers.
+    pub num_isects: u64,
 }
 
-/// Errors of [`render`] (checked before any GPU work).
+/// Errors of [`render`].
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
     /// No cameras were given.
@@ -219,6 +223,17 @@ pub enum RenderError {
         /// Maximum splats for this camera count.
         limit: usize,
     },
+    /// The scene covers more (splat, tile) pairs than one storage binding holds: the forward
+    /// could composite only part of them, so the image would be incomplete.
+    #[error(
+        "{needed} tile intersections, above this device's storage-binding limit of {capacity}; render a smaller image, fewer cameras per call or fewer (or smaller) splats"
+    )]
+    TooManyIntersections {
+        /// Intersections the call needed.
+        needed: u64,
+        /// The most one binding holds.
+        capacity: u64,
+    },
     /// The images of one call do not fit one device buffer.
     #[error(
         "{cameras} image(s) of {width}×{height} need {bytes} bytes of render output, above this device's storage-binding limit of {limit} bytes; render a smaller image or fewer cameras per call"
@@ -249,7 +264,8 @@ const OUTPUT_CHANNELS: u64 = 5;
 ///
 /// # Errors
 /// [`RenderError`] for an empty scene, empty or inconsistent cameras, wrong tensor shapes or dtypes, or a
-/// scene larger than the device's binding limit allows.
+/// scene larger than the device's binding limit allows (checked before any GPU work, except
+/// [`RenderError::TooManyIntersections`], known once the forward has counted them).
 pub fn render(
     splats: &Splats,
     cameras: &[Camera],
@@ -384,6 +400,16 @@ pub fn render(
         probe.clone().into_dispatch(),
         cfg,
     ));
+    let isects = crate::raster::take_last_intersections().ok_or(RenderError::Tensor {
+        name: "means",
+        message: "the rasterizer's forward did not run on this thread".into(),
+    })?;
+    if isects.needed > isects.capacity {
+        return Err(RenderError::TooManyIntersections {
+            needed: isects.needed,
+            capacity: isects.capacity,
+        });
+    }
     let (h, w) = (height as usize, width as usize);
     Ok(RenderOutput {
         rgb: out.clone().slice([0..c, 0..h, 0..w, 0..3]),
@@ -393,5 +419,6 @@ pub fn render(
             .reshape([c, h, w]),
         depth: out.slice([0..c, 0..h, 0..w, 4..5]).reshape([c, h, w]),
         means2d: probe,
+        num_isects: isects.needed,
     })
 }
