@@ -179,12 +179,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 }
             }
 #ifdef SUBGROUPS
-            let sa = subgroupAdd(g.a);
-            let sb = subgroupAdd(g.b);
-            let sc = subgroupAdd(g.c);
-            let any_contrib = subgroupAny(contributes);
-            if lane == 0u && any_contrib {
-                add_grad(batch_ids[k], Grad(sa, sb, sc));
+            // Subgroup-uniform branch: reduce only where some lane has a term (most splats of
+            // a tile miss most 8- or 32-pixel runs).
+            if subgroupAny(contributes) {
+                let sa = subgroupAdd(g.a);
+                let sb = subgroupAdd(g.b);
+                let sc = subgroupAdd(g.c);
+                if lane == 0u {
+                    add_grad(batch_ids[k], Grad(sa, sb, sc));
+                }
             }
 #else
             if contributes {

@@ -126,3 +126,17 @@ struct AdamParams {
     _pad_d: u32,
     _pad_e: u32,
 }
+
+// Settings of mcmc_noise.wgsl: position noise for `count` splats.
+struct NoiseParams {
+    count: u32,
+    _pad_a: u32,
+    _pad_b: u32,
+    _pad_c: u32,
+    // Step size (the means' learning rate × noise_lr), and the gate σ(k·(1 − o − x0)) on the
+    // opacity o: its steepness k and centre x0.
+    scale: f32,
+    steepness: f32,
+    centre: f32,
+    _pad_d: u32,
+}

@@ -40,20 +40,6 @@ pub fn subgroups() -> bool {
     SUBGROUPS.load(Ordering::Relaxed)
 }
 
-static SUBGROUPS_PREFERRED: AtomicBool = AtomicBool::new(true);
-
-/// Record whether the subgroup kernels are the faster default on the device (done by
-/// `GpuContext::new`: not on CPU adapters).
-pub fn set_subgroups_preferred(on: bool) {
-    SUBGROUPS_PREFERRED.store(on, Ordering::Relaxed);
-}
-
-/// Whether renders use the subgroup kernels by default (`splat::RenderOptions::default`) where
-/// the device has subgroups ([`subgroups`]). True until a `GpuContext` says otherwise.
-pub fn subgroups_preferred() -> bool {
-    SUBGROUPS_PREFERRED.load(Ordering::Relaxed)
-}
-
 /// Turn garbage filling of fresh buffers on or off for the whole process.
 pub fn set_garbage_fill(on: bool) {
     GARBAGE.store(on, Ordering::Relaxed);

@@ -288,10 +288,6 @@ impl GpuContext {
         let subgroups = features.contains(wgpu::Features::SUBGROUP)
             && std::env::var("SPLATDREAM_NO_SUBGROUPS").is_err();
         crate::alloc::set_subgroups(subgroups);
-        // On a CPU adapter the subgroup backward is slower than per-pixel atomics (lavapipe: its
-        // 8-lane reductions cost more than the atomics they save, ≈ 10 % of the rasterizer
-        // backward on lego 400², docs/perf.md), so renders default to the portable path there.
-        crate::alloc::set_subgroups_preferred(info.device_type != wgpu::DeviceType::Cpu);
         tracing::debug!(adapter = %info.name, backend = ?info.backend, subgroups, "gpu ready");
         Ok(Self {
             instance,

@@ -139,9 +139,9 @@ pub struct RenderOptions {
     pub rgb_colors: bool,
     /// Track the screen-space mean gradient ([`RenderOutput::means2d`] gets a gradient).
     pub means2d_grad: bool,
-    /// Use subgroup operations in the backward pass when the device has them. Default:
-    /// [`gpu::alloc::subgroups_preferred`] (on, except on CPU adapters such as lavapipe, where
-    /// the per-pixel atomics are faster).
+    /// Use subgroup operations in the backward pass when the device has them ([`gpu::alloc::subgroups`];
+    /// `SPLATDREAM_NO_SUBGROUPS=1` turns them off for the process). Default: on. Off, every
+    /// contributing pixel adds its own terms with atomics (the portable path).
     pub subgroups: bool,
 }
 
@@ -156,7 +156,7 @@ impl Default for RenderOptions {
             eps2d: 0.3,
             rgb_colors: false,
             means2d_grad: false,
-            subgroups: gpu::alloc::subgroups_preferred(),
+            subgroups: true,
         }
     }
 }
@@ -234,6 +234,13 @@ pub enum RenderError {
         /// The most one binding holds.
         capacity: u64,
     },
+    /// The rasterizer's forward left no tile-intersection count for this call
+    /// ([`crate::raster::take_last_intersections`]): the backend ran the op on another thread or
+    /// deferred it, so `render` cannot tell whether the image is complete.
+    #[error(
+        "the rasterizer's forward left no tile-intersection count on this thread, so the image's completeness is unknown (a backend that defers or moves ops to another thread is not supported)"
+    )]
+    NoIntersectionCount,
     /// The images of one call do not fit one device buffer.
     #[error(
         "{cameras} image(s) of {width}×{height} need {bytes} bytes of render output, above this device's storage-binding limit of {limit} bytes; render a smaller image or fewer cameras per call"
@@ -400,10 +407,8 @@ pub fn render(
         probe.clone().into_dispatch(),
         cfg,
     ));
-    let isects = crate::raster::take_last_intersections().ok_or(RenderError::Tensor {
-        name: "means",
-        message: "the rasterizer's forward did not run on this thread".into(),
-    })?;
+    let isects =
+        crate::raster::take_last_intersections().ok_or(RenderError::NoIntersectionCount)?;
     if isects.needed > isects.capacity {
         return Err(RenderError::TooManyIntersections {
             needed: isects.needed,

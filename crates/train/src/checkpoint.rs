@@ -370,12 +370,7 @@ mod tests {
 
     #[test]
     fn round_trip_keeps_tensors_and_moments() {
-        let ctx = gpu::GpuContext::new(&gpu::GpuOptions::default()).ok();
-        let Some(ctx) = ctx else {
-            eprintln!("skipping: no adapter");
-            return;
-        };
-        let device = ctx.burn.clone();
+        let device = crate::test_device().clone();
         let (p, c) = sphere_points(50, 1.0, None, 1);
         let data = from_points(&p, &c, 0.1, 1.0);
         let mut g = Gaussians::from_data(&data, 1, &device);

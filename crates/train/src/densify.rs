@@ -581,61 +581,24 @@ impl Densifier {
     }
 
     /// MCMC position noise (gsplat `inject_noise_to_position`): means += lr·noise_lr ·
-    /// σ(−100(o − 0.995))·Σ·ε with ε ~ N(0, I) and Σ = R S² Rᵀ the splat covariance, so only
-    /// near-transparent splats move noticeably.
+    /// σ(100(0.005 − o))·Σ·ε with ε ~ N(0, I) and Σ = R S² Rᵀ the splat covariance, so only
+    /// near-transparent splats move noticeably. One fused kernel
+    /// ([`crate::mcmc_noise::inject_position_noise`]).
     fn inject_noise(&mut self, s: &McmcStrategy, g: &mut Gaussians, lr_means: f64) {
         let n = g.len();
         if n == 0 || s.noise_lr <= 0.0 {
             return;
         }
-        let device = g.device();
-        let q = g.groups[QUATS].value.clone();
-        let q = q.clone() / q.square().sum_dim(1).sqrt().clamp_min(1e-12);
-        let c = |k: usize| q.clone().slice([0..n, k..k + 1]);
-        let (w, x, y, z) = (c(0), c(1), c(2), c(3));
-        let one = || Tensor::<2>::ones([n, 1], &device);
-        // R rows.
-        let r = [
-            [
-                one() - (y.clone().square() + z.clone().square()) * 2.0,
-                (x.clone() * y.clone() - w.clone() * z.clone()) * 2.0,
-                (x.clone() * z.clone() + w.clone() * y.clone()) * 2.0,
-            ],
-            [
-                (x.clone() * y.clone() + w.clone() * z.clone()) * 2.0,
-                one() - (x.clone().square() + z.clone().square()) * 2.0,
-                (y.clone() * z.clone() - w.clone() * x.clone()) * 2.0,
-            ],
-            [
-                (x.clone() * z.clone() - w.clone() * y.clone()) * 2.0,
-                (y.clone() * z.clone() + w.clone() * x.clone()) * 2.0,
-                one() - (x.clone().square() + y.clone().square()) * 2.0,
-            ],
-        ];
-        let s2 = (g.groups[LOG_SCALES].value.clone() * 2.0).exp();
-        let eps = Tensor::<2>::random([n, 3], Distribution::Normal(0.0, 1.0), &device);
-        let e = |k: usize| eps.clone().slice([0..n, k..k + 1]);
-        let s2k = |k: usize| s2.clone().slice([0..n, k..k + 1]);
-        // u = S² Rᵀ ε
-        let u: Vec<Tensor<2>> = (0..3)
-            .map(|k| {
-                (r[0][k].clone() * e(0) + r[1][k].clone() * e(1) + r[2][k].clone() * e(2)) * s2k(k)
-            })
-            .collect();
-        // Σε = R u
-        let cov_eps: Vec<Tensor<2>> = (0..3)
-            .map(|a| {
-                r[a][0].clone() * u[0].clone()
-                    + r[a][1].clone() * u[1].clone()
-                    + r[a][2].clone() * u[2].clone()
-            })
-            .collect();
-        let cov_eps = Tensor::cat(cov_eps, 1);
-        let o = burn::tensor::activation::sigmoid(g.groups[OPACITY].value.clone());
-        // σ(k(x − x0)) with x = 1 − o, k = 100, x0 = 0.995.
-        let gate = burn::tensor::activation::sigmoid(((o.neg() + 1.0) - 0.995) * 100.0);
-        let p = &mut g.groups[MEANS];
-        p.value = p.value.clone() + cov_eps * gate * (lr_means * s.noise_lr);
+        let eps = Tensor::<2>::random([n, 3], Distribution::Normal(0.0, 1.0), &g.device());
+        let means = crate::mcmc_noise::inject_position_noise(
+            g.groups[MEANS].value.clone(),
+            g.groups[QUATS].value.clone(),
+            g.groups[LOG_SCALES].value.clone(),
+            g.groups[OPACITY].value.clone(),
+            eps,
+            lr_means * s.noise_lr,
+        );
+        g.groups[MEANS].value = means;
     }
 }
 

@@ -813,6 +813,40 @@ struct LoopState<'a> {
     skipped: u64,
 }
 
+impl<'a> LoopState<'a> {
+    /// The loop's state after `step`, reading the guard's skipped count from the device.
+    fn now(
+        step: u64,
+        order: &'a ViewOrder,
+        train_seconds: f64,
+        guard: &StepGuard,
+    ) -> Result<Self, FitError> {
+        Ok(Self {
+            step,
+            order,
+            train_seconds,
+            skipped: guard.skipped_now().map_err(FitError::Device)?,
+        })
+    }
+}
+
+/// [`save_fit_checkpoint`], then `metrics.json` brought up to the same training time (the
+/// periodic and the stop-signal saves). Returns the checkpoint's path.
+fn save_progress(
+    cfg: &FitConfig,
+    hash: &str,
+    gaussians: &Gaussians,
+    densifier: &Densifier,
+    state: LoopState,
+    report: &mut FitReport,
+) -> Result<PathBuf, FitError> {
+    let train_seconds = state.train_seconds;
+    let path = save_fit_checkpoint(cfg, hash, gaussians, densifier, state)?;
+    report.train_seconds = train_seconds;
+    write_metrics(&cfg.output.dir.join("metrics.json"), report)?;
+    Ok(path)
+}
+
 /// Save a fit checkpoint of the completed `state.step` into `<out>/checkpoints/`, then prune
 /// old ones.
 fn save_fit_checkpoint(
@@ -1047,20 +1081,8 @@ pub fn fit(
         crate::live::pause_point();
         if crate::stop::requested() {
             let done = step - 1;
-            let checkpoint = save_fit_checkpoint(
-                cfg,
-                &hash,
-                &gaussians,
-                &densifier,
-                LoopState {
-                    step: done,
-                    order: &order,
-                    train_seconds: train_time,
-                    skipped: guard.skipped_now().map_err(FitError::Device)?,
-                },
-            )?;
-            report.train_seconds = train_time;
-            write_metrics(&metrics_path, &report)?;
+            let state = LoopState::now(done, &order, train_time, &guard)?;
+            let checkpoint = save_progress(cfg, &hash, &gaussians, &densifier, state, &mut report)?;
             return Err(Interrupted {
                 step: done,
                 checkpoint,
@@ -1194,35 +1216,13 @@ pub fn fit(
         let periodic = every > 0 && step % every == 0 && step != steps;
         // A save asked for from the viewer joins the periodic checkpoints.
         if periodic || (crate::live::take_save_request() && step != steps) {
-            save_fit_checkpoint(
-                cfg,
-                &hash,
-                &gaussians,
-                &densifier,
-                LoopState {
-                    step,
-                    order: &order,
-                    train_seconds: train_time,
-                    skipped: guard.skipped_now().map_err(FitError::Device)?,
-                },
-            )?;
-            report.train_seconds = train_time;
-            write_metrics(&metrics_path, &report)?;
+            let state = LoopState::now(step, &order, train_time, &guard)?;
+            save_progress(cfg, &hash, &gaussians, &densifier, state, &mut report)?;
         }
     }
     report.train_seconds = train_time;
-    let final_ck = save_fit_checkpoint(
-        cfg,
-        &hash,
-        &gaussians,
-        &densifier,
-        LoopState {
-            step: steps.max(start),
-            order: &order,
-            train_seconds: train_time,
-            skipped: guard.skipped_now().map_err(FitError::Device)?,
-        },
-    )?;
+    let state = LoopState::now(steps.max(start), &order, train_time, &guard)?;
+    let final_ck = save_fit_checkpoint(cfg, &hash, &gaussians, &densifier, state)?;
     report.outputs.push(final_ck);
     if start >= steps {
         on_event(Event::Message(format!(

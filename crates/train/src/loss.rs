@@ -81,13 +81,7 @@ mod tests {
     /// (`gpu::device::known_driver_defect`), so this fails on such a driver.
     #[test]
     fn psnr_and_ssim_of_full_size_images_match_their_closed_forms() {
-        let Some(dev) = gpu::GpuContext::new(&gpu::GpuOptions::default())
-            .ok()
-            .map(|c| c.burn.clone())
-        else {
-            eprintln!("skipping: no adapter");
-            return;
-        };
+        let dev = crate::test_device().clone();
         let (h, w) = (400, 400);
         let zeros = Tensor::<4>::zeros([2, h, w, 3], &dev);
         let half = Tensor::<4>::ones([2, h, w, 3], &dev) * 0.5;
