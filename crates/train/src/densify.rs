@@ -168,8 +168,9 @@ fn normal(rng: &mut StdRng) -> f32 {
     ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
 }
 
-/// Rotation matrix (row-major) of a wxyz quaternion, normalised first.
-fn rotation(q: &[f32]) -> [[f32; 3]; 3] {
+/// Rotation matrix (row-major) of a wxyz quaternion, normalised first (norm clamped to ≥ 1e-12,
+/// as torch's `F.normalize` in gsplat's `quat_scale_to_covar_preci`).
+pub(crate) fn rotation(q: &[f32]) -> [[f32; 3]; 3] {
     let n = (q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3])
         .sqrt()
         .max(1e-12);

@@ -132,29 +132,13 @@ mod tests {
     use crate::params::host;
     use burn::tensor::TensorData;
 
-    /// gsplat's `inject_noise_to_position` written out in f64 for one splat: quaternion →
-    /// rotation (`quat_scale_to_covar_preci`, after F.normalize), Σ = R S² Rᵀ, the
-    /// `op_sigmoid(1 − o)` gate, and `Σ · (ε · gate · scale)`.
+    /// gsplat's `inject_noise_to_position` written out on the host for one splat: quaternion →
+    /// rotation (`quat_scale_to_covar_preci` after F.normalize: the densifier's host
+    /// [`crate::densify::rotation`]), Σ = R S² Rᵀ, the `op_sigmoid(1 − o)` gate, and
+    /// `Σ · (ε · gate · scale)` in f64.
     fn reference(m: &[f64], q: &[f64], ls: &[f64], logit: f64, e: &[f64], scale: f64) -> [f64; 3] {
-        let norm = (q.iter().map(|v| v * v).sum::<f64>()).sqrt().max(1e-12);
-        let [w, x, y, z] = [q[0] / norm, q[1] / norm, q[2] / norm, q[3] / norm];
-        let r = [
-            [
-                1.0 - 2.0 * (y * y + z * z),
-                2.0 * (x * y - w * z),
-                2.0 * (x * z + w * y),
-            ],
-            [
-                2.0 * (x * y + w * z),
-                1.0 - 2.0 * (x * x + z * z),
-                2.0 * (y * z - w * x),
-            ],
-            [
-                2.0 * (x * z - w * y),
-                2.0 * (y * z + w * x),
-                1.0 - 2.0 * (x * x + y * y),
-            ],
-        ];
+        let q32: Vec<f32> = q.iter().map(|&v| v as f32).collect();
+        let r = crate::densify::rotation(&q32).map(|row| row.map(f64::from));
         let s2: Vec<f64> = ls.iter().map(|v| (2.0 * v).exp()).collect();
         let cov = |a: usize, b: usize| (0..3).map(|k| r[a][k] * s2[k] * r[b][k]).sum::<f64>();
         let o = 1.0 / (1.0 + (-logit).exp());
