@@ -7,6 +7,7 @@
 
 #import splatdream::types::NoiseParams
 #import splatdream::common::linear_group
+#import splatdream::projection::quat_to_rotmat
 
 @group(0) @binding(0) var<storage, read_write> params: NoiseParams;
 // [N, 3], [N, 4] (w, x, y, z), [N, 3], [N], [N, 3].
@@ -27,16 +28,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     let q_raw = vec4<f32>(quats[4u * i], quats[4u * i + 1u], quats[4u * i + 2u], quats[4u * i + 3u]);
     let q = q_raw / max(length(q_raw), 1e-12);
-    let w = q.x;
-    let x = q.y;
-    let y = q.z;
-    let z = q.w;
-    // Columns of R (WGSL matrices are column-major).
-    let r = mat3x3<f32>(
-        vec3<f32>(1.0 - 2.0 * (y * y + z * z), 2.0 * (x * y + w * z), 2.0 * (x * z - w * y)),
-        vec3<f32>(2.0 * (x * y - w * z), 1.0 - 2.0 * (x * x + z * z), 2.0 * (y * z + w * x)),
-        vec3<f32>(2.0 * (x * z + w * y), 2.0 * (y * z - w * x), 1.0 - 2.0 * (x * x + y * y)),
-    );
+    let r = quat_to_rotmat(q);
     let s2 = exp(2.0 * vec3<f32>(log_scales[3u * i], log_scales[3u * i + 1u], log_scales[3u * i + 2u]));
     let e = vec3<f32>(eps[3u * i], eps[3u * i + 1u], eps[3u * i + 2u]);
     let cov_eps = r * (s2 * (transpose(r) * e));
