@@ -25,6 +25,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     var slot = offsets[s];
     for (var ty = r.y; ty < r.w; ty++) {
         for (var tx = r.x; tx < r.z; tx++) {
+            if slot >= params.capacity {
+                return;
+            }
             isect_keys[slot] = (cam << params.tile_bits) | (ty * params.tiles_x + tx);
             isect_vals[slot] = id;
             slot++;

@@ -11,6 +11,11 @@
 //!   ~100k-splat forward render.
 //! - [`empty_and_degenerate_scenes`]: zero splats, fully culled scenes (exact background, zero
 //!   alpha, zero gradients), a single splat, an image smaller than one tile.
+//! - [`intersection_cap_reports_overflow`]: a call that needs more tile intersections than
+//!   its cap returns `TooManyIntersections` (with the true count) instead of a partial image,
+//!   and leaves the next render unharmed; at exactly the count it renders unchanged.
+//! - [`radix_sort_is_stable`]: the GPU radix sort behind the depth and tile sorts equals a
+//!   stable host sort, for lengths around its block sizes and for 4 to 32 key bits.
 //! - [`garbage_fill_is_on`]: the tests really run with garbage-filled fresh buffers, so a
 //!   kernel that reads memory it never wrote shows up as NaN/garbage here.
 //!
@@ -1080,6 +1085,114 @@ fn empty_and_degenerate_scenes() {
 // ---------------------------------------------------------------------------------------------
 // 5. Garbage fill
 // ---------------------------------------------------------------------------------------------
+
+/// The overflow path of the tile-intersection lists. The real limit (one storage binding,
+/// 128 MiB–4 GiB) is out of reach of a test, so the same code path is driven through
+/// `RenderOptions::max_intersections`: the forward builds at most that many intersections, the
+/// emit kernel drops the rest, and `render` must report the overflow with the true count rather
+/// than return the partial image. At exactly the count nothing is dropped.
+#[test]
+fn intersection_cap_reports_overflow() {
+    const W: u32 = 64;
+    const H: u32 = 48;
+    let (_lock, ctx) = exclusive_gpu();
+    let device = ctx.burn.clone();
+    let mut rng = Lcg::new(4242);
+    let scene = random_scene(&mut rng, 200, 0);
+    let cameras: Vec<Camera> = (0..2).map(|_| random_camera(&mut rng, 3.5, W, H)).collect();
+    let splats = upload(&scene, &device, false);
+    let opts = RenderOptions {
+        background: [0.1, 0.2, 0.3],
+        ..Default::default()
+    };
+    let full = render(&splats, &cameras, &opts).expect("uncapped render");
+    let needed = full.num_isects;
+    assert!(needed > 100, "scene too small for the test: {needed} intersections");
+    let reference = images(&full);
+
+    let capped = |cap: u64| {
+        render(
+            &splats,
+            &cameras,
+            &RenderOptions {
+                max_intersections: Some(cap),
+                ..opts.clone()
+            },
+        )
+    };
+    let exact = capped(needed).expect("a cap equal to the count must render");
+    assert_eq!(exact.num_isects, needed);
+    assert!(
+        images(&exact) == reference,
+        "a cap equal to the count changed the image"
+    );
+    for cap in [needed - 1, needed / 3, 1] {
+        match capped(cap) {
+            Err(RenderError::TooManyIntersections {
+                needed: got,
+                capacity,
+            }) => {
+                assert_eq!(got, needed, "cap {cap}: reported count");
+                assert_eq!(capacity, cap, "cap {cap}: reported capacity");
+            }
+            Err(e) => panic!("cap {cap}: wrong error {e}"),
+            Ok(out) => panic!(
+                "cap {cap}: rendered a partial image ({} intersections) instead of failing",
+                out.num_isects
+            ),
+        }
+    }
+    // The truncated calls left nothing behind: the next full render is unchanged.
+    let again = render(&splats, &cameras, &opts).expect("render after the overflows");
+    assert_eq!(again.num_isects, needed);
+    assert!(images(&again) == reference, "an overflowed call changed the next render");
+}
+
+
+/// The rasterizer's radix sort (`splat::raster::sort_pairs`, the code of the depth and tile
+/// sorts) against the standard library's stable sort: keys drawn from a narrow range (many
+/// ties, so stability shows in the values, which are the input positions), lengths on both
+/// sides of every block size the sort could use, key widths from one digit to 32 bits.
+#[test]
+fn radix_sort_is_stable() {
+    let (_lock, ctx) = exclusive_gpu();
+    let mut rng = Lcg::new(9);
+    let mut failures = vec![];
+    for &bits in &[4u32, 10, 13, 32] {
+        for &n in &[1usize, 2, 255, 256, 257, 4095, 4096, 4097, 8193, 70_001] {
+            // A few hundred distinct keys spread over the whole width: ties in every pass.
+            let distinct: Vec<u32> = (0..300)
+                .map(|_| {
+                    let k = rng.next_u32() ^ (rng.next_u32() << 1);
+                    if bits == 32 { k } else { k & ((1 << bits) - 1) }
+                })
+                .collect();
+            let keys: Vec<u32> = (0..n).map(|_| distinct[rng.below(distinct.len())]).collect();
+            let values: Vec<u32> = (0..n as u32).collect();
+            let run = splat::raster::sort_pairs(&ctx.burn, &keys, &values, bits, true)
+                .unwrap_or_else(|e| panic!("sort of {n} pairs on {bits} bits: {e}"));
+            let mut want: Vec<(u32, u32)> = keys.iter().copied().zip(values).collect();
+            want.sort_by_key(|&(k, _)| k);
+            let got: Vec<(u32, u32)> = run.keys.into_iter().zip(run.values).collect();
+            if got != want {
+                let first = got
+                    .iter()
+                    .zip(&want)
+                    .position(|(g, w)| g != w)
+                    .unwrap_or(got.len().min(want.len()));
+                failures.push(format!(
+                    "n = {n}, bits = {bits}: {} of {} pairs back; first difference at {first}: got {:?}, want {:?}",
+                    got.len(),
+                    want.len(),
+                    got.get(first),
+                    want.get(first)
+                ));
+            }
+        }
+    }
+    assert_no_failures(&failures);
+}
+
 
 /// The invariants above are only meaningful if fresh kernel buffers hold garbage (NaN, huge
 /// values) rather than zeros: a kernel that forgets to write an output or clear an accumulator

@@ -84,6 +84,9 @@ struct EmitParams {
     tiles_x: u32,
     // Bits of the tile index in an intersection key; the camera index sits above them.
     tile_bits: u32,
+    // Length of the intersection lists: slots at or past it are dropped (the render then
+    // reports TooManyIntersections).
+    capacity: u32,
 }
 
 // Settings of tile_ranges.wgsl.

@@ -70,6 +70,8 @@ pub struct RasterConfig {
     pub eps2d: f32,
     /// Use subgroup operations in the backward pass.
     pub subgroups: bool,
+    /// Cap on the tile intersections built (`None` = one storage binding's worth).
+    pub max_intersections: Option<u64>,
 }
 
 /// Tile intersections of the last [`forward`] on this thread: how many the scene needed and how
@@ -306,6 +308,11 @@ pub(crate) fn exclusive_scan(client: &Client, input: &Handle, n: u32) -> Handle 
     ScanPlan::new(client, n).run(client, input)
 }
 
+/// Elements per radix-sort block: 256 threads × 16 keys. Must equal `BLOCK` in
+/// `sort_count.wgsl` and `sort_scatter.wgsl` (`radix_sort_is_stable` in the end-to-end tests
+/// fails for lengths past one block otherwise).
+const SORT_BLOCK: u32 = 4096;
+
 /// Stable LSD radix sort of `n` (key, value) u32 pairs on the low `bits` bits of the keys.
 /// Returns the sorted (keys, values) buffers. Everything the passes need (parameters,
 /// histogram, scan plan, ping-pong buffers) is created once per call.
@@ -319,7 +326,7 @@ pub(crate) fn radix_sort(
     if n <= 1 || bits == 0 {
         return (keys, vals);
     }
-    let blocks = n.div_ceil(256);
+    let blocks = n.div_ceil(SORT_BLOCK);
     let passes = bits.div_ceil(4);
     let params: Vec<SortParams> = (0..passes)
         .map(|pass| sort_params(n, 4 * pass, blocks, 0))
@@ -334,7 +341,8 @@ pub(crate) fn radix_sort(
     );
     for p in params {
         // SAFETY: keys[i] read for i < count; hist written at digit·num_blocks + block for
-        // block < num_blocks (hist has 16·num_blocks entries).
+        // block < num_blocks (hist has 16·num_blocks entries; num_blocks = ⌈count / BLOCK⌉
+        // with the kernels' BLOCK = SORT_BLOCK).
         launch(
             client,
             k::SORT_COUNT,
@@ -343,7 +351,8 @@ pub(crate) fn radix_sort(
         );
         let scanned = scan.run(client, &hist);
         // SAFETY: element i < count is written to scanned[digit, block] + rank, a permutation
-        // of 0..count (the scan of the block histograms); invalid threads write nothing.
+        // of 0..count (the scan of the block histograms, counted over the same SORT_BLOCK
+        // blocks); threads past count write nothing.
         launch(
             client,
             k::SORT_SCATTER,
@@ -464,8 +473,10 @@ pub fn forward(inputs: [CubeTensor; 5], cfg: &RasterConfig) -> (CubeTensor, Forw
     if prof.on {
         eprintln!("[profile] {needed} tile intersections");
     }
-    let capacity = (alloc::max_binding_size() / 4).min(u32::MAX as u64) as u32;
-    // Above one binding the lists are cut to its capacity (the kernels stay in bounds);
+    let capacity = (alloc::max_binding_size() / 4)
+        .min(cfg.max_intersections.unwrap_or(u64::MAX))
+        .min(u32::MAX as u64) as u32;
+    // Above the capacity the lists are cut to it (the emit kernel drops slots past it);
     // `render` turns that into `RenderError::TooManyIntersections`.
     let num_isects = needed.min(capacity);
     LAST_INTERSECTIONS.with(|c| {
@@ -488,10 +499,12 @@ pub fn forward(inputs: [CubeTensor; 5], cfg: &RasterConfig) -> (CubeTensor, Forw
                 num_cameras: c as u32,
                 tiles_x,
                 tile_bits: tb,
+                capacity: num_isects,
             }],
         );
         // SAFETY: splat s writes slots offsets[s] .. offsets[s] + area(rect), disjoint ranges
-        // whose union is 0..num_isects (exclusive scan of the same areas).
+        // (exclusive scan of the same areas); the kernel skips every slot ≥ capacity =
+        // num_isects, the lists' length, so a truncated call stays in bounds too.
         launch(
             &client,
             k::ISECT_EMIT,

@@ -143,6 +143,12 @@ pub struct RenderOptions {
     /// `SPLATDREAM_NO_SUBGROUPS=1` turns them off for the process). Default: on. Off, every
     /// contributing pixel adds its own terms with atomics (the portable path).
     pub subgroups: bool,
+    /// Most tile intersections (splat × tile pairs) one call may build: a memory budget of
+    /// 8 bytes per intersection for the key and value lists (twice that while sorting).
+    /// `None` = as many as one storage binding holds (`max_storage_buffer_binding_size / 4`).
+    /// A call that needs more returns [`RenderError::TooManyIntersections`] instead of an
+    /// incomplete image.
+    pub max_intersections: Option<u64>,
 }
 
 impl Default for RenderOptions {
@@ -157,6 +163,7 @@ impl Default for RenderOptions {
             rgb_colors: false,
             means2d_grad: false,
             subgroups: true,
+            max_intersections: None,
         }
     }
 }
@@ -226,12 +233,13 @@ pub enum RenderError {
     /// The scene covers more (splat, tile) pairs than one storage binding holds: the forward
     /// could composite only part of them, so the image would be incomplete.
     #[error(
-        "{needed} tile intersections, above this device's storage-binding limit of {capacity}; render a smaller image, fewer cameras per call or fewer (or smaller) splats"
+        "{needed} tile intersections, above the limit of {capacity} (one storage binding on this device, or `RenderOptions::max_intersections`); render a smaller image, fewer cameras per call or fewer (or smaller) splats"
     )]
     TooManyIntersections {
         /// Intersections the call needed.
         needed: u64,
-        /// The most one binding holds.
+        /// The most this call could hold: one binding, or `RenderOptions::max_intersections`
+        /// when that is lower.
         capacity: u64,
     },
     /// The rasterizer's forward left no tile-intersection count for this call
@@ -368,6 +376,7 @@ pub fn render(
         far: opts.far,
         eps2d: opts.eps2d,
         subgroups,
+        max_intersections: opts.max_intersections,
     };
     let bytes = cameras.len() as u64 * width as u64 * height as u64 * OUTPUT_CHANNELS * 4;
     let binding = gpu::alloc::max_binding_size();
