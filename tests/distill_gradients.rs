@@ -7,7 +7,9 @@
 //!
 //! - SDS (DreamFusion): `g = ω(t)(ε̂ − ε)` for every weighting.
 //! - VDM + DCA (DreamMapping Eq. 19): `g = ω(t)(ε̂ − λ_t ℳψ(ε̂))`, ℳψ with its weights from
-//!   before the step's online update; ℳψ's loss falls under repeated online steps.
+//!   before the step's online update; ℳψ's loss falls under repeated online steps; Adam's
+//!   moments travel with ℳψ's weights in the checkpoint state, so a restored ℳψ takes the
+//!   same next update as one that never stopped.
 //! - SDI (methods.md §2): the DDIM inversion chain (negative-CFG U-Net calls at every level,
 //!   x̂₀/ε split at ᾱ of the level, η-noise) redone on the host, then
 //!   `g = (z − x̂₀(z_t))/(N·B²)` with `z_t` the inverted latent.
@@ -236,31 +238,38 @@ fn vdm_gradient_reaches_latents() {
     }
 }
 
-#[test]
-fn ulite_loss_falls_online() {
+/// The setting of the online-training tests: seeded inputs for the tiny ε-model, its CFG
+/// prediction ε̂ (what ℳψ degrades), and a VDM config with a `levels`-level ℳψ (8×8 latents
+/// need no padding up to 3 levels).
+fn online_setting(seed: u64, levels: usize) -> (GuidanceInput, Tensor<4>, VdmConfig) {
     let (unet, schedule, d) = load("tiny-eps");
     let prior = Prior {
         unet: &unet,
         schedule: &schedule,
     };
-    let inp = input(d, 5);
-    let z_t = inp.noisy(&schedule);
+    let inp = input(d, seed);
     let (eps_hat, _, _) = prior.eps_cfg(
-        z_t,
+        inp.noisy(&schedule),
         &inp.timesteps,
         inp.cond.clone(),
         inp.uncond.clone(),
         CFG,
     );
-    // 3 levels (8×8 latents need no padding): the default 5 levels work too (see
-    // `vdm_gradient_reaches_latents`) but take ~3 s per step on lavapipe.
     let cfg = VdmConfig {
         ulite: ULiteConfig {
-            levels: 3,
+            levels,
             zero_init_head: false,
         },
         ..VdmConfig::default()
     };
+    (inp, eps_hat, cfg)
+}
+
+#[test]
+fn ulite_loss_falls_online() {
+    // 3 levels: the default 5 levels work too (see `vdm_gradient_reaches_latents`) but take
+    // ~3 s per step on lavapipe.
+    let (inp, eps_hat, cfg) = online_setting(5, 3);
     let mut vdm = Vdm::new(cfg, &gpu().burn).expect("vdm");
     let mut losses = vec![];
     for _ in 0..30 {
@@ -275,6 +284,117 @@ fn ulite_loss_falls_online() {
         losses[0],
         losses[29]
     );
+}
+
+/// Adam's moments are part of VDM's checkpoint state: ℳψ restored from the state after two
+/// online steps takes exactly the third step of the run that never stopped, while ℳψ restored
+/// from its weights alone (fresh moments: what checkpoints held before the moments were saved)
+/// takes a different one. Malformed moment entries are refused by name and change nothing.
+#[test]
+fn vdm_resume_continues_adam() {
+    let (inp, eps_hat, cfg) = online_setting(17, 2);
+    let weights_of = |st: &[distill::state::Entry]| -> Vec<distill::state::Entry> {
+        st.iter()
+            .filter(|(n, _, _)| n.starts_with("ulite."))
+            .cloned()
+            .collect()
+    };
+    let mut run = Vdm::new(cfg.clone(), &gpu().burn).expect("vdm");
+    let start = run.state();
+    assert!(
+        start.iter().all(|(n, _, _)| n.starts_with("ulite.")),
+        "moments before the first update"
+    );
+    let step = |v: &mut Vdm| {
+        v.train_step(eps_hat.clone(), inp.noise.clone());
+    };
+    step(&mut run);
+    step(&mut run);
+    let saved = run.state();
+    let weights = weights_of(&saved);
+    let moments: Vec<_> = saved
+        .iter()
+        .filter(|(n, _, _)| n.starts_with("ulite_adam."))
+        .collect();
+    assert_eq!(weights.len() + moments.len(), saved.len(), "other entries");
+    assert_eq!(moments.len(), 3 * weights.len(), "m, v and t per weight");
+    for (name, shape, values) in &weights {
+        let path = name.strip_prefix("ulite.").expect("prefix");
+        let find = |field: &str| {
+            saved
+                .iter()
+                .find(|(n, _, _)| *n == format!("ulite_adam.{path}.{field}"))
+                .unwrap_or_else(|| panic!("no {field} for {name}"))
+        };
+        assert_eq!(&find("moment_1").1, shape);
+        assert_eq!(&find("moment_2").1, shape);
+        assert_eq!(find("time").2, vec![2.0], "{name}: two updates");
+        assert!(find("moment_2").2.iter().all(|v| *v >= 0.0));
+        assert_eq!(values.len(), shape.iter().product::<usize>());
+    }
+    step(&mut run);
+    let want = weights_of(&run.state());
+
+    let third_step_from = |st: &[distill::state::Entry]| {
+        let mut v = Vdm::new(cfg.clone(), &gpu().burn).expect("vdm");
+        v.load_state(st).expect("load");
+        step(&mut v);
+        weights_of(&v.state())
+    };
+    let max_diff = |a: &[distill::state::Entry], b: &[distill::state::Entry]| {
+        assert_eq!(a.len(), b.len());
+        a.iter()
+            .zip(b)
+            .flat_map(|(x, y)| {
+                assert_eq!(x.0, y.0);
+                x.2.iter().zip(&y.2).map(|(p, q)| (p - q).abs())
+            })
+            .fold(0.0f32, f32::max)
+    };
+    let resumed = max_diff(&third_step_from(&saved), &want);
+    let fresh = max_diff(&third_step_from(&weights), &want);
+    println!("third update: resumed differs by {resumed:e}, fresh moments by {fresh:e}");
+    assert!(
+        resumed <= 1e-6,
+        "restored moments: third step off by {resumed}"
+    );
+    assert!(
+        fresh > 1e-4,
+        "fresh moments gave the same third step ({fresh}): the test cannot tell"
+    );
+
+    // Malformed moment entries are refused by name, and a refused load changes nothing.
+    let mut v = Vdm::new(cfg.clone(), &gpu().burn).expect("vdm");
+    v.load_state(&saved).expect("load");
+    let name_of = |field: &str| {
+        saved
+            .iter()
+            .position(|(n, _, _)| n.starts_with("ulite_adam.") && n.ends_with(field))
+            .expect("a moment entry")
+    };
+    let refuse = |v: &mut Vdm, bad: Vec<distill::state::Entry>, needle: &str| {
+        let e = v.load_state(&bad).unwrap_err().to_string();
+        assert!(e.contains(needle), "`{needle}` not in: {e}");
+        assert_eq!(v.state(), saved, "a refused load changed the state");
+    };
+    let i = name_of(".moment_1");
+    let mut bad = saved.clone();
+    bad[i].1.push(1);
+    refuse(&mut v, bad, &saved[i].0);
+    let i = name_of(".time");
+    let mut bad = saved.clone();
+    bad[i].2 = vec![0.5];
+    refuse(&mut v, bad, &saved[i].0);
+    let i = name_of(".moment_2");
+    let mut bad = saved.clone();
+    let gone = bad.remove(i);
+    refuse(&mut v, bad, &gone.0);
+    let mut bad = saved.clone();
+    bad.push(("ulite_adam.nope.moment_1".into(), vec![1], vec![0.0]));
+    refuse(&mut v, bad, "ulite_adam.nope.moment_1");
+    let mut bad = saved.clone();
+    bad[i].0 = bad[i].0.replace(".moment_2", ".moment_3");
+    refuse(&mut v, bad, "moment_3");
 }
 
 #[test]

@@ -632,8 +632,15 @@ fn vsd_gradient_reaches_latents() {
         let run = |ctx: Tensor<3>| to_eps(&schedule, &n, &host64(&unet.forward(z_t(), &t, ctx)));
         let (e_u, e_c) = (run(inp.uncond.clone()), run(inp.cond.clone()));
         let c2w = host64(inp.c2w.as_ref().expect("c2w"));
-        // ε̂_ψ(z_t; y, t, c) of a state's LoRA and camera embedding, on prompt `y`.
+        // ε̂_ψ(z_t; y, t, c) of a state's LoRA and camera embedding, on prompt `y` (the
+        // `vsd.…` weights; AdamW's `vsd_adam.…` moments are not the network's).
         let e_psi = |st: &[Entry], y: Tensor<3>| {
+            let st: Vec<Entry> = st
+                .iter()
+                .filter(|e| e.0.starts_with("vsd."))
+                .cloned()
+                .collect();
+            let st = st.as_slice();
             let mut net = VsdNet {
                 lora: UNetLora::for_unet(&unet, 4, &gpu().burn),
                 camera: Some(ConditionEmbedding::new(16, unet.temb_dim(), &gpu().burn)),
@@ -783,10 +790,15 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
 
 /// Round trip on a created module: loading other values replaces them, loading the saved ones
 /// restores them; mis-shaped, missing and unknown entries are refused and change nothing.
+/// Adam's moments (`…_adam.<path>.<moment_1|moment_2|time>`, after the weights) take part.
 fn assert_round_trip(g: &mut dyn Guidance, st: &[Entry]) {
     let other: Vec<Entry> = st
         .iter()
-        .map(|(n, s, v)| (n.clone(), s.clone(), v.iter().map(|x| x + 0.25).collect()))
+        .map(|(n, s, v)| {
+            // Adam's update count stays a whole number; everything else moves by 0.25.
+            let shift = if n.ends_with(".time") { 1.0 } else { 0.25 };
+            (n.clone(), s.clone(), v.iter().map(|x| x + shift).collect())
+        })
         .collect();
     g.load_state(&other).expect("load other values");
     assert_eq!(g.state(), other);
@@ -825,11 +837,18 @@ fn state_round_trips() {
     let mut lods = Lods::new(cfg.clone(), dev).expect("lods");
     lods.prior_step(&prior, &inp).expect("step");
     let st = lods.state();
-    assert_eq!(st.len(), 1);
+    let names: Vec<(&str, Vec<usize>)> =
+        st.iter().map(|(n, s, _)| (n.as_str(), s.clone())).collect();
     assert_eq!(
-        (st[0].0.as_str(), st[0].1.clone()),
-        ("embedding.y", vec![1, 77, d])
+        names,
+        [
+            ("embedding.y", vec![1, 77, d]),
+            ("embedding_adam.y.moment_1", vec![1, 77, d]),
+            ("embedding_adam.y.moment_2", vec![1, 77, d]),
+            ("embedding_adam.y.time", vec![1]),
+        ]
     );
+    assert_eq!(st[3].2, vec![1.0], "one Adam update");
     assert_round_trip(&mut lods, &st);
     // Loaded before the first step: kept, and it replaces the negative-prompt initialisation.
     let mut fresh = Lods::new(cfg.clone(), dev).expect("lods");
@@ -845,7 +864,7 @@ fn state_round_trips() {
     let neg = host(&other_inp.uncond.clone().narrow(0, 0, 1)).expect("readback");
     assert!(max_diff(&y, &neg) > 0.5);
     // A mis-shaped entry loaded before the first step is refused when y_α is created.
-    let mut pending_bad = st.clone();
+    let mut pending_bad = vec![st[0].clone()];
     pending_bad[0].1 = vec![1, 77, d + 1];
     pending_bad[0].2.extend(vec![0.0; 77]);
     let mut fresh = Lods::new(cfg, dev).expect("lods");
@@ -874,7 +893,15 @@ fn state_round_trips() {
     .expect("lods-lora");
     lods.prior_step(&prior, &inp).expect("step");
     let st = lods.state();
-    assert_eq!(st.len(), unet.transformer_count() * 2 * 4 * 2);
+    let weights = st.iter().filter(|(n, _, _)| n.starts_with("lora.")).count();
+    assert_eq!(weights, unet.transformer_count() * 2 * 4 * 2);
+    assert_eq!(
+        st.iter()
+            .filter(|(n, _, _)| n.starts_with("lora_adam."))
+            .count(),
+        3 * weights,
+        "m, v and t per LoRA weight"
+    );
     assert!(
         st.iter()
             .any(|(n, s, _)| n == "lora.blocks.0.attn2.to_k.down" && s == &vec![d, 4])
@@ -889,7 +916,15 @@ fn state_round_trips() {
     let mut vsd = Vsd::new(cfg.clone(), dev).expect("vsd");
     vsd.train_step(&prior, &inp).expect("step");
     let st = vsd.state();
-    assert_eq!(st.len(), unet.transformer_count() * 2 * 4 * 2 + 4);
+    let weights = st.iter().filter(|(n, _, _)| n.starts_with("vsd.")).count();
+    assert_eq!(weights, unet.transformer_count() * 2 * 4 * 2 + 4);
+    assert_eq!(
+        st.iter()
+            .filter(|(n, _, _)| n.starts_with("vsd_adam."))
+            .count(),
+        3 * weights,
+        "m, v and t per LoRA and camera-embedding weight"
+    );
     assert!(
         st.iter()
             .any(|(n, s, _)| n == "vsd.camera.linear_1.weight" && s == &vec![16, unet.temb_dim()])

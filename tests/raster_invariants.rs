@@ -1107,7 +1107,10 @@ fn intersection_cap_reports_overflow() {
     };
     let full = render(&splats, &cameras, &opts).expect("uncapped render");
     let needed = full.num_isects;
-    assert!(needed > 100, "scene too small for the test: {needed} intersections");
+    assert!(
+        needed > 100,
+        "scene too small for the test: {needed} intersections"
+    );
     let reference = images(&full);
 
     let capped = |cap: u64| {
@@ -1145,9 +1148,11 @@ fn intersection_cap_reports_overflow() {
     // The truncated calls left nothing behind: the next full render is unchanged.
     let again = render(&splats, &cameras, &opts).expect("render after the overflows");
     assert_eq!(again.num_isects, needed);
-    assert!(images(&again) == reference, "an overflowed call changed the next render");
+    assert!(
+        images(&again) == reference,
+        "an overflowed call changed the next render"
+    );
 }
-
 
 /// The rasterizer's radix sort (`splat::raster::sort_pairs`, the code of the depth and tile
 /// sorts) against the standard library's stable sort: keys drawn from a narrow range (many
@@ -1167,7 +1172,9 @@ fn radix_sort_is_stable() {
                     if bits == 32 { k } else { k & ((1 << bits) - 1) }
                 })
                 .collect();
-            let keys: Vec<u32> = (0..n).map(|_| distinct[rng.below(distinct.len())]).collect();
+            let keys: Vec<u32> = (0..n)
+                .map(|_| distinct[rng.below(distinct.len())])
+                .collect();
             let values: Vec<u32> = (0..n as u32).collect();
             let run = splat::raster::sort_pairs(&ctx.burn, &keys, &values, bits, true)
                 .unwrap_or_else(|e| panic!("sort of {n} pairs on {bits} bits: {e}"));
@@ -1192,7 +1199,6 @@ fn radix_sort_is_stable() {
     }
     assert_no_failures(&failures);
 }
-
 
 /// The invariants above are only meaningful if fresh kernel buffers hold garbage (NaN, huge
 /// values) rather than zeros: a kernel that forgets to write an output or clear an accumulator

@@ -14,6 +14,7 @@
 //! - [`lods`]: LODS (learned unconditional embedding or LoRA, trained online; s = 1000).
 //! - [`vsd`]: ProlificDreamer's VSD (camera-conditioned LoRA trained online).
 //! - [`online`]: shared plumbing of the methods that fit part of the prior online.
+//! - [`optim`]: Adam(W) for those online networks, with checkpointable moments.
 //! - [`timesteps`]: timestep samplers (uniform, LucidDreamer's annealed range).
 //! - [`cameras`]: random cameras around the object (LucidDreamer/threestudio ranges).
 //! - [`prompts`]: view-dependent prompt suffixes and their azimuth interpolation.
@@ -27,6 +28,7 @@ pub mod cameras;
 pub mod lmc;
 pub mod lods;
 pub mod online;
+pub mod optim;
 pub mod prompts;
 pub mod sdi;
 pub mod sds;

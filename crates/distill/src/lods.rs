@@ -44,20 +44,19 @@
 //!   AdamW with PyTorch's default weight decay 0.01 (and y_α lr 1e-5); set `weight_decay`.
 //! - The reference injects `g` with `½Σ(z − sg(z − g))²/B`; here the loop's [`crate::inject`]
 //!   gives exactly `g` (no 1/B), as for every method of this crate.
-//! - Adam's moments are not checkpointed ([`Guidance::state`] saves y_α or ψ only); after a resume
-//!   in a new process they restart from zero, as for VDM.
+//! - [`Guidance::state`] saves y_α or ψ and Adam's moments ([`PathAdam`]): a resumed run takes
+//!   the same updates as an uninterrupted one.
 
 use burn::module::{Module, Param};
-use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
 use sd::UNetExtras;
 use sd::lora::UNetLora;
 use sd::scheduler::NoiseSchedule;
 use serde::{Deserialize, Serialize};
 
-use crate::online::{
-    LazyModule, adamw, denoising_target, prior_draws, timestep_range, validate_adam,
-};
+use crate::online::{LazyModule, denoising_target, prior_draws, timestep_range, validate_adam};
+use crate::optim::PathAdam;
 use crate::{
     DistillError, ExtraPrompt, Guidance, GuidanceInput, GuidanceOutput, Prior, Stat, Weighting,
     check_input,
@@ -199,8 +198,8 @@ pub struct Lods {
     embedding: LazyModule<LearnedEmbedding>,
     /// ψ on the autodiff device (LoRA variant), created at the first step for the prior's U-Net.
     lora: LazyModule<UNetLora>,
-    /// Adam(W) on y_α or ψ.
-    optim: ModuleOptimizer,
+    /// Adam(W) on y_α or ψ (moments checkpointed as `embedding_adam.…` or `lora_adam.…`).
+    optim: PathAdam,
     /// The autodiff side of the device.
     device: Device,
     /// Prior updates done so far.
@@ -224,7 +223,11 @@ impl Lods {
     /// [`DistillError::Setting`] when [`LodsConfig::validate`] fails.
     pub fn new(config: LodsConfig, device: &Device) -> Result<Self, DistillError> {
         config.validate()?;
-        let optim = adamw(config.betas, config.eps, config.weight_decay);
+        let prefix = match config.variant {
+            LodsVariant::Embedding => "embedding_adam",
+            LodsVariant::Lora => "lora_adam",
+        };
+        let optim = PathAdam::adamw(prefix, config.betas, config.eps, config.weight_decay);
         Ok(Self {
             config,
             embedding: LazyModule::new("embedding", "lods"),
@@ -481,20 +484,39 @@ impl Guidance for Lods {
     /// `lora.blocks.<i>.attn<1|2>.to_<q|k|v|out>.<down|up>` (LoRA variant); empty before the
     /// first step unless state was loaded.
     fn state(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
-        match self.config.variant {
+        let mut s = match self.config.variant {
             LodsVariant::Embedding => self.embedding.state(),
             LodsVariant::Lora => self.lora.state(),
-        }
+        };
+        s.extend(self.optim.state());
+        s
     }
 
     /// Restore [`Guidance::state`]'s entries. Before the first step the entries are kept and
     /// checked in full when y_α/ψ is created (at the next [`Guidance::gradient`]); loaded y_α
-    /// replaces the negative-prompt initialisation. Adam's moments are kept.
+    /// replaces the negative-prompt initialisation. Adam's moments are restored from the
+    /// `embedding_adam.…`/`lora_adam.…` entries ([`PathAdam`]); without them (a checkpoint from
+    /// before they were saved) they start afresh.
     fn load_state(&mut self, state: &[(String, Vec<usize>, Vec<f32>)]) -> Result<(), DistillError> {
-        match self.config.variant {
-            LodsVariant::Embedding => self.embedding.load_state(state),
-            LodsVariant::Lora => self.lora.load_state(state),
+        // The weights first (their errors come first), undone if the moments are refused: a
+        // refused load changes nothing.
+        let (moments, net) = self.optim.split_state(state);
+        let (embedding, lora) = (self.embedding.clone(), self.lora.clone());
+        let prefix = match self.config.variant {
+            LodsVariant::Embedding => {
+                self.embedding.load_state(&net)?;
+                "embedding"
+            }
+            LodsVariant::Lora => {
+                self.lora.load_state(&net)?;
+                "lora"
+            }
+        };
+        if let Err(e) = self.optim.load_state(&moments, prefix, &net, &self.device) {
+            (self.embedding, self.lora) = (embedding, lora);
+            return Err(e);
         }
+        Ok(())
     }
 }
 

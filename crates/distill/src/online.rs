@@ -4,7 +4,6 @@
 //! settings, and a lazily created module whose checkpoint state can arrive before it exists.
 
 use burn::module::Module;
-use burn::optim::{AdamWConfig, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -69,16 +68,6 @@ pub fn prior_draws(
     PriorDraws { t, noise, uniform }
 }
 
-/// Adam(W) with decoupled weight decay (PyTorch `AdamW`; `weight_decay = 0` is plain Adam).
-pub fn adamw(betas: [f64; 2], eps: f64, weight_decay: f64) -> ModuleOptimizer {
-    AdamWConfig::new()
-        .with_beta_1(betas[0] as f32)
-        .with_beta_2(betas[1] as f32)
-        .with_epsilon(eps as f32)
-        .with_weight_decay(weight_decay as f32)
-        .init()
-}
-
 /// Check Adam settings; `prefix` is the config section (`guidance.lods`).
 ///
 /// # Errors
@@ -139,7 +128,7 @@ pub fn timestep_range(
 /// A learnable module created at the first step (it needs the U-Net or the first negative-prompt
 /// embedding), whose checkpoint state may be loaded before that: the entries are then kept and
 /// applied (and fully checked) when the module is created.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct LazyModule<M: Module> {
     module: Option<M>,
     pending: Option<Vec<Entry>>,

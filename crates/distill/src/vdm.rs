@@ -24,16 +24,16 @@
 //!
 //! **Checkpoints.** [`Guidance::state`] / [`Guidance::load_state`] save and restore ℳψ's
 //! weights (BatchNorm γ/β included; BatchNorm always uses batch statistics, so burn-nn's
-//! running-statistics buffers are neither used nor saved). Adam's moments are not saved: after a resume in a new process
-//! they restart from zero (bias correction makes the first steps behave like a fresh Adam);
-//! within one process, loading weights keeps the current moments.
+//! running-statistics buffers are neither used nor saved) and Adam's moments ([`PathAdam`]), so
+//! a resumed run takes the same ψ updates as an uninterrupted one.
 
 use burn::module::Module;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
 use sd::scheduler::NoiseSchedule;
 use serde::{Deserialize, Serialize};
 
+use crate::optim::PathAdam;
 use crate::state::{load_module_state, module_state};
 use crate::ulite::{MAX_LEVELS, ULite, ULiteConfig};
 use crate::{DistillError, Guidance, GuidanceInput, GuidanceOutput, Prior, Stat, Weighting};
@@ -125,8 +125,9 @@ pub struct Vdm {
     pub config: VdmConfig,
     /// ℳψ, on the autodiff side of the device.
     net: ULite,
-    /// Adam on ψ (β = (0.9, 0.999), ε = 1e-8 as PyTorch; no weight decay).
-    optim: ModuleOptimizer,
+    /// Adam on ψ (β = (0.9, 0.999), ε = 1e-8 as PyTorch; no weight decay); moments
+    /// checkpointed as `ulite_adam.…`.
+    optim: PathAdam,
     /// ψ updates done so far.
     updates: usize,
 }
@@ -151,11 +152,7 @@ impl Vdm {
         config.validate()?;
         let dev = device.clone().autodiff();
         let net = ULite::new(4, 4, &config.ulite, &dev);
-        let optim = AdamConfig::new()
-            .with_beta_1(0.9)
-            .with_beta_2(0.999)
-            .with_epsilon(1e-8)
-            .init();
+        let optim = PathAdam::adam("ulite_adam", [0.9, 0.999], 1e-8);
         Ok(Self {
             config,
             net,
@@ -241,15 +238,28 @@ impl Guidance for Vdm {
         })
     }
 
-    /// ℳψ's weights as `ulite.<module path>` entries (e.g. `ulite.enc.0.pw.weight`).
+    /// ℳψ's weights as `ulite.<module path>` entries (e.g. `ulite.enc.0.pw.weight`), then
+    /// Adam's moments as `ulite_adam.<path>.<moment_1|moment_2|time>` ([`PathAdam::state`];
+    /// none before the first update).
     fn state(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
-        module_state("ulite", &self.net)
+        let mut s = module_state("ulite", &self.net);
+        s.extend(self.optim.state());
+        s
     }
 
-    /// Restore ℳψ's weights from [`Guidance::state`]'s entries; every weight must be present
-    /// with its shape and no unknown entry may appear. Adam's moments are kept (module docs).
+    /// Restore ℳψ's weights and Adam's moments from [`Guidance::state`]'s entries; every
+    /// weight must be present with its shape and no unknown entry may appear. Without
+    /// `ulite_adam.…` entries (a checkpoint from before they were saved) the moments start
+    /// afresh.
     fn load_state(&mut self, state: &[(String, Vec<usize>, Vec<f32>)]) -> Result<(), DistillError> {
-        self.net = load_module_state("ulite", "vdm", self.net.clone(), state)?;
+        // The weights are checked first (their errors come first); nothing is applied until
+        // both parts are accepted (`PathAdam::load_state` changes nothing when it refuses).
+        let (moments, weights) = self.optim.split_state(state);
+        let net = load_module_state("ulite", "vdm", self.net.clone(), &weights)?;
+        let device = net.devices().first().cloned().unwrap_or_default();
+        self.optim
+            .load_state(&moments, "ulite", &weights, &device)?;
+        self.net = net;
         Ok(())
     }
 }

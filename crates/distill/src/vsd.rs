@@ -40,19 +40,18 @@
 //! betas (0.9, 0.99), ε = 1e-15 and PyTorch's default weight decay 0.01 on the guidance group.
 //! One model serves both roles (threestudio's ProlificDreamer config loads SD 2.1-base for the
 //! prior and SD 2.1 (v) for the LoRA; methods.md uses one model per run). The reference's
-//! `½Σ(z − sg(z − g))²/B` injection becomes [`crate::inject`]'s exact `g`. Adam's moments are
-//! not checkpointed.
+//! `½Σ(z − sg(z − g))²/B` injection becomes [`crate::inject`]'s exact `g`. AdamW's moments are
+//! checkpointed with the LoRA ([`PathAdam`]).
 
 use burn::module::Module;
-use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
 use sd::UNetExtras;
 use sd::lora::{ConditionEmbedding, UNetLora};
 use serde::{Deserialize, Serialize};
 
-use crate::online::{
-    LazyModule, adamw, denoising_target, prior_draws, timestep_range, validate_adam,
-};
+use crate::online::{LazyModule, denoising_target, prior_draws, timestep_range, validate_adam};
+use crate::optim::PathAdam;
 use crate::{
     DistillError, ExtraPrompt, Guidance, GuidanceInput, GuidanceOutput, Prior, Stat, Weighting,
     check_input,
@@ -190,8 +189,8 @@ pub struct Vsd {
     pub config: VsdConfig,
     /// ψ and the camera embedding on the autodiff device, created at the first step.
     net: LazyModule<VsdNet>,
-    /// Adam(W) on [`VsdNet`].
-    optim: ModuleOptimizer,
+    /// Adam(W) on [`VsdNet`] (moments checkpointed as `vsd_adam.…`).
+    optim: PathAdam,
     /// The autodiff side of the device.
     device: Device,
     /// LoRA updates done so far.
@@ -216,7 +215,7 @@ impl Vsd {
     /// [`DistillError::Setting`] when [`VsdConfig::validate`] fails.
     pub fn new(config: VsdConfig, device: &Device) -> Result<Self, DistillError> {
         config.validate()?;
-        let optim = adamw(config.betas, config.eps, config.weight_decay);
+        let optim = PathAdam::adamw("vsd_adam", config.betas, config.eps, config.weight_decay);
         Ok(Self {
             config,
             net: LazyModule::new("vsd", "vsd"),
@@ -406,16 +405,29 @@ impl Guidance for Vsd {
     }
 
     /// The LoRA as `vsd.lora.blocks.<i>.attn<1|2>.to_<q|k|v|out>.<down|up>` and the camera
-    /// embedding as `vsd.camera.linear_<1|2>.<weight|bias>` (weights `[in, out]`); empty before
-    /// the first step unless state was loaded.
+    /// embedding as `vsd.camera.linear_<1|2>.<weight|bias>` (weights `[in, out]`), then
+    /// AdamW's moments as `vsd_adam.<path>.<moment_1|moment_2|time>` ([`PathAdam::state`]);
+    /// empty before the first step unless state was loaded.
     fn state(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
-        self.net.state()
+        let mut s = self.net.state();
+        s.extend(self.optim.state());
+        s
     }
 
-    /// Restore [`Guidance::state`]'s entries (before the first step: kept and checked in full
-    /// when the LoRA is created). Adam's moments are kept.
+    /// Restore [`Guidance::state`]'s entries (the LoRA before the first step: kept and checked
+    /// in full when it is created). AdamW's moments are restored; without `vsd_adam.…` entries
+    /// (a checkpoint from before they were saved) they start afresh.
     fn load_state(&mut self, state: &[(String, Vec<usize>, Vec<f32>)]) -> Result<(), DistillError> {
-        self.net.load_state(state)
+        // The weights first (their errors come first), undone if the moments are refused: a
+        // refused load changes nothing.
+        let (moments, net) = self.optim.split_state(state);
+        let before = self.net.clone();
+        self.net.load_state(&net)?;
+        if let Err(e) = self.optim.load_state(&moments, "vsd", &net, &self.device) {
+            self.net = before;
+            return Err(e);
+        }
+        Ok(())
     }
 }
 
