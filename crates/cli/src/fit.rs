@@ -100,8 +100,13 @@ fn parse_value(raw: &str) -> toml::Value {
 pub fn read_settings<T: serde::de::DeserializeOwned>(path: &Path) -> Result<toml::Table> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    toml::from_str::<T>(&text).with_context(|| format!("{}: invalid settings", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("{}", path.display()))
+    parse_settings::<T>(&text, &path.display().to_string())
+}
+
+/// [`read_settings`] of TOML text already in memory; `name` names it in errors.
+pub fn parse_settings<T: serde::de::DeserializeOwned>(text: &str, name: &str) -> Result<toml::Table> {
+    toml::from_str::<T>(text).with_context(|| format!("{name}: invalid settings"))?;
+    toml::from_str(text).with_context(|| name.to_string())
 }
 
 /// When `e` is a device failure mid-run (device lost, out of memory, a failed read, a scene

@@ -59,12 +59,23 @@ pub struct GenerateArgs {
     viewer: crate::view::ViewerFlags,
 }
 
-/// The settings: defaults (or the resumed run's config.toml) ← `--config` ← options ← `--set`.
+/// `configs/toyworld.toml`: the base settings of `--model toyworld` without `--config`.
+const TOYWORLD_CONFIG: &str = include_str!("../../../configs/toyworld.toml");
+
+/// Whether `--model` names the built-in toy-world prior.
+fn is_toyworld_name(model: &str) -> bool {
+    model == "toyworld"
+}
+
+/// The settings: defaults (`configs/toyworld.toml` for `--model toyworld`) (or the resumed run's config.toml) ← `--config` ← options ← `--set`.
 pub fn resolve(a: &GenerateArgs) -> Result<GenerateConfig> {
     let table: toml::Table = match (&a.config, &a.resume) {
         (Some(path), _) => fit::read_settings::<GenerateConfig>(path)?,
         (None, Some(r)) => fit::read_settings::<GenerateConfig>(&resume_dir(r).join("config.toml"))
             .with_context(|| format!("--resume {}", r.display()))?,
+        (None, None) if a.model.as_deref().is_some_and(is_toyworld_name) => {
+            fit::parse_settings::<GenerateConfig>(TOYWORLD_CONFIG, "configs/toyworld.toml")?
+        }
         (None, None) => toml::Table::try_from(GenerateConfig::default())?,
     };
     let mut sets: Vec<(String, toml::Value)> = vec![];
@@ -272,7 +283,28 @@ fn generate_all(
             report.train_seconds,
             cfg.output.dir.display()
         );
+        evaluate_if_toy(ctx, &model.dir, cfg)?;
     }
+    Ok(())
+}
+
+/// With a toy-world prior and a prompt naming one of its objects, score the result against
+/// the ground truth (`evaluation.json` in the run folder, one line on stdout). A prompt outside
+/// the toy world is only noted: the run itself succeeded.
+fn evaluate_if_toy(ctx: &GpuContext, model_dir: &std::path::Path, cfg: &GenerateConfig) -> Result<()> {
+    if !eval::ToyWorld::is_toyworld(model_dir) {
+        return Ok(());
+    }
+    let world = eval::ToyWorld::load(model_dir)?;
+    if let Err(e) = world.parse_prompt(&cfg.prompt) {
+        eprintln!("not evaluated: {e}");
+        return Ok(());
+    }
+    let ply = cfg.output.dir.join("point_cloud.ply");
+    let report = crate::evaluate::evaluate_ply(ctx, &ply, &world, &cfg.prompt)
+        .context("evaluating the result against the toy world")?;
+    crate::evaluate::write_report(&cfg.output.dir.join("evaluation.json"), &report)?;
+    println!("{}", report.line());
     Ok(())
 }
 

@@ -14,6 +14,8 @@ use train::output::{to_rgb8, write_gif, write_png};
 mod bench;
 mod diffusion;
 mod distill2d;
+mod evaluate;
+mod evaluate_prior;
 mod fit;
 mod generate;
 mod lmc;
@@ -52,6 +54,12 @@ enum Command {
     /// Text to Gaussian splats by score distillation with a Stable Diffusion 2.x prior
     /// (SDS, DreamMapping's VDM + DCA, SDI, SDS-Bridge, LMC-SDS, LODS, VSD).
     Generate(generate::GenerateArgs),
+    /// Score a run's splats against the toy-world object its prompt names: silhouette IoU,
+    /// masked PSNR, colour error and the judge's R-precision at the ground-truth cameras.
+    Evaluate(evaluate::EvaluateArgs),
+    /// The toy-world prior's own quality: a sample of every category × colour, labelled by the
+    /// judge; the accuracy, a grid and a JSON report.
+    EvaluatePrior(evaluate_prior::EvaluatePriorArgs),
     /// Score distillation on one image: text-to-2D, or editing from --init-image; writes the
     /// progression as a GIF.
     #[command(name = "distill2d")]
@@ -187,6 +195,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::View(args) => view::cmd_view(ctx, args),
         Command::Fit(args) => fit::cmd_fit(ctx, args),
         Command::Generate(args) => generate::cmd_generate(ctx, args),
+        Command::Evaluate(args) => evaluate::cmd_evaluate(ctx, args),
+        Command::EvaluatePrior(args) => evaluate_prior::cmd_evaluate_prior(ctx, args),
         Command::Distill2d(args) => distill2d::cmd_distill2d(ctx, args),
         Command::Compare(args) => distill2d::cmd_compare(ctx, args),
         Command::LmcTrain(args) => lmc::cmd_lmc_train(ctx, args),

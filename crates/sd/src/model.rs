@@ -25,7 +25,45 @@ pub fn hf_hub_cache() -> Option<PathBuf> {
     std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/huggingface/hub"))
 }
 
-/// Resolve `--model`: an existing directory is used as is; otherwise `org/name` is looked up
+/// Models shipped with splatdream, by name: `(name, folder under the assets directory)`.
+/// `toyworld`: the small SD-2.1-architecture prior trained on the procedural toy world
+/// (`tools/train_prior.py`; its model card is `assets/toyworld/README.md`).
+pub const BUILTIN_MODELS: &[(&str, &str)] = &[("toyworld", "toyworld")];
+
+/// The assets directory: `$SPLATDREAM_ASSETS` when set, else the source checkout's `assets/`
+/// (the path this crate was compiled from).
+pub fn assets_dir() -> PathBuf {
+    match std::env::var_os("SPLATDREAM_ASSETS") {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets"),
+    }
+}
+
+/// The folder of a built-in model.
+///
+/// # Errors
+/// [`SdError::Model`] for an unknown name (listing the built-in ones) or a built-in whose folder
+/// is missing from the assets directory.
+pub fn builtin(name: &str) -> Result<PathBuf, SdError> {
+    let names: Vec<&str> = BUILTIN_MODELS.iter().map(|(n, _)| *n).collect();
+    let Some((_, folder)) = BUILTIN_MODELS.iter().find(|(n, _)| *n == name) else {
+        return Err(SdError::Model(format!(
+            "{name}: unknown built-in model (built-in models: {}); otherwise pass a diffusers folder or a Hugging Face model id of the form org/name",
+            names.join(", ")
+        )));
+    };
+    let dir = assets_dir().join(folder);
+    if !dir.join("model_index.json").is_file() {
+        return Err(SdError::Model(format!(
+            "{name}: built-in model folder {} has no model_index.json (set SPLATDREAM_ASSETS to the assets directory of a splatdream checkout)",
+            dir.display()
+        )));
+    }
+    Ok(dir)
+}
+
+/// Resolve `--model`: an existing directory is used as is; a bare name is a built-in model
+/// ([`BUILTIN_MODELS`]); otherwise `org/name` is looked up
 /// in the HF cache as `models--org--name/snapshots/<rev>/` (the revision named by
 /// `refs/main` first, else any snapshot holding `model_index.json`).
 ///
@@ -42,6 +80,9 @@ pub fn resolve(spec: &str) -> Result<PathBuf, SdError> {
         return Err(SdError::Model(format!(
             "{spec}: is a file; --model expects a diffusers folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/) or a Hugging Face model id"
         )));
+    }
+    if !spec.contains('/') && !spec.contains(std::path::MAIN_SEPARATOR) {
+        return builtin(spec);
     }
     let parts: Vec<&str> = spec.split('/').collect();
     if parts.len() != 2 || parts.iter().any(|s| s.is_empty()) {
