@@ -61,11 +61,22 @@ pub fn toy_world(model: &str) -> Result<ToyWorld> {
 ///
 /// # Errors
 /// PLY, prompt, ground-truth, judge and device errors, each naming its file or input.
-pub fn evaluate_ply(ctx: &GpuContext, ply: &Path, world: &ToyWorld, prompt: &str) -> Result<EvalReport> {
+pub fn evaluate_ply(
+    ctx: &GpuContext,
+    ply: &Path,
+    world: &ToyWorld,
+    prompt: &str,
+) -> Result<EvalReport> {
     world.parse_prompt(prompt)?;
     let judge = Judge::load(&world.judge_path(), &ctx.burn)?;
     let splats = splat::ply::read_ply(ply)?.to_splats(&ctx.burn);
-    Ok(eval::evaluate(&splats, world, &judge, prompt, &EvalOptions::default())?)
+    Ok(eval::evaluate(
+        &splats,
+        world,
+        &judge,
+        prompt,
+        &EvalOptions::default(),
+    )?)
 }
 
 /// Write a report as pretty JSON, atomically.
@@ -82,14 +93,20 @@ pub fn cmd_evaluate(ctx: impl FnOnce() -> Result<GpuContext>, a: EvaluateArgs) -
         (a.target.clone(), None)
     };
     if !ply.is_file() {
-        bail!("{}: no such PLY file (evaluate takes a run folder with point_cloud.ply, or a PLY)", ply.display());
+        bail!(
+            "{}: no such PLY file (evaluate takes a run folder with point_cloud.ply, or a PLY)",
+            ply.display()
+        );
     }
     let (run_prompt, run_model) = match &run_dir {
         Some(d) => run_settings(d)?,
         None => (None, None),
     };
     let Some(prompt) = a.prompt.clone().or(run_prompt) else {
-        bail!("{}: no prompt: pass --prompt \"a <colour> <category>\"", a.target.display());
+        bail!(
+            "{}: no prompt: pass --prompt \"a <colour> <category>\"",
+            a.target.display()
+        );
     };
     let model = match (&a.model, run_model) {
         (Some(m), _) => m.clone(),

@@ -56,7 +56,10 @@ struct Report {
     rows: Vec<Row>,
 }
 
-pub fn cmd_evaluate_prior(ctx: impl FnOnce() -> Result<GpuContext>, a: EvaluatePriorArgs) -> Result<()> {
+pub fn cmd_evaluate_prior(
+    ctx: impl FnOnce() -> Result<GpuContext>,
+    a: EvaluatePriorArgs,
+) -> Result<()> {
     let world = crate::evaluate::toy_world(&a.model)?;
     crate::check_out_dir("--out", &a.out)?;
     let ctx = ctx()?;
@@ -96,7 +99,11 @@ pub fn cmd_evaluate_prior(ctx: impl FnOnce() -> Result<GpuContext>, a: EvaluateP
                 nk * nc,
                 row.prompt,
                 row.judged,
-                if row.category_ok && row.colour_ok { "" } else { "  ✗" }
+                if row.category_ok && row.colour_ok {
+                    ""
+                } else {
+                    "  ✗"
+                }
             );
             rows.push(row);
             images.push(to_rgb8(hwc)?);
@@ -119,7 +126,10 @@ pub fn cmd_evaluate_prior(ctx: impl FnOnce() -> Result<GpuContext>, a: EvaluateP
     if let Some(g) = grid(&images, nc) {
         write_png(&a.out.join("samples.png"), &g)?;
     }
-    write_text(&a.out.join("report.json"), &(serde_json::to_string_pretty(&report)? + "\n"))?;
+    write_text(
+        &a.out.join("report.json"),
+        &(serde_json::to_string_pretty(&report)? + "\n"),
+    )?;
     println!(
         "judge on {} samples of {}: category {:.1} %, colour {:.1} %, both {:.1} % ({:.0} s); {}",
         report.samples,

@@ -104,7 +104,10 @@ pub fn read_settings<T: serde::de::DeserializeOwned>(path: &Path) -> Result<toml
 }
 
 /// [`read_settings`] of TOML text already in memory; `name` names it in errors.
-pub fn parse_settings<T: serde::de::DeserializeOwned>(text: &str, name: &str) -> Result<toml::Table> {
+pub fn parse_settings<T: serde::de::DeserializeOwned>(
+    text: &str,
+    name: &str,
+) -> Result<toml::Table> {
     toml::from_str::<T>(text).with_context(|| format!("{name}: invalid settings"))?;
     toml::from_str(text).with_context(|| name.to_string())
 }

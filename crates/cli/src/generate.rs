@@ -291,7 +291,11 @@ fn generate_all(
 /// With a toy-world prior and a prompt naming one of its objects, score the result against
 /// the ground truth (`evaluation.json` in the run folder, one line on stdout). A prompt outside
 /// the toy world is only noted: the run itself succeeded.
-fn evaluate_if_toy(ctx: &GpuContext, model_dir: &std::path::Path, cfg: &GenerateConfig) -> Result<()> {
+fn evaluate_if_toy(
+    ctx: &GpuContext,
+    model_dir: &std::path::Path,
+    cfg: &GenerateConfig,
+) -> Result<()> {
     if !eval::ToyWorld::is_toyworld(model_dir) {
         return Ok(());
     }

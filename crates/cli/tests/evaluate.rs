@@ -30,14 +30,40 @@ fn a_fit_of_the_ground_truth_scores_high_and_other_objects_low() {
     let dir = tmp("evaluate", "chair");
     let fit = dir.join("fit");
     run(bin()
-        .args(["fit", "assets/toyworld/gt/red-chair", "--steps", "700", "--out"])
+        .args([
+            "fit",
+            "assets/toyworld/gt/red-chair",
+            "--steps",
+            "700",
+            "--out",
+        ])
         .arg(&fit)
         .args(["--set", "data.background=\"white\""])
-        .args(["--set", "init.kind=\"random\"", "--set", "init.random_points=4000"])
-        .args(["--set", "init.random_extent=0.15", "--set", "train.sh_degree=0"])
-        .args(["--set", "eval.every=700", "--set", "output.turntable_frames=4"])
+        .args([
+            "--set",
+            "init.kind=\"random\"",
+            "--set",
+            "init.random_points=4000",
+        ])
+        .args([
+            "--set",
+            "init.random_extent=0.15",
+            "--set",
+            "train.sh_degree=0",
+        ])
+        .args([
+            "--set",
+            "eval.every=700",
+            "--set",
+            "output.turntable_frames=4",
+        ])
         .args(["--set", "densify.start=100", "--set", "densify.stop=500"])
-        .args(["--set", "densify.every=100", "--set", "densify.reset_every=0"]));
+        .args([
+            "--set",
+            "densify.every=100",
+            "--set",
+            "densify.reset_every=0",
+        ]));
 
     let own = evaluate(&fit, "a red chair");
     eprintln!("own: {own}");
@@ -59,27 +85,48 @@ fn a_fit_of_the_ground_truth_scores_high_and_other_objects_low() {
     assert!(f(&blue, "iou") >= 0.6, "same category: {blue}");
     assert_eq!(f(&blue, "r_precision_colour"), 0.0, "{blue}");
     assert!(f(&blue, "colour_error") > 0.3, "{blue}");
-    assert!(f(&blue, "masked_psnr_db") < f(&own, "masked_psnr_db") - 6.0, "{blue} vs {own}");
+    assert!(
+        f(&blue, "masked_psnr_db") < f(&own, "masked_psnr_db") - 6.0,
+        "{blue} vs {own}"
+    );
 }
 
 #[test]
 fn prompts_outside_the_toy_world_and_unknown_models_are_named() {
     let out = bin()
-        .args(["evaluate", "assets/donut.ply", "--prompt", "a photo of a corgi"])
+        .args([
+            "evaluate",
+            "assets/donut.ply",
+            "--prompt",
+            "a photo of a corgi",
+        ])
         .output()
         .unwrap();
     let t = text(&out);
     assert!(!out.status.success(), "{t}");
-    assert!(t.contains("a photo of a corgi") && t.contains("names no toy-world object"), "{t}");
+    assert!(
+        t.contains("a photo of a corgi") && t.contains("names no toy-world object"),
+        "{t}"
+    );
     assert!(!t.contains("panicked"), "{t}");
 
     let out = bin()
-        .args(["evaluate", "assets/donut.ply", "--prompt", "a red chair", "--model", "toyword"])
+        .args([
+            "evaluate",
+            "assets/donut.ply",
+            "--prompt",
+            "a red chair",
+            "--model",
+            "toyword",
+        ])
         .output()
         .unwrap();
     let t = text(&out);
     assert!(!out.status.success(), "{t}");
-    assert!(t.contains("toyword") && t.contains("unknown built-in model"), "{t}");
+    assert!(
+        t.contains("toyword") && t.contains("unknown built-in model"),
+        "{t}"
+    );
     assert!(!t.contains("panicked"), "{t}");
 }
 
@@ -87,12 +134,34 @@ fn prompts_outside_the_toy_world_and_unknown_models_are_named() {
 /// resolution, white background, empty negative prompt).
 #[test]
 fn model_toyworld_starts_from_its_config() {
-    let t = run(bin().args(["generate", "--model", "toyworld", "--prompt", "a red chair", "--print-config"]));
-    for want in ["model = \"toyworld\"", "resolution = 64", "negative_prompt = \"\"", "random_ratio = 0.0"] {
+    let t = run(bin().args([
+        "generate",
+        "--model",
+        "toyworld",
+        "--prompt",
+        "a red chair",
+        "--print-config",
+    ]));
+    for want in [
+        "model = \"toyworld\"",
+        "resolution = 64",
+        "negative_prompt = \"\"",
+        "random_ratio = 0.0",
+    ] {
         assert!(t.contains(want), "{want} missing:\n{t}");
     }
     // an explicit --config still wins
-    let t = run(bin().args(["generate", "--model", "toyworld", "--config", "configs/sdi.toml"])
+    let t = run(bin()
+        .args([
+            "generate",
+            "--model",
+            "toyworld",
+            "--config",
+            "configs/sdi.toml",
+        ])
         .args(["--prompt", "a red chair", "--print-config"]));
-    assert!(t.contains("model = \"toyworld\"") && t.contains("method = \"sdi\""), "{t}");
+    assert!(
+        t.contains("model = \"toyworld\"") && t.contains("method = \"sdi\""),
+        "{t}"
+    );
 }

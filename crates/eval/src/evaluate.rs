@@ -11,10 +11,10 @@ use glam::{Mat3, Mat4};
 use serde::Serialize;
 use splat::{Camera, RenderOptions, Splats};
 
+use crate::EvalError;
 use crate::judge::{INPUT_SIZE, Judge};
 use crate::metrics::{self, View};
 use crate::toyworld::{GroundTruth, ToyWorld};
-use crate::EvalError;
 
 /// The alignment search.
 #[derive(Clone, Debug)]
@@ -112,7 +112,10 @@ fn render_views(splats: &Splats, cameras: &[Camera]) -> Result<Vec<View>, EvalEr
     let px = alpha.len() / cameras.len();
     Ok((0..cameras.len())
         .map(|c| View {
-            rgb: rgb[3 * px * c..3 * px * (c + 1)].iter().map(|x| x.clamp(0.0, 1.0)).collect(),
+            rgb: rgb[3 * px * c..3 * px * (c + 1)]
+                .iter()
+                .map(|x| x.clamp(0.0, 1.0))
+                .collect(),
             alpha: alpha[px * c..px * (c + 1)].to_vec(),
         })
         .collect())
@@ -145,7 +148,11 @@ pub fn evaluate(
     for k in 0..opts.rotations.max(1) {
         let theta = std::f32::consts::TAU * k as f32 / opts.rotations.max(1) as f32;
         for &s in &opts.scales {
-            let cams: Vec<Camera> = gt.cameras.iter().map(|c| aligned_camera(c, theta, s)).collect();
+            let cams: Vec<Camera> = gt
+                .cameras
+                .iter()
+                .map(|c| aligned_camera(c, theta, s))
+                .collect();
             let views = render_views(splats, &cams)?;
             let iou = metrics::silhouette_iou(&views, &gt_views);
             if best.as_ref().is_none_or(|b| iou > b.0) {
@@ -204,11 +211,18 @@ mod tests {
         let cam = Camera::look_at(Vec3::new(4.0, 2.0, 1.5), Vec3::ZERO, Vec3::Z, 0.5, 64, 64);
         for (theta, s) in [(0.0f32, 1.0f32), (0.7, 1.0), (2.5, 0.8), (-1.2, 1.25)] {
             let a = aligned_camera(&cam, theta, s);
-            for p in [Vec3::new(0.3, -0.2, 0.1), Vec3::new(-0.5, 0.4, 0.6), Vec3::ZERO] {
+            for p in [
+                Vec3::new(0.3, -0.2, 0.1),
+                Vec3::new(-0.5, 0.4, 0.6),
+                Vec3::ZERO,
+            ] {
                 let moved = s * (glam::Quat::from_rotation_z(theta) * p);
                 let (x0, y0) = project(&cam, moved);
                 let (x1, y1) = project(&a, p);
-                assert!((x0 - x1).abs() < 1e-3 && (y0 - y1).abs() < 1e-3, "θ {theta} s {s}: {x0},{y0} vs {x1},{y1}");
+                assert!(
+                    (x0 - x1).abs() < 1e-3 && (y0 - y1).abs() < 1e-3,
+                    "θ {theta} s {s}: {x0},{y0} vs {x1},{y1}"
+                );
             }
         }
     }

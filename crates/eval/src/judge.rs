@@ -46,12 +46,21 @@ pub struct Verdict {
     pub colour: Vec<usize>,
 }
 
-fn meta_list(path: &Path, meta: &std::collections::HashMap<String, String>, key: &str) -> Result<Vec<String>, EvalError> {
+fn meta_list(
+    path: &Path,
+    meta: &std::collections::HashMap<String, String>,
+    key: &str,
+) -> Result<Vec<String>, EvalError> {
     let raw = meta
         .get(key)
         .ok_or_else(|| EvalError::format(path, format!("metadata.{key}"), "missing"))?;
-    serde_json::from_str(raw)
-        .map_err(|e| EvalError::format(path, format!("metadata.{key}"), format!("not a JSON list of names: {e}")))
+    serde_json::from_str(raw).map_err(|e| {
+        EvalError::format(
+            path,
+            format!("metadata.{key}"),
+            format!("not a JSON list of names: {e}"),
+        )
+    })
 }
 
 impl Judge {
@@ -66,15 +75,17 @@ impl Judge {
             path: path.to_path_buf(),
             source,
         })?;
-        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
-            .map_err(|e| EvalError::format(path, "header", format!("not a safetensors file: {e}")))?;
+        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| {
+            EvalError::format(path, "header", format!("not a safetensors file: {e}"))
+        })?;
         let meta = header.metadata().clone().unwrap_or_default();
         let categories = meta_list(path, &meta, "categories")?;
         let colours = meta_list(path, &meta, "colours")?;
-        let w = WeightFile::open(path, device, Precision::F32).map_err(|source| EvalError::Judge {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let w =
+            WeightFile::open(path, device, Precision::F32).map_err(|source| EvalError::Judge {
+                path: path.to_path_buf(),
+                source,
+            })?;
         let je = |source| EvalError::Judge {
             path: path.to_path_buf(),
             source,
@@ -90,7 +101,9 @@ impl Judge {
         let category = w
             .linear("category", WIDTHS[5], categories.len(), true)
             .map_err(je)?;
-        let colour = w.linear("colour", WIDTHS[5], colours.len(), true).map_err(je)?;
+        let colour = w
+            .linear("colour", WIDTHS[5], colours.len(), true)
+            .map_err(je)?;
         Ok(Self {
             convs,
             category,
@@ -128,7 +141,10 @@ impl Judge {
             return Err(EvalError::format(
                 &self.path,
                 format!("input image {bad}"),
-                format!("has {} values; the judge takes 64×64 RGB ({n})", images[bad].len()),
+                format!(
+                    "has {} values; the judge takes 64×64 RGB ({n})",
+                    images[bad].len()
+                ),
             ));
         }
         let flat: Vec<f32> = images.iter().flatten().copied().collect();
@@ -152,7 +168,9 @@ fn argmax_rows(t: &Tensor<2>) -> Result<Vec<usize>, EvalError> {
         .map(|row| {
             row.iter()
                 .enumerate()
-                .fold((0, f32::NEG_INFINITY), |best, (i, x)| if *x > best.1 { (i, *x) } else { best })
+                .fold((0, f32::NEG_INFINITY), |best, (i, x)| {
+                    if *x > best.1 { (i, *x) } else { best }
+                })
                 .0
         })
         .collect())

@@ -72,7 +72,11 @@ pub enum EvalError {
 }
 
 impl EvalError {
-    pub(crate) fn format(path: impl Into<PathBuf>, field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn format(
+        path: impl Into<PathBuf>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         Self::Format {
             path: path.into(),
             field: field.into(),

@@ -70,7 +70,11 @@ pub fn masked_psnr(pred: &[View], gt: &[View]) -> f64 {
         return f64::NAN;
     }
     let mse = se / n as f64;
-    if mse == 0.0 { f64::INFINITY } else { -10.0 * mse.log10() }
+    if mse == 0.0 {
+        f64::INFINITY
+    } else {
+        -10.0 * mse.log10()
+    }
 }
 
 /// Mean RGB inside a view set's own silhouettes (`None` when empty).

@@ -248,11 +248,23 @@ mod tests {
     fn prompts_parse_to_category_and_colour() {
         let w = world();
         assert_eq!(w.parse_prompt("a red chair").unwrap(), (0, 0));
-        assert_eq!(w.parse_prompt("A Blue  Teddy Bear, side view").unwrap(), (1, 1));
+        assert_eq!(
+            w.parse_prompt("A Blue  Teddy Bear, side view").unwrap(),
+            (1, 1)
+        );
         assert_eq!(w.parse_prompt("blue chair.").unwrap(), (0, 1));
-        for bad in ["a corgi", "a green chair", "a red", "", "a red chair with wheels"] {
+        for bad in [
+            "a corgi",
+            "a green chair",
+            "a red",
+            "",
+            "a red chair with wheels",
+        ] {
             let e = w.parse_prompt(bad).unwrap_err().to_string();
-            assert!(e.contains(&format!("\"{bad}\"")) && e.contains("teddy bear"), "{e}");
+            assert!(
+                e.contains(&format!("\"{bad}\"")) && e.contains("teddy bear"),
+                "{e}"
+            );
         }
         assert_eq!(w.prompt(1, 0), "a red teddy bear");
         assert!(w.ground_truth_dir(1, 1).ends_with("gt/blue-teddy-bear"));
@@ -272,7 +284,10 @@ mod tests {
             // azimuth 0 looks from +x
             let eye = v.inverse().col(3).truncate();
             let want = az.to_radians();
-            assert!((eye.y.atan2(eye.x) - want).sin().abs() < 1e-4, "{az}: {eye}");
+            assert!(
+                (eye.y.atan2(eye.x) - want).sin().abs() < 1e-4,
+                "{az}: {eye}"
+            );
         }
         let e = load_views(&dir, "test").unwrap_err().to_string();
         assert!(e.contains("transforms_test.json"), "{e}");

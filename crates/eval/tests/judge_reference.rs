@@ -15,7 +15,9 @@ fn root() -> PathBuf {
 }
 
 fn f32s(st: &SafeTensors, name: &str) -> (Vec<f32>, Vec<usize>) {
-    let t = st.tensor(name).unwrap_or_else(|e| panic!("case tensor {name}: {e}"));
+    let t = st
+        .tensor(name)
+        .unwrap_or_else(|e| panic!("case tensor {name}: {e}"));
     let v = t
         .data()
         .chunks_exact(4)
@@ -25,7 +27,9 @@ fn f32s(st: &SafeTensors, name: &str) -> (Vec<f32>, Vec<usize>) {
 }
 
 fn i64s(st: &SafeTensors, name: &str) -> Vec<usize> {
-    let t = st.tensor(name).unwrap_or_else(|e| panic!("case tensor {name}: {e}"));
+    let t = st
+        .tensor(name)
+        .unwrap_or_else(|e| panic!("case tensor {name}: {e}"));
     t.data()
         .chunks_exact(8)
         .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as usize)
@@ -52,17 +56,33 @@ fn check(ctx: &gpu::GpuContext, case: &Path) -> usize {
         let got = splat::scene::host(&got).unwrap();
         let max = want.iter().fold(0f32, |m, v| m.max(v.abs()));
         let tol = 1e-4 * max + 1e-5;
-        let err = got.iter().zip(&want).fold(0f32, |m, (g, w)| m.max((g - w).abs()));
-        assert!(err <= tol, "{}: {name}: max error {err} > {tol}", case.display());
+        let err = got
+            .iter()
+            .zip(&want)
+            .fold(0f32, |m, (g, w)| m.max((g - w).abs()));
+        assert!(
+            err <= tol,
+            "{}: {name}: max error {err} > {tol}",
+            case.display()
+        );
     }
     // Labels through the host path (HWC input) equal PyTorch's arg-max and the truth.
     let (x, _) = f32s(&st, "images");
     let hwc: Vec<Vec<f32>> = x
         .chunks_exact(3 * 64 * 64)
-        .map(|chw| (0..64 * 64).flat_map(|p| (0..3).map(move |c| chw[c * 64 * 64 + p])).collect())
+        .map(|chw| {
+            (0..64 * 64)
+                .flat_map(|p| (0..3).map(move |c| chw[c * 64 * 64 + p]))
+                .collect()
+        })
         .collect();
     let v = judge.classify(&hwc).unwrap();
-    assert_eq!(v.category, i64s(&st, "category"), "{}: categories", case.display());
+    assert_eq!(
+        v.category,
+        i64s(&st, "category"),
+        "{}: categories",
+        case.display()
+    );
     assert_eq!(v.colour, i64s(&st, "colour"), "{}: colours", case.display());
     n
 }
@@ -72,7 +92,12 @@ fn judge_matches_pytorch() {
     let ctx = gpu::GpuContext::new(&gpu::GpuOptions::default()).unwrap();
     let mut cases = vec![root().join("crates/eval/tests/cases/judge_cases.safetensors")];
     if let Ok(extra) = std::env::var("SPLATDREAM_JUDGE_CASES") {
-        cases.extend(extra.split(':').filter(|s| !s.is_empty()).map(PathBuf::from));
+        cases.extend(
+            extra
+                .split(':')
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from),
+        );
     }
     let images: usize = cases.iter().map(|c| check(&ctx, c)).sum();
     assert!(images >= 4, "only {images} images checked");
@@ -93,9 +118,14 @@ fn corrupt_or_wrong_judge_files_are_named() {
     let p = dir.join("garbage.safetensors");
     std::fs::write(&p, b"\xff\xff\xff\xff\xff\xff\xff\x7fnot json").unwrap();
     let e = Judge::load(&p, &ctx.burn).unwrap_err().to_string();
-    assert!(e.contains("garbage.safetensors") && e.contains("header"), "{e}");
+    assert!(
+        e.contains("garbage.safetensors") && e.contains("header"),
+        "{e}"
+    );
     // missing file
-    let e = Judge::load(&dir.join("absent.safetensors"), &ctx.burn).unwrap_err().to_string();
+    let e = Judge::load(&dir.join("absent.safetensors"), &ctx.burn)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("absent.safetensors"), "{e}");
     std::fs::remove_dir_all(&dir).ok();
 }
