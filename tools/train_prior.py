@@ -6,7 +6,7 @@ UNet2DConditionModel, the real SD 2.1 CLIP tokenizer and noise schedule), on the
 
     python3 tools/toyworld/make_data.py --out /work/toydata
     python3 tools/train_prior.py --data /work/toydata --work /work/toyprior \\
-        --vae-steps 1500 --unet-steps 8000
+        --vae-steps 4000 --unet-steps 15000
     python3 tools/train_prior.py --data /work/toydata --work /work/toyprior --export assets/toyworld/prior
 
 Stages (each resumable: a checkpoint every `--save-every` steps in `--work`, losses appended to
@@ -134,7 +134,9 @@ def train_vae(args):
         loss = l1 + mse + 1e-6 * kl * b[0].numel()
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        lr = args.vae_lr * min(1.0, (step + 1) / 100)
+        warm = min(1.0, (step + 1) / 100)
+        decay = 0.5 * (1 + math.cos(math.pi * min(1.0, step / max(1, args.vae_steps))))
+        lr = args.vae_lr * warm * (0.1 + 0.9 * decay)
         for g in opt.param_groups:
             g["lr"] = lr
         opt.step()
@@ -173,9 +175,14 @@ def encode_latents(args, vae):
         # reconstruction check on the first 256 images
         rec = vae.decode(mean[:256]).sample.clamp(-1, 1)
         psnr = float(10 * torch.log10(4.0 / F.mse_loss(rec, x[:256])))
-    out = {"mean": mean, "std": std, "captions": caps + caps, "scaling_factor": scale, "recon_psnr": psnr}
-    print(f"latents: {tuple(mean.shape)}, scaling_factor {scale:.5f}, reconstruction PSNR {psnr:.2f} dB", flush=True)
-    log(args.work, stage="latents", scaling_factor=scale, recon_psnr=psnr)
+        # and on 256 held-out renders of objects the VAE never saw
+        xt, _, _ = load_images(args.data, "judge_test")
+        xt = xt[torch.randperm(len(xt), generator=torch.Generator().manual_seed(0))[:256]]
+        rect = vae.decode(vae.encode(xt).latent_dist.mean).sample.clamp(-1, 1)
+        psnr_test = float(10 * torch.log10(4.0 / F.mse_loss(rect, xt)))
+    out = {"mean": mean, "std": std, "captions": caps + caps, "scaling_factor": scale, "recon_psnr": psnr, "recon_psnr_heldout": psnr_test}
+    print(f"latents: {tuple(mean.shape)}, scaling_factor {scale:.5f}, reconstruction PSNR {psnr:.2f} dB (held-out {psnr_test:.2f} dB)", flush=True)
+    log(args.work, stage="latents", scaling_factor=scale, recon_psnr=psnr, recon_psnr_heldout=psnr_test)
     save_atomic(out, path)
     return out
 
@@ -412,10 +419,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default="/work/toydata")
     ap.add_argument("--work", default="/work/toyprior")
-    ap.add_argument("--vae-steps", type=int, default=1500)
+    ap.add_argument("--vae-steps", type=int, default=4000)
     ap.add_argument("--vae-batch", type=int, default=16)
-    ap.add_argument("--vae-lr", type=float, default=2e-4)
-    ap.add_argument("--unet-steps", type=int, default=8000)
+    ap.add_argument("--vae-lr", type=float, default=4e-4)
+    ap.add_argument("--unet-steps", type=int, default=15000)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--ema", type=float, default=0.999)

@@ -48,7 +48,7 @@ pub fn builtin(name: &str) -> Result<PathBuf, SdError> {
     let names: Vec<&str> = BUILTIN_MODELS.iter().map(|(n, _)| *n).collect();
     let Some((_, folder)) = BUILTIN_MODELS.iter().find(|(n, _)| *n == name) else {
         return Err(SdError::Model(format!(
-            "{name}: unknown built-in model (built-in models: {}); otherwise pass a diffusers folder or a Hugging Face model id of the form org/name",
+            "{name}: no such directory and unknown built-in model (built-in models: {}); otherwise pass a diffusers folder or a Hugging Face model id of the form org/name",
             names.join(", ")
         )));
     };
