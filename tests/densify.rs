@@ -66,6 +66,7 @@ fn default_strategy_clones_splits_prunes_with_consistent_moments() {
         }),
         10.0, // scene scale: grow_scale3d·10 = 0.1 separates e⁻⁵ from e⁰
         0,
+        1000,
     );
     // Screen gradient: large for splats 0–3, tiny for 4–5 (1 camera, 100×100 image).
     let grad: Vec<f32> = (0..6)
@@ -115,6 +116,7 @@ fn opacity_reset_clamps_and_forgets_moments() {
         }),
         1.0,
         0,
+        1000,
     );
     let r = d.after_step(10, &mut g, 1e-3).unwrap().unwrap();
     assert!(r.opacity_reset);
@@ -154,7 +156,7 @@ fn mcmc_relocates_dead_grows_five_percent_and_respects_the_cap() {
         noise_lr: 0.0,
         ..Default::default()
     };
-    let mut d = Densifier::new(Strategy::Mcmc(s), 1.0, 3);
+    let mut d = Densifier::new(Strategy::Mcmc(s), 1.0, 3, 1000);
     let r = d.after_step(1, &mut g, 1e-3).unwrap().unwrap();
     assert_eq!(r.relocated, 10);
     assert_eq!(r.added, 1, "5 % of 40 is 2, capped at 41");

@@ -7,13 +7,14 @@ UNet2DConditionModel, the real SD 2.1 CLIP tokenizer and noise schedule), on the
     python3 tools/toyworld/make_data.py --out /work/toydata
     python3 tools/train_prior.py --data /work/toydata --work /work/toyprior \\
         --vae-steps 4000 --unet-steps 15000
-    python3 tools/train_prior.py --data /work/toydata --work /work/toyprior --export assets/toyworld/prior
+    python3 tools/train_prior.py --data /work/toydata --work /work/toyprior --export assets/toyworld
 
 Stages (each resumable: a checkpoint every `--save-every` steps in `--work`, losses appended to
 `--work/log.jsonl`; rerunning the same command continues where it stopped):
 
 1. **VAE** (f = 4: 64² RGB ↔ 16²×4 latents): L1 + MSE reconstruction + 1e-6·KL, as SD's VAE
-   without the perceptual and GAN terms; `scaling_factor` = 1/std of the latents afterwards.
+   without the perceptual and GAN terms, AdamW with a 100-step warm-up and a cosine decay to 10 %;
+   `scaling_factor` = 1/std of the latents afterwards.
 2. **Text encoder + U-Net**, trained together from scratch with the ε-prediction loss of SD 2.1-base
    (scaled-linear β 0.00085…0.012, 1000 steps), min-SNR-5 weighting (Hang et al. 2023), 10 %
    empty captions for classifier-free guidance, horizontal flips, posterior samples of the frozen

@@ -49,11 +49,13 @@ impl Default for Strategy {
 pub struct DefaultStrategy {
     /// First step that refines.
     pub start: u64,
-    /// Refinement stops at this step.
+    /// Refinement and opacity resets stop at this step; 0 = half the run's own length (gsplat:
+    /// 15,000 of 30,000), see [`DefaultStrategy::stop_for`].
     pub stop: u64,
     /// Steps between refinements.
     pub every: u64,
-    /// Steps between opacity resets (0 = never).
+    /// Steps between opacity resets (0 = never). A reset is skipped when the run would end
+    /// within [`DefaultStrategy::recovery`] steps of it.
     pub reset_every: u64,
     /// Threshold on the average screen-space gradient norm (NDC-scaled, as gsplat).
     pub grow_grad2d: f64,
@@ -71,7 +73,7 @@ impl Default for DefaultStrategy {
     fn default() -> Self {
         Self {
             start: 500,
-            stop: 15_000,
+            stop: 0,
             every: 100,
             reset_every: 3_000,
             grow_grad2d: 2e-4,
@@ -80,6 +82,44 @@ impl Default for DefaultStrategy {
             prune_scale3d: 0.1,
             max_splats: 0,
         }
+    }
+}
+
+impl DefaultStrategy {
+    /// The step (1-based, exclusive) at which refinement and resets stop in a run of `total`
+    /// optimizer steps: `stop`, or `total / 2` when `stop` is 0.
+    pub fn stop_for(&self, total: u64) -> u64 {
+        if self.stop == 0 { total / 2 } else { self.stop }
+    }
+
+    /// Steps after an opacity reset during which the splats are still recovering their
+    /// opacities: half a reset period, at least one refinement interval. No run ends, and `fit`
+    /// evaluates nothing, inside this window (a reset whose window would reach past the run's
+    /// end is skipped; an evaluation due inside it waits until the window has passed).
+    pub fn recovery(&self) -> u64 {
+        (self.reset_every / 2).max(self.every)
+    }
+
+    /// `(refine, reset)` after optimizer step `step` (1-based) of a run of `total` steps.
+    pub fn actions(&self, step: u64, total: u64) -> (bool, bool) {
+        if step >= self.stop_for(total) {
+            return (false, false);
+        }
+        let refine = step > self.start && step.is_multiple_of(self.every);
+        let reset = self.reset_every > 0
+            && step.is_multiple_of(self.reset_every)
+            && step + self.recovery() <= total;
+        (refine, reset)
+    }
+
+    /// Whether step `step` of a run of `total` steps lies in the recovery window of a reset
+    /// (the reset's own step included).
+    pub fn recovering(&self, step: u64, total: u64) -> bool {
+        if self.reset_every == 0 {
+            return false;
+        }
+        let last = step / self.reset_every * self.reset_every;
+        last > 0 && self.actions(last, total).1 && step < last + self.recovery()
     }
 }
 
@@ -148,6 +188,8 @@ pub struct Densifier {
     scene_scale: f64,
     /// Σ over observations of the scaled screen-space gradient norm, `[N]`.
     grad2d: Option<Tensor<1>>,
+    /// Length of the run, optimizer steps (the default strategy's stop and reset rules).
+    total_steps: u64,
     /// Number of observations in which the splat was visible, `[N]`.
     count: Option<Tensor<1>>,
     rng: StdRng,
@@ -217,11 +259,12 @@ pub fn relocation(o: f64, n: usize, min_opacity: f64) -> (f64, f64) {
 
 impl Densifier {
     /// A strategy for a scene of the given scale (3DGS: 1.1 × the largest distance of a camera
-    /// centre from their mean).
-    pub fn new(strategy: Strategy, scene_scale: f64, seed: u64) -> Self {
+    /// centre from their mean) in a run of `total_steps` optimizer steps.
+    pub fn new(strategy: Strategy, scene_scale: f64, seed: u64, total_steps: u64) -> Self {
         Self {
             strategy,
             scene_scale,
+            total_steps,
             grad2d: None,
             count: None,
             rng: StdRng::seed_from_u64(seed ^ 0x5eed_de45),
@@ -255,7 +298,16 @@ impl Densifier {
     /// Whether the strategy wants the screen-space mean gradient of this step.
     pub fn wants_means2d_grad(&self, step: u64) -> bool {
         match &self.strategy {
-            Strategy::Default(s) => step < s.stop,
+            Strategy::Default(s) => step < s.stop_for(self.total_steps),
+            Strategy::Mcmc(_) => false,
+        }
+    }
+
+    /// Whether the splats are inside an opacity reset's recovery window after step `step`
+    /// ([`DefaultStrategy::recovering`]; never for MCMC).
+    pub fn recovering(&self, step: u64) -> bool {
+        match &self.strategy {
+            Strategy::Default(s) => s.recovering(step, self.total_steps),
             Strategy::Mcmc(_) => false,
         }
     }
@@ -332,11 +384,7 @@ impl Densifier {
         step: u64,
         g: &mut Gaussians,
     ) -> Result<Option<DensifyReport>, String> {
-        if step >= s.stop {
-            return Ok(None);
-        }
-        let refine = step > s.start && step.is_multiple_of(s.every);
-        let reset = s.reset_every > 0 && step.is_multiple_of(s.reset_every);
+        let (refine, reset) = s.actions(step, self.total_steps);
         if !refine && !reset {
             return Ok(None);
         }
@@ -622,6 +670,48 @@ mod tests {
             assert!(((1.0 - o2).powi(n as i32) - (1.0 - o)).abs() < 1e-9);
             assert!(f > 0.0 && f.is_finite());
         }
+    }
+
+    /// gsplat's rule that no run ends inside an opacity reset's recovery (issue 26: `fit
+    /// --steps 3000` with `reset_every = 3000` exported the washed-out model reset at step 3000).
+    #[test]
+    fn resets_never_reach_the_end_of_a_run_and_stop_defaults_to_half() {
+        let fit_toml = DefaultStrategy {
+            stop: 15_000,
+            ..Default::default()
+        };
+        let resets = |s: &DefaultStrategy, total: u64| -> Vec<u64> {
+            (1..=total).filter(|&t| s.actions(t, total).1).collect()
+        };
+        assert_eq!(resets(&fit_toml, 3_000), Vec::<u64>::new());
+        assert_eq!(resets(&fit_toml, 7_000), vec![3_000]);
+        assert_eq!(resets(&fit_toml, 30_000), vec![3_000, 6_000, 9_000, 12_000]);
+        // stop = 0: refinement and resets over the first half of the run.
+        let auto = DefaultStrategy::default();
+        assert_eq!(auto.stop_for(30_000), 15_000);
+        assert_eq!(resets(&auto, 30_000), vec![3_000, 6_000, 9_000, 12_000]);
+        assert!(auto.actions(14_900, 30_000).0 && !auto.actions(15_000, 30_000).0);
+        assert_eq!(resets(&auto, 4_000), Vec::<u64>::new());
+        // Recovery: the reset's own step and the next `recovery()` − 1 steps.
+        assert_eq!(fit_toml.recovery(), 1_500);
+        let rec: Vec<u64> = (1..=7_000)
+            .filter(|&t| fit_toml.recovering(t, 7_000))
+            .collect();
+        assert_eq!(
+            (rec[0], *rec.last().unwrap(), rec.len()),
+            (3_000, 4_499, 1_500)
+        );
+        for total in [1_000, 3_000, 4_499, 4_500, 7_000, 30_000] {
+            assert!(
+                !fit_toml.recovering(total, total),
+                "run of {total} ends recovering"
+            );
+        }
+        let never = DefaultStrategy {
+            reset_every: 0,
+            ..Default::default()
+        };
+        assert!(resets(&never, 30_000).is_empty() && !never.recovering(3_000, 30_000));
     }
 
     #[test]

@@ -953,7 +953,12 @@ pub fn fit(
         scene_scale,
         ..Default::default()
     };
-    let mut densifier = Densifier::new(cfg.densify.clone(), scene_scale as f64, seed);
+    let mut densifier = Densifier::new(
+        cfg.densify.clone(),
+        scene_scale as f64,
+        seed,
+        cfg.train.steps,
+    );
     let mut order = ViewOrder {
         epoch: 0,
         left: vec![],
@@ -1077,6 +1082,7 @@ pub fn fit(
     if let Some(live) = crate::live::get() {
         live.set_cameras(dataset.train.iter().map(|v| v.camera).collect());
     }
+    let mut eval_due = false;
     for step in start + 1..=steps {
         crate::live::pause_point();
         if crate::stop::requested() {
@@ -1203,8 +1209,12 @@ pub fn fit(
             loss: loss_value,
             splats: gaussians.len(),
         });
-        let eval_now = step == steps || (cfg.eval.every > 0 && step % cfg.eval.every == 0);
+        // An evaluation due inside an opacity reset's recovery window waits until it has
+        // passed (the run's last step is never inside one).
+        eval_due |= cfg.eval.every > 0 && step % cfg.eval.every == 0;
+        let eval_now = step == steps || (eval_due && !densifier.recovering(step));
         if eval_now && !eval_photos.is_empty() {
+            eval_due = false;
             let record = evaluate(&gaussians, &eval_photos, cfg, mode, step, train_time)?;
             on_event(Event::Eval(&record));
             report.evals.push(record);

@@ -781,7 +781,7 @@ pub fn generate(
             }
             gaussians = ck.gaussians(device, &path)?;
             start = ck.meta.step;
-            densifier = Densifier::new(cfg.densify.clone(), scene_scale(cfg), cfg.seed);
+            densifier = Densifier::new(cfg.densify.clone(), scene_scale(cfg), cfg.seed, cfg.steps);
             densifier.reseed(step_seed(cfg.seed, start, 7));
             ck.restore_densifier(&mut densifier, device);
             guidance.load_state(&ck.with_prefix("guidance."))?;
@@ -794,7 +794,7 @@ pub fn generate(
         None => {
             let init = initial_splats(&cfg.init, cfg.seed)?;
             gaussians = Gaussians::from_data(&init, 0, device);
-            densifier = Densifier::new(cfg.densify.clone(), scene_scale(cfg), cfg.seed);
+            densifier = Densifier::new(cfg.densify.clone(), scene_scale(cfg), cfg.seed, cfg.steps);
             start = 0;
             on_event(Event::Message(format!(
                 "{} initial splats ({:?} init), method {}, {} steps of {} × {}²",
