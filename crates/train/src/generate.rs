@@ -12,6 +12,8 @@
 //! 6. inject `g` with the pseudo-loss `½‖z − sg(z − g)‖²` ([`distill::inject`]), backpropagate
 //!    through the VAE encoder and the rasterizer, Adam on the splat parameters, densify.
 //!
+//! The step is [`crate::generate_trainer::GenerateTrainer::step`]; [`generate`] drives it.
+//!
 //! Randomness: every draw of step `k` (cameras, background, timesteps, noise) comes from a
 //! generator seeded by `(seed, k)`, so a resumed run continues exactly where the saved run
 //! would have (the densifier's own generator is reseeded from `(seed, k)` on resume).
@@ -28,18 +30,18 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use distill::cameras::CameraConfig;
 use distill::prompts::{View, ViewPromptConfig, ViewPrompts};
 use distill::timesteps::TimestepSchedule;
-use distill::{GuidanceConfig, GuidanceInput, Prior, Stat};
+use distill::{GuidanceConfig, Stat};
 use glam::Vec3;
-use rand::{Rng, SeedableRng, rngs::StdRng};
-use sd::pipeline::{StableDiffusion, gaussian};
+use rand::{Rng, rngs::StdRng};
+use sd::pipeline::StableDiffusion;
 use serde::{Deserialize, Serialize};
-use splat::{Camera, RenderOptions, render};
+use splat::{Camera, RenderOptions};
 
 use crate::adam::{Adam, exp_decay};
 use crate::checkpoint::{Checkpoint, CheckpointError, Meta, hash_text, training_entries};
 use crate::densify::{DefaultStrategy, Densifier, Strategy};
 use crate::fit::{Background, NamedBackground};
-use crate::guard::{StepGuard, fault_nan, keep_unless_bad, non_finite};
+use crate::generate_trainer::GenerateTrainer;
 use crate::init::{from_points, sphere_points};
 use crate::mesh::{GeometryError, Mesh, normalise, read_point_cloud, y_up_to_z_up};
 use crate::output::{OutputError, grid, render_frames, write_gif, write_png, write_text};
@@ -753,79 +755,10 @@ pub fn generate(
 
     // Seed the device RNG first so auxiliary networks (VDM's ℳψ) start from the same weights
     // for the same seed.
-    device.seed(step_seed(cfg.seed, 0, 9));
-    let mut guidance = distill::build(&cfg.guidance, device)?;
-    let mut densifier;
-    let mut gaussians;
-    let start: u64;
-    match resumed {
-        Some((path, ck)) => {
-            if ck.meta.method == "fit" {
-                return Err(CheckpointError::Read {
-                    path,
-                    message: "a fit checkpoint, not a generate checkpoint".into(),
-                }
-                .into());
-            }
-            if ck.meta.seed != cfg.seed {
-                on_event(Event::Message(format!(
-                    "note: the checkpoint's seed is {}, the config's {}; continuing with the config's",
-                    ck.meta.seed, cfg.seed
-                )));
-            }
-            if ck.meta.config_hash != hash {
-                on_event(Event::Message(
-                    "note: settings differ from the checkpointed run's (beyond steps/output)"
-                        .into(),
-                ));
-            }
-            gaussians = ck.gaussians(device, &path)?;
-            start = ck.meta.step;
-            densifier = Densifier::new(cfg.densify.clone(), scene_scale(cfg), cfg.seed, cfg.steps);
-            densifier.reseed(step_seed(cfg.seed, start, 7));
-            ck.restore_densifier(&mut densifier, device);
-            guidance.load_state(&ck.with_prefix("guidance."))?;
-            on_event(Event::Message(format!(
-                "resumed {} at step {start} ({} splats)",
-                path.display(),
-                gaussians.len()
-            )));
-        }
-        None => {
-            let init = initial_splats(&cfg.init, cfg.seed)?;
-            gaussians = Gaussians::from_data(&init, 0, device);
-            densifier = Densifier::new(cfg.densify.clone(), scene_scale(cfg), cfg.seed, cfg.steps);
-            start = 0;
-            on_event(Event::Message(format!(
-                "{} initial splats ({:?} init), method {}, {} steps of {} × {}²",
-                gaussians.len(),
-                cfg.init.kind,
-                guidance.name(),
-                cfg.steps,
-                cfg.batch,
-                cfg.resolution
-            )));
-        }
-    }
-    device.seed(step_seed(cfg.seed, start, 8));
+    let mut trainer = GenerateTrainer::new(cfg, model, device, resumed, &hash, on_event)?;
+    let start = trainer.start;
     let metrics_path = out_dir.join("metrics.jsonl");
     let mut metrics = open_metrics(&metrics_path, start)?;
-
-    // Prompt embeddings, once: the four view prompts, the negative prompt and the method's
-    // extra prompts.
-    let views = ViewPrompts::new(&cfg.prompt, cfg.prompts.clone());
-    let embeds = PromptEmbeddings::encode(
-        model,
-        &views,
-        &cfg.negative_prompt,
-        &guidance.extra_prompts(&cfg.prompt),
-        &cfg.prompts,
-    )?;
-    let prior = Prior {
-        unet: &model.unet,
-        schedule: &model.schedule,
-    };
-    let num_t = model.schedule.num_train_timesteps();
 
     let mut report = GenerateReport {
         start_step: start,
@@ -835,11 +768,17 @@ pub fn generate(
     let steps = cfg.steps;
     let t_loop = Instant::now();
     let mut last_log = (Instant::now(), start);
-    let mut guard = StepGuard::new(device, cfg.max_bad_steps);
     for step in start..steps {
         crate::live::pause_point();
         if crate::stop::requested() {
-            let checkpoint = save_checkpoint(cfg, &hash, step, &gaussians, &densifier, &*guidance)?;
+            let checkpoint = save_checkpoint(
+                cfg,
+                &hash,
+                step,
+                &trainer.gaussians,
+                &trainer.densifier,
+                &*trainer.guidance,
+            )?;
             return Err(crate::stop::Interrupted {
                 step,
                 checkpoint,
@@ -847,68 +786,7 @@ pub fn generate(
             }
             .into());
         }
-        let mut rng = StdRng::seed_from_u64(step_seed(cfg.seed, step, 1));
-        let sampled = cfg.cameras.sample(cfg.batch, res, &mut rng);
-        let cams: Vec<Camera> = sampled.iter().map(|s| s.camera).collect();
-        let bg = cfg.background.sample(&mut rng);
-        let t = cfg
-            .timesteps
-            .sample(step as usize, cfg.batch, num_t, &mut rng);
-        let opt_step = step + 1;
-        let want_means2d = densifier.wants_means2d_grad(opt_step);
-
-        let leaves = gaussians.leaves();
-        let out = render(
-            &leaves.splats,
-            &cams,
-            &RenderOptions {
-                background: bg,
-                sh_degree: Some(0),
-                means2d_grad: want_means2d,
-                ..Default::default()
-            },
-        )?;
-        // The one layout conversion: rasterizer [B, H, W, 3] in [0, 1] → VAE [B, 3, H, W] in
-        // [−1, 1].
-        let image = out.rgb.clone().permute([0, 3, 1, 2]) * 2.0 - 1.0;
-        let z = model.vae.encode(image).mean * model.vae.scaling_factor();
-        let latents = z.clone().detach().inner();
-        let noise = gaussian(latents.dims(), step_seed(cfg.seed, step, 2), device);
-        let view_of: Vec<View> = sampled
-            .iter()
-            .map(|s| views.view(s.azimuth_deg as f64, s.elevation_deg as f64))
-            .collect();
-        let (cond, uncond, extra) = embeds.select(&view_of, device);
-        let input = GuidanceInput {
-            latents,
-            timesteps: t.clone(),
-            noise,
-            cond,
-            uncond,
-            step: step as usize,
-            seed: step_seed(cfg.seed, step, 3),
-            extra,
-            c2w: Some(c2w_tensor(&cams, device)),
-        };
-        let g = guidance.gradient(&prior, &input)?;
-        let mut loss = distill::inject(z, g.grad.clone());
-        if fault_nan(opt_step) {
-            loss = loss * f32::NAN;
-        }
-        let grads = loss.backward();
-        let pg: [Option<Tensor<2>>; 6] = std::array::from_fn(|k| leaves.leaves[k].grad(&grads));
-        // A non-finite guidance gradient, loss or splat gradient skips the step.
-        let mut counts = vec![non_finite(&g.grad), non_finite(&loss.clone().inner())];
-        counts.extend(pg.iter().flatten().map(non_finite));
-        let bad = guard.check(counts);
-        if want_means2d && let Some(gr) = out.means2d.grad(&grads) {
-            densifier.observe(keep_unless_bad(gr.clone(), gr.zeros_like(), &bad), res, res);
-        }
-        let lrs = cfg.lr.at(step, steps);
-        gaussians.adam_step_guarded(&cfg.adam, opt_step, &pg, &lrs, &bad);
-        densifier
-            .after_step(opt_step, &mut gaussians, lrs[0])
-            .map_err(GenerateError::Device)?;
+        let o = trainer.step(step)?;
 
         let done = step + 1;
         report.peak_reserved_bytes = report
@@ -917,18 +795,18 @@ pub fn generate(
         let logged = step.is_multiple_of(cfg.output.log_every.max(1)) || done == steps;
         let mut record = None;
         if logged {
-            let gd = distill::finite_or_zero(g.grad.clone());
+            let gd = distill::finite_or_zero(o.guidance.grad.clone());
             let n = gd.dims().iter().product::<usize>() as f64;
-            let [skipped, run] = guard.device_parts();
+            let [skipped, run] = trainer.guard.device_parts();
             let mut parts = vec![
-                loss.inner().reshape([1]),
+                o.loss.clone().reshape([1]),
                 gd.clone().square().sum().reshape([1]),
                 gd.abs().sum().reshape([1]),
                 skipped,
                 run,
             ];
             // The guidance's device statistics join the same single read-back.
-            parts.extend(g.stats.iter().filter_map(|(_, v)| match v {
+            parts.extend(o.guidance.stats.iter().filter_map(|(_, v)| match v {
                 Stat::Device(t) => Some(t.clone().inner().reshape([1])),
                 Stat::Host(_) => None,
             }));
@@ -936,7 +814,8 @@ pub fn generate(
             let vals =
                 host(&Tensor::cat(parts, 0).reshape([1, k])).map_err(GenerateError::Device)?;
             let mut device_vals = vals[5..].iter();
-            let guidance_stats: serde_json::Map<String, serde_json::Value> = g
+            let guidance_stats: serde_json::Map<String, serde_json::Value> = o
+                .guidance
                 .stats
                 .iter()
                 .map(|(name, v)| {
@@ -947,7 +826,7 @@ pub fn generate(
                     (name.to_string(), serde_json::json!(x))
                 })
                 .collect();
-            if let Some(w) = guard.after_read(vals[3], vals[4], done)? {
+            if let Some(w) = trainer.guard.after_read(vals[3], vals[4], done)? {
                 on_event(Event::Message(w));
             }
             let now = Instant::now();
@@ -958,10 +837,10 @@ pub fn generate(
                 loss: vals[0] as f64,
                 grad_norm: (vals[1] as f64).sqrt(),
                 grad_abs_mean: vals[2] as f64 / n,
-                t_mean: t.iter().sum::<usize>() as f64 / t.len() as f64,
-                splats: gaussians.len(),
+                t_mean: o.timesteps.iter().sum::<usize>() as f64 / o.timesteps.len() as f64,
+                splats: trainer.gaussians.len(),
                 step_ms,
-                lr_means: lrs[0],
+                lr_means: o.lrs[0],
                 guidance: guidance_stats,
             };
             let line = serde_json::to_string(&rec).map_err(|e| io_err(&metrics_path, e))?;
@@ -973,36 +852,49 @@ pub fn generate(
             step: done,
             total: steps,
             record: record.as_ref(),
-            splats: gaussians.len(),
+            splats: trainer.gaussians.len(),
         });
         crate::live::offer_guidance(|| crate::live::GuidanceView {
-            image: out
+            image: o
                 .rgb
                 .clone()
-                .inner()
                 .slice(0..1)
                 .reshape([res as i32, res as i32, 3]),
-            timestep: t.iter().sum::<usize>() as f64 / t.len().max(1) as f64,
-            azimuth_deg: sampled[0].azimuth_deg,
-            elevation_deg: sampled[0].elevation_deg,
+            timestep: o.timesteps.iter().sum::<usize>() as f64 / o.timesteps.len().max(1) as f64,
+            azimuth_deg: o.sampled[0].azimuth_deg,
+            elevation_deg: o.sampled[0].elevation_deg,
             step: done,
         });
-        crate::live::offer_scene(done, steps, 0, || gaussians.splats());
+        crate::live::offer_scene(done, steps, 0, || trainer.gaussians.splats());
         let every = cfg.output.checkpoint_every;
         let periodic = every > 0 && done.is_multiple_of(every) && done != steps;
         // A save asked for from the viewer joins the periodic checkpoints.
         if periodic || (crate::live::take_save_request() && done != steps) {
-            save_checkpoint(cfg, &hash, done, &gaussians, &densifier, &*guidance)?;
+            save_checkpoint(
+                cfg,
+                &hash,
+                done,
+                &trainer.gaussians,
+                &trainer.densifier,
+                &*trainer.guidance,
+            )?;
         }
     }
     report.train_seconds = t_loop.elapsed().as_secs_f64();
     let done = steps.max(start);
     report.steps = done;
-    let ck = save_checkpoint(cfg, &hash, done, &gaussians, &densifier, &*guidance)?;
+    let ck = save_checkpoint(
+        cfg,
+        &hash,
+        done,
+        &trainer.gaussians,
+        &trainer.densifier,
+        &*trainer.guidance,
+    )?;
     report.outputs.push(ck);
 
     // Outputs.
-    let data = gaussians.to_data().map_err(GenerateError::Device)?;
+    let data = trainer.gaussians.to_data().map_err(GenerateError::Device)?;
     let ply = out_dir.join("point_cloud.ply");
     splat::ply::write_ply(&ply, &data)?;
     report.outputs.push(ply);
@@ -1011,7 +903,7 @@ pub fn generate(
         sh_degree: Some(0),
         ..Default::default()
     };
-    let splats = gaussians.splats();
+    let splats = trainer.gaussians.splats();
     let size = cfg.output.turntable_size.max(8);
     if cfg.output.turntable_frames > 0 {
         let cams = turntable_cameras(&cfg.cameras, cfg.output.turntable_frames, size);
@@ -1029,7 +921,7 @@ pub fn generate(
             report.outputs.push(path);
         }
     }
-    report.splats = gaussians.len();
+    report.splats = trainer.gaussians.len();
     report.outputs.push(metrics_path);
     Ok(report)
 }
@@ -1128,7 +1020,7 @@ pub fn c2w_tensor(cams: &[Camera], device: &Device) -> Tensor<2> {
 
 /// The scene scale the densifier's size thresholds are fractions of: 1.1 × the largest camera
 /// distance, as 3DGS defines it for its training cameras ([REC]).
-fn scene_scale(cfg: &GenerateConfig) -> f64 {
+pub(crate) fn scene_scale(cfg: &GenerateConfig) -> f64 {
     1.1 * cfg.cameras.radius[1] as f64
 }
 

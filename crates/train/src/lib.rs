@@ -11,6 +11,7 @@ pub mod distill2d;
 pub mod fit;
 pub mod fused_ssim;
 pub mod generate;
+pub mod generate_trainer;
 pub mod guard;
 pub mod init;
 pub mod kernels;

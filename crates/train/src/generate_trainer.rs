@@ -1,0 +1,298 @@
+//! The `generate` loop as a trainer: [`GenerateTrainer`] owns one run's optimisation state
+//! (splats and Adam moments, densifier, guidance and its auxiliary networks, the prompt
+//! embeddings, the bad-step guard) and [`GenerateTrainer::step`] is one distillation step;
+//! [`crate::generate::generate`] is the driver around it (logging, checkpoints, outputs).
+//!
+//! The step is the module documentation of [`crate::generate`], items 1–6.
+
+use std::path::PathBuf;
+
+use burn::tensor::{Device, Tensor};
+use distill::cameras::SampledCamera;
+use distill::prompts::{View, ViewPrompts};
+use distill::{Guidance, GuidanceInput, GuidanceOutput, Prior};
+use rand::{SeedableRng, rngs::StdRng};
+use sd::pipeline::{StableDiffusion, gaussian};
+use splat::{Camera, RenderOptions, render};
+
+use crate::checkpoint::{Checkpoint, CheckpointError};
+use crate::densify::Densifier;
+use crate::generate::{
+    Event, GenerateConfig, GenerateError, PromptEmbeddings, c2w_tensor, initial_splats,
+    scene_scale, step_seed,
+};
+use crate::guard::{StepGuard, fault_nan, keep_unless_bad, non_finite};
+use crate::params::Gaussians;
+
+/// One `generate` run's optimisation state.
+pub struct GenerateTrainer<'a> {
+    cfg: &'a GenerateConfig,
+    model: &'a StableDiffusion,
+    device: &'a Device,
+    prior: Prior<'a>,
+    num_t: usize,
+    views: ViewPrompts,
+    embeds: PromptEmbeddings,
+    /// The method.
+    pub guidance: Box<dyn Guidance>,
+    /// The splats and their Adam moments.
+    pub gaussians: Gaussians,
+    /// The densification strategy's state.
+    pub densifier: Densifier,
+    /// Skips steps with a non-finite gradient and stops a run after too many.
+    pub guard: StepGuard,
+    /// The first step this trainer runs (the checkpoint's step when resumed, else 0).
+    pub start: u64,
+}
+
+/// What one step did; device tensors, nothing read back.
+pub struct StepOutcome {
+    /// The cameras of the batch, with their azimuth and elevation.
+    pub sampled: Vec<SampledCamera>,
+    /// The background colour, RGB in [0, 1].
+    pub background: [f32; 3],
+    /// Per-sample timesteps.
+    pub timesteps: Vec<usize>,
+    /// `z(θ) [B, 4, h, w]`: the scaled VAE latents of the renders before the update, detached.
+    pub latents: Tensor<4>,
+    /// The guidance's output: `g [B, 4, h, w]` (injected as ∂L/∂z) and its statistics.
+    pub guidance: GuidanceOutput,
+    /// `[1]` the injected pseudo-loss ½‖g‖².
+    pub loss: Tensor<1>,
+    /// `[B, H, W, 3]` the renders in [0, 1], detached.
+    pub rgb: Tensor<4>,
+    /// The learning rates the step used (means, SH, opacity, scales, quats, …).
+    pub lrs: [f64; 6],
+}
+
+impl<'a> GenerateTrainer<'a> {
+    /// A fresh run (step 0: initial splats from `cfg.init`) or, with `resumed`, the run saved in
+    /// a checkpoint (`hash`: the config hash, compared with the checkpoint's to warn when
+    /// settings changed). Seeds the device generator, builds the guidance and encodes the
+    /// prompt embeddings once.
+    ///
+    /// # Errors
+    /// A fit checkpoint, unreadable checkpoint tensors, a guidance that cannot be built or
+    /// restored, or a failing text encoder.
+    pub fn new(
+        cfg: &'a GenerateConfig,
+        model: &'a StableDiffusion,
+        device: &'a Device,
+        resumed: Option<(PathBuf, Checkpoint)>,
+        hash: &str,
+        on_event: &mut dyn FnMut(Event),
+    ) -> Result<Self, GenerateError> {
+        // Seed the device RNG first so auxiliary networks (VDM's ℳψ) start from the same
+        // weights for the same seed.
+        device.seed(step_seed(cfg.seed, 0, 9));
+        let mut guidance = distill::build(&cfg.guidance, device)?;
+        let mut densifier;
+        let gaussians;
+        let start: u64;
+        match resumed {
+            Some((path, ck)) => {
+                if ck.meta.method == "fit" {
+                    return Err(CheckpointError::Read {
+                        path,
+                        message: "a fit checkpoint, not a generate checkpoint".into(),
+                    }
+                    .into());
+                }
+                if ck.meta.seed != cfg.seed {
+                    on_event(Event::Message(format!(
+                        "note: the checkpoint's seed is {}, the config's {}; continuing with the config's",
+                        ck.meta.seed, cfg.seed
+                    )));
+                }
+                if ck.meta.config_hash != hash {
+                    on_event(Event::Message(
+                        "note: settings differ from the checkpointed run's (beyond steps/output)"
+                            .into(),
+                    ));
+                }
+                gaussians = ck.gaussians(device, &path)?;
+                start = ck.meta.step;
+                densifier =
+                    Densifier::new(cfg.densify.clone(), scene_scale(cfg), cfg.seed, cfg.steps);
+                densifier.reseed(step_seed(cfg.seed, start, 7));
+                ck.restore_densifier(&mut densifier, device);
+                guidance.load_state(&ck.with_prefix("guidance."))?;
+                on_event(Event::Message(format!(
+                    "resumed {} at step {start} ({} splats)",
+                    path.display(),
+                    gaussians.len()
+                )));
+            }
+            None => {
+                let init = initial_splats(&cfg.init, cfg.seed)?;
+                gaussians = Gaussians::from_data(&init, 0, device);
+                densifier =
+                    Densifier::new(cfg.densify.clone(), scene_scale(cfg), cfg.seed, cfg.steps);
+                start = 0;
+                on_event(Event::Message(format!(
+                    "{} initial splats ({:?} init), method {}, {} steps of {} × {}²",
+                    gaussians.len(),
+                    cfg.init.kind,
+                    guidance.name(),
+                    cfg.steps,
+                    cfg.batch,
+                    cfg.resolution
+                )));
+            }
+        }
+        device.seed(step_seed(cfg.seed, start, 8));
+
+        // Prompt embeddings, once: the four view prompts, the negative prompt and the method's
+        // extra prompts.
+        let views = ViewPrompts::new(&cfg.prompt, cfg.prompts.clone());
+        let embeds = PromptEmbeddings::encode(
+            model,
+            &views,
+            &cfg.negative_prompt,
+            &guidance.extra_prompts(&cfg.prompt),
+            &cfg.prompts,
+        )?;
+        let prior = Prior {
+            unet: &model.unet,
+            schedule: &model.schedule,
+        };
+        let num_t = model.schedule.num_train_timesteps();
+        Ok(Self {
+            cfg,
+            model,
+            device,
+            prior,
+            num_t,
+            views,
+            embeds,
+            guidance,
+            gaussians,
+            densifier,
+            guard: StepGuard::new(device, cfg.max_bad_steps),
+            start,
+        })
+    }
+
+    /// The model the trainer distils from.
+    pub fn model(&self) -> &StableDiffusion {
+        self.model
+    }
+
+    /// One distillation step with index `step` (0-based; its draws are seeded by
+    /// `(cfg.seed, step)`): render, encode, guidance gradient, backward into the splats, Adam,
+    /// densification (items 1–6 of [`crate::generate`]).
+    ///
+    /// # Errors
+    /// A render that overflows the intersection buffer, a guidance error or a device failure.
+    pub fn step(&mut self, step: u64) -> Result<StepOutcome, GenerateError> {
+        let cfg = self.cfg;
+        let device = self.device;
+        let model = self.model;
+        let res = cfg.resolution;
+        let steps = cfg.steps;
+        let num_t = self.num_t;
+        let prior = &self.prior;
+        let (views, embeds) = (&self.views, &self.embeds);
+        let guidance = &mut self.guidance;
+        let gaussians = &mut self.gaussians;
+        let densifier = &mut self.densifier;
+        let guard = &mut self.guard;
+        let mut rng = StdRng::seed_from_u64(step_seed(cfg.seed, step, 1));
+        let sampled = cfg.cameras.sample(cfg.batch, res, &mut rng);
+        let cams: Vec<Camera> = sampled.iter().map(|s| s.camera).collect();
+        let bg = cfg.background.sample(&mut rng);
+        let t = cfg
+            .timesteps
+            .sample(step as usize, cfg.batch, num_t, &mut rng);
+        let opt_step = step + 1;
+        let want_means2d = densifier.wants_means2d_grad(opt_step);
+
+        let leaves = gaussians.leaves();
+        let out = render(
+            &leaves.splats,
+            &cams,
+            &RenderOptions {
+                background: bg,
+                sh_degree: Some(0),
+                means2d_grad: want_means2d,
+                ..Default::default()
+            },
+        )?;
+        // The one layout conversion: rasterizer [B, H, W, 3] in [0, 1] → VAE [B, 3, H, W] in
+        // [−1, 1].
+        let image = out.rgb.clone().permute([0, 3, 1, 2]) * 2.0 - 1.0;
+        let z = model.vae.encode(image).mean * model.vae.scaling_factor();
+        let latents = z.clone().detach().inner();
+        let z0 = latents.clone();
+        let noise = gaussian(latents.dims(), step_seed(cfg.seed, step, 2), device);
+        let view_of: Vec<View> = sampled
+            .iter()
+            .map(|s| views.view(s.azimuth_deg as f64, s.elevation_deg as f64))
+            .collect();
+        let (cond, uncond, extra) = embeds.select(&view_of, device);
+        let input = GuidanceInput {
+            latents,
+            timesteps: t.clone(),
+            noise,
+            cond,
+            uncond,
+            step: step as usize,
+            seed: step_seed(cfg.seed, step, 3),
+            extra,
+            c2w: Some(c2w_tensor(&cams, device)),
+        };
+        let g = guidance.gradient(prior, &input)?;
+        let mut loss = distill::inject(z, g.grad.clone());
+        if fault_nan(opt_step) {
+            loss = loss * f32::NAN;
+        }
+        let grads = loss.backward();
+        let pg: [Option<Tensor<2>>; 6] = std::array::from_fn(|k| leaves.leaves[k].grad(&grads));
+        // A non-finite guidance gradient, loss or splat gradient skips the step.
+        let mut counts = vec![non_finite(&g.grad), non_finite(&loss.clone().inner())];
+        counts.extend(pg.iter().flatten().map(non_finite));
+        let bad = guard.check(counts);
+        if want_means2d && let Some(gr) = out.means2d.grad(&grads) {
+            densifier.observe(keep_unless_bad(gr.clone(), gr.zeros_like(), &bad), res, res);
+        }
+        let lrs = cfg.lr.at(step, steps);
+        gaussians.adam_step_guarded(&cfg.adam, opt_step, &pg, &lrs, &bad);
+        densifier
+            .after_step(opt_step, gaussians, lrs[0])
+            .map_err(GenerateError::Device)?;
+        Ok(StepOutcome {
+            sampled,
+            background: bg,
+            timesteps: t,
+            latents: z0,
+            guidance: g,
+            loss: loss.inner(),
+            rgb: out.rgb.inner(),
+            lrs,
+        })
+    }
+
+    /// `z [B, 4, h, w]`: the scaled VAE latents (posterior mean) of the current splats rendered
+    /// at `cams` over `background` at the run's resolution, without gradients; what
+    /// [`StepOutcome::latents`] holds for the step's cameras.
+    ///
+    /// # Errors
+    /// A render that overflows the intersection buffer.
+    pub fn latents(
+        &self,
+        cams: &[Camera],
+        background: [f32; 3],
+    ) -> Result<Tensor<4>, GenerateError> {
+        let out = render(
+            &self.gaussians.splats(),
+            cams,
+            &RenderOptions {
+                background,
+                sh_degree: Some(0),
+                ..Default::default()
+            },
+        )?;
+        let image = out.rgb.inner().permute([0, 3, 1, 2]) * 2.0 - 1.0;
+        Ok(self.model.vae.encode(image).mean * self.model.vae.scaling_factor())
+    }
+}
