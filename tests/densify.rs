@@ -5,7 +5,7 @@ mod common;
 
 use burn::tensor::{Tensor, TensorData};
 use splat::SplatData;
-use train::densify::{DefaultStrategy, Densifier, McmcStrategy, Strategy};
+use train::densify::{DefaultStrategy, Densifier, McmcStrategy, Reduction, Strategy};
 use train::params::{Gaussians, LOG_SCALES, MEANS, OPACITY, host};
 
 fn scene(n: usize, opacity: impl Fn(usize) -> f32, log_scale: impl Fn(usize) -> f32) -> SplatData {
@@ -76,6 +76,7 @@ fn default_strategy_clones_splits_prunes_with_consistent_moments() {
         Tensor::<3>::from_data(TensorData::new(grad, [1, 6, 2]), &device),
         100,
         100,
+        Reduction::Mean,
     );
     let r = d.after_step(1, &mut g, 1e-3).unwrap().expect("refined");
     assert_eq!((r.cloned, r.split, r.pruned), (2, 2, 1), "{r:?}");
@@ -189,5 +190,52 @@ fn mcmc_relocates_dead_grows_five_percent_and_respects_the_cap() {
     );
     for p in &g.groups {
         assert_eq!(p.moments.m.dims(), p.value.dims());
+    }
+}
+
+/// The screen-space statistic per camera is the gradient of that camera's own image loss in NDC
+/// units: a batch-mean loss's gradient is scaled by the camera count C (gsplat), a loss summed
+/// over cameras (generate's `inject`) is not (issue 26).
+#[test]
+fn screen_gradient_statistic_follows_the_loss_reduction() {
+    let device = common::gpu().burn.clone();
+    // 2 cameras, 3 splats; splat 2 invisible in camera 1 (zero gradient). 100×50 images.
+    let grad = vec![
+        0.01f32, 0.0, 0.0, 0.02, 0.003, 0.004, // camera 0
+        0.02, 0.0, 0.0, 0.0, 0.0, 0.0, // camera 1
+    ];
+    let stats = |reduction| {
+        let mut d = Densifier::new(Strategy::default(), 1.0, 0, 1000);
+        let g = Tensor::<3>::from_data(TensorData::new(grad.clone(), [2, 3, 2]), &device);
+        d.observe(g, 100, 50, reduction);
+        let (sum, count) = d.accumulators().expect("accumulated");
+        (
+            host(&sum.reshape([3, 1])).unwrap(),
+            host(&count.reshape([3, 1])).unwrap(),
+        )
+    };
+    // NDC scale: x × 50, y × 25.
+    let want_sum = [
+        0.01 * 50.0 + 0.02 * 50.0,
+        0.02 * 25.0,
+        ((0.003f64 * 50.0).powi(2) + (0.004f64 * 25.0).powi(2)).sqrt(),
+    ];
+    let (sum, count) = stats(Reduction::Sum);
+    let (mean_sum, mean_count) = stats(Reduction::Mean);
+    assert_eq!(count, vec![2.0, 1.0, 1.0]);
+    assert_eq!(mean_count, count);
+    for i in 0..3 {
+        assert!(
+            (sum[i] as f64 - want_sum[i]).abs() < 1e-5,
+            "sum reduction, splat {i}: {} vs {}",
+            sum[i],
+            want_sum[i]
+        );
+        assert!(
+            (mean_sum[i] as f64 - 2.0 * want_sum[i]).abs() < 1e-5,
+            "mean reduction, splat {i}: {} vs {}",
+            mean_sum[i],
+            2.0 * want_sum[i]
+        );
     }
 }

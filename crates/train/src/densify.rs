@@ -195,6 +195,16 @@ pub struct Densifier {
     rng: StdRng,
 }
 
+/// How the loss whose screen-space gradient [`Densifier::observe`] receives was reduced over
+/// the batch's cameras.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reduction {
+    /// The mean over cameras (`fit`'s photometric loss; gsplat's convention).
+    Mean,
+    /// The sum over cameras (`generate`: `distill::inject` gives each camera its full `g`).
+    Sum,
+}
+
 fn logit(p: f64) -> f64 {
     (p / (1.0 - p)).ln()
 }
@@ -326,15 +336,24 @@ impl Densifier {
     }
 
     /// Accumulate the screen-space gradient of one step: `grad` is dL/d(means2d), `[C, N, 2]`
-    /// in pixels, for images `width`×`height`. As gsplat, each component is scaled by half
-    /// the image size times the number of cameras (an NDC gradient), the norm is added for
-    /// every (camera, splat) pair where the splat was visible; visibility is taken as a
-    /// non-zero gradient.
-    pub fn observe(&mut self, grad: Tensor<3>, width: u32, height: u32) {
+    /// in pixels, for images `width`×`height`, of a loss reduced over the C cameras as
+    /// `reduction` says. Each component is scaled by half the image size (an NDC gradient, as
+    /// 3DGS's rasterizer reports it) and, for a batch-mean loss, by C (gsplat's
+    /// `DefaultStrategy._update_state`), so that every camera contributes the gradient of its
+    /// own image's loss; a loss summed over the cameras (`generate`'s `distill::inject`,
+    /// LucidDreamer's `SpecifyGradient`) already gives each camera that, and is not scaled by C
+    /// (issue 26: the ×C made the threshold act C× looser). The norm is added for every
+    /// (camera, splat) pair where the splat was visible; visibility is taken as a non-zero
+    /// gradient.
+    pub fn observe(&mut self, grad: Tensor<3>, width: u32, height: u32, reduction: Reduction) {
         let [c, n, _] = grad.dims();
+        let per_camera = match reduction {
+            Reduction::Mean => c as f64,
+            Reduction::Sum => 1.0,
+        };
         // Per-axis scale by scalar multiplies (no per-step upload of a scale tensor).
-        let sx = 0.5 * width as f64 * c as f64;
-        let sy = 0.5 * height as f64 * c as f64;
+        let sx = 0.5 * width as f64 * per_camera;
+        let sy = 0.5 * height as f64 * per_camera;
         let gx = grad.clone().narrow(2, 0, 1) * sx;
         let gy = grad.narrow(2, 1, 1) * sy;
         let norm = (gx.square() + gy.square()).sqrt().reshape([c, n]);

@@ -1149,6 +1149,7 @@ pub fn fit(
                 crate::guard::keep_unless_bad(gm.clone(), gm.zeros_like(), &bad),
                 size.0,
                 size.1,
+                crate::densify::Reduction::Mean,
             );
         }
         if let Some(g0) = &g[0] {

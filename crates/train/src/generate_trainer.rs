@@ -16,7 +16,7 @@ use sd::pipeline::{StableDiffusion, gaussian};
 use splat::{Camera, RenderOptions, render};
 
 use crate::checkpoint::{Checkpoint, CheckpointError};
-use crate::densify::Densifier;
+use crate::densify::{Densifier, Reduction};
 use crate::generate::{
     Event, GenerateConfig, GenerateError, PromptEmbeddings, c2w_tensor, initial_splats,
     scene_scale, step_seed,
@@ -253,7 +253,12 @@ impl<'a> GenerateTrainer<'a> {
         counts.extend(pg.iter().flatten().map(non_finite));
         let bad = guard.check(counts);
         if want_means2d && let Some(gr) = out.means2d.grad(&grads) {
-            densifier.observe(keep_unless_bad(gr.clone(), gr.zeros_like(), &bad), res, res);
+            densifier.observe(
+                keep_unless_bad(gr.clone(), gr.zeros_like(), &bad),
+                res,
+                res,
+                Reduction::Sum,
+            );
         }
         let lrs = cfg.lr.at(step, steps);
         gaussians.adam_step_guarded(&cfg.adam, opt_step, &pg, &lrs, &bad);
