@@ -753,8 +753,6 @@ pub fn generate(
     write_text(&out_dir.join("config.toml"), &config_text)?;
     let hash = config_hash(cfg);
 
-    // Seed the device RNG first so auxiliary networks (VDM's ℳψ) start from the same weights
-    // for the same seed.
     let mut trainer = GenerateTrainer::new(cfg, model, device, resumed, &hash, on_event)?;
     let start = trainer.start;
     let metrics_path = out_dir.join("metrics.jsonl");

@@ -61,7 +61,8 @@ pub struct StepOutcome {
     pub loss: Tensor<1>,
     /// `[B, H, W, 3]` the renders in [0, 1], detached.
     pub rgb: Tensor<4>,
-    /// The learning rates the step used (means, SH, opacity, scales, quats, …).
+    /// The learning rates the step used, per parameter group in `params::GROUPS` order (means,
+    /// quats, log_scales, opacity logits, SH DC, SH rest).
     pub lrs: [f64; 6],
 }
 
