@@ -755,6 +755,16 @@ pub fn generate(
 
     let mut trainer = GenerateTrainer::new(cfg, model, device, resumed, &hash, on_event)?;
     let start = trainer.start;
+    let save = |trainer: &GenerateTrainer, step: u64| {
+        save_checkpoint(
+            cfg,
+            &hash,
+            step,
+            &trainer.gaussians,
+            &trainer.densifier,
+            &*trainer.guidance,
+        )
+    };
     let metrics_path = out_dir.join("metrics.jsonl");
     let mut metrics = open_metrics(&metrics_path, start)?;
 
@@ -769,14 +779,7 @@ pub fn generate(
     for step in start..steps {
         crate::live::pause_point();
         if crate::stop::requested() {
-            let checkpoint = save_checkpoint(
-                cfg,
-                &hash,
-                step,
-                &trainer.gaussians,
-                &trainer.densifier,
-                &*trainer.guidance,
-            )?;
+            let checkpoint = save(&trainer, step)?;
             return Err(crate::stop::Interrupted {
                 step,
                 checkpoint,
@@ -868,27 +871,13 @@ pub fn generate(
         let periodic = every > 0 && done.is_multiple_of(every) && done != steps;
         // A save asked for from the viewer joins the periodic checkpoints.
         if periodic || (crate::live::take_save_request() && done != steps) {
-            save_checkpoint(
-                cfg,
-                &hash,
-                done,
-                &trainer.gaussians,
-                &trainer.densifier,
-                &*trainer.guidance,
-            )?;
+            save(&trainer, done)?;
         }
     }
     report.train_seconds = t_loop.elapsed().as_secs_f64();
     let done = steps.max(start);
     report.steps = done;
-    let ck = save_checkpoint(
-        cfg,
-        &hash,
-        done,
-        &trainer.gaussians,
-        &trainer.densifier,
-        &*trainer.guidance,
-    )?;
+    let ck = save(&trainer, done)?;
     report.outputs.push(ck);
 
     // Outputs.
