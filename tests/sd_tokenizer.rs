@@ -20,18 +20,10 @@ fn tok() -> &'static ClipTokenizer {
     T.get_or_init(|| ClipTokenizer::new().unwrap_or_else(|e| panic!("ClipTokenizer::new: {e}")))
 }
 
-/// The SD 2.1 model folder's tokenizer, when the shared data is there (it is in CI).
-fn shared_tokenizer_dir() -> Option<PathBuf> {
-    let dir = root().join("../shared/data/sd21/base/tokenizer");
-    if dir.join("vocab.json").is_file() {
-        Some(dir)
-    } else {
-        println!(
-            "note: {} is absent; skipping the model-folder tokenizer check",
-            dir.display()
-        );
-        None
-    }
+/// An SD 2.1 model folder's tokenizer: the toy-world prior ships the files of
+/// stabilityai/stable-diffusion-2-1-base/tokenizer unchanged (`vocab.json`, `merges.txt`).
+fn model_tokenizer_dir() -> PathBuf {
+    root().join("assets/toyworld/tokenizer")
 }
 
 /// Reads a case file; Err names the file and what is wrong.
@@ -111,7 +103,8 @@ fn check_cases(t: &ClipTokenizer, path: &Path) -> Result<usize, String> {
 fn committed_cases() {
     let path = root().join("tests/cases/tokenizer/sd21.json");
     match check_cases(tok(), &path) {
-        Ok(n) => println!("{}: {n} prompts match", path.display()),
+        // 415 DreamFusion gallery prompts + 58 edge cases (tools/gen_tokenizer_cases.py).
+        Ok(n) => assert_eq!(n, 473, "{}: expected exactly 473 prompts", path.display()),
         Err(e) => panic!("{e}"),
     }
 }
@@ -184,9 +177,7 @@ fn long_prompt_is_truncated_with_eos_last() {
 
 #[test]
 fn model_dir_tokenizer_matches_embedded() {
-    let Some(dir) = shared_tokenizer_dir() else {
-        return;
-    };
+    let dir = model_tokenizer_dir();
     let from_dir = ClipTokenizer::from_model_dir(&dir).unwrap();
     assert_eq!(
         (from_dir.bos_id(), from_dir.eos_id(), from_dir.pad_id()),

@@ -24,7 +24,40 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Committed case files in `dir` plus every `*.safetensors` in the directory named by `var`.
+/// The names listed in `dir/MANIFEST`, one a line (`#` starts a comment line).
+pub fn manifest(dir: &Path) -> Vec<String> {
+    let path = dir.join("MANIFEST");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut names: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(String::from)
+        .collect();
+    names.sort();
+    names
+}
+
+/// Asserts that the committed `found` names of `dir` are exactly those of `dir/MANIFEST`, naming
+/// any that are missing or unlisted (so a deleted or stray case fails instead of shrinking or
+/// padding the corpus).
+pub fn assert_manifest(dir: &Path, found: &[String]) {
+    let want = manifest(dir);
+    let mut got = found.to_vec();
+    got.sort();
+    let missing: Vec<_> = want.iter().filter(|n| !got.contains(n)).collect();
+    let unlisted: Vec<_> = got.iter().filter(|n| !want.contains(n)).collect();
+    assert!(
+        missing.is_empty() && unlisted.is_empty(),
+        "{}: {} cases, MANIFEST lists {}; missing {missing:?}, not in MANIFEST {unlisted:?}",
+        dir.display(),
+        got.len(),
+        want.len()
+    );
+}
+
+/// The committed case files in `dir` (exactly those its `MANIFEST` lists) plus every
+/// `*.safetensors` in the directory named by `var`.
 pub fn case_files(dir: &Path, var: &str) -> Vec<PathBuf> {
     let mut dirs = vec![dir.to_path_buf()];
     if let Ok(extra) = std::env::var(var) {
@@ -37,13 +70,20 @@ pub fn case_files(dir: &Path, var: &str) -> Vec<PathBuf> {
         dirs.push(extra);
     }
     let mut files = vec![];
-    for d in dirs {
+    for (i, d) in dirs.into_iter().enumerate() {
         let mut v: Vec<PathBuf> = std::fs::read_dir(&d)
             .unwrap_or_else(|e| panic!("{}: {e}", d.display()))
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
             .collect();
         v.sort();
+        if i == 0 {
+            let names: Vec<String> = v
+                .iter()
+                .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+                .collect();
+            assert_manifest(&d, &names);
+        }
         files.extend(v);
     }
     files

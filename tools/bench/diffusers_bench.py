@@ -106,7 +106,7 @@ def main():
             unet = UNet2DConditionModel.from_pretrained(a.model, subfolder="unet", torch_dtype=dtype)
             source = a.model
         else:
-            cfg = json.loads((ROOT / "assets/sd21/base-unet-config.json").read_text())
+            cfg = json.loads((ROOT / "assets/sd21/base/unet/config.json").read_text())
             unet = UNet2DConditionModel.from_config(cfg).to(dtype)
             source = "SD 2.1-base architecture (random weights)"
         unet = unet.to(dev).eval().requires_grad_(False)

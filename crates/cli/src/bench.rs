@@ -749,11 +749,11 @@ fn bench_unet(ctx: &GpuContext, p: &Plan, out: &mut Vec<CaseResult>) -> Result<(
                     path.display().to_string(),
                 ),
                 None => {
-                    let text = include_str!("../../../assets/sd21/base-unet-config.json");
+                    let text = include_str!("../../../assets/sd21/base/unet/config.json");
                     let c: sd::config::UNetConfig = serde_json::from_str(text)
-                        .context("shipped assets/sd21/base-unet-config.json")?;
+                        .context("shipped assets/sd21/base/unet/config.json")?;
                     (
-                        c.check(Path::new("assets/sd21/base-unet-config.json"))?,
+                        c.check(Path::new("assets/sd21/base/unet/config.json"))?,
                         "SD 2.1-base architecture".to_string(),
                     )
                 }

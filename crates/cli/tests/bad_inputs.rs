@@ -19,9 +19,6 @@ use std::time::{Duration, Instant};
 
 use common::root;
 
-/// The committed corpus must hold at least this many cases.
-const MIN_CASES: usize = 50;
-
 /// Default time limit of one case.
 const DEFAULT_TIMEOUT_S: u64 = 120;
 
@@ -41,6 +38,28 @@ struct Outcome {
 }
 
 /// Every case folder (one with a `case.toml`) directly under `dir`, sorted by name.
+/// The committed corpus is exactly the folders `tests/bad_inputs/MANIFEST` lists: a deleted or
+/// unlisted case fails, naming it.
+fn assert_manifest(dir: &Path, cases: &[Case]) {
+    let path = dir.join("MANIFEST");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let want: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let got: Vec<&str> = cases.iter().map(|c| c.name.as_str()).collect();
+    let missing: Vec<_> = want.iter().filter(|n| !got.contains(n)).collect();
+    let unlisted: Vec<_> = got.iter().filter(|n| !want.contains(n)).collect();
+    assert!(
+        missing.is_empty() && unlisted.is_empty(),
+        "{}: {} cases, MANIFEST lists {}; missing {missing:?}, not in MANIFEST {unlisted:?}",
+        dir.display(),
+        got.len(),
+        want.len()
+    );
+}
+
 fn discover(dir: &Path) -> Vec<Case> {
     let mut cases = vec![];
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -373,12 +392,7 @@ fn run_case(case: &Case, scratch: &Path) -> Result<Option<String>, String> {
 fn bad_inputs_fail_cleanly() {
     let corpus = root().join("tests/bad_inputs");
     let committed = discover(&corpus);
-    assert!(
-        committed.len() >= MIN_CASES,
-        "{}: {} cases, expected at least {MIN_CASES}",
-        corpus.display(),
-        committed.len()
-    );
+    assert_manifest(&corpus, &committed);
     let mut cases = committed;
     if let Ok(extra) = std::env::var("SPLATDREAM_BAD_INPUTS") {
         for d in extra.split(':').filter(|d| !d.is_empty()) {

@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bin, text, tmp};
+use common::{bin, run, text, tmp};
 
 /// A small, fast fit: 32×32 views, 800 random splats, no turntable or renders.
 fn small_fit(out: &Path, steps: u64) -> Command {
@@ -353,4 +353,159 @@ fn a_run_resumed_at_step_zero_keeps_one_starting_evaluation() {
         .map(|e| e["step"].as_u64().unwrap())
         .collect();
     assert_eq!(evals, [0, 3], "{log}");
+}
+
+/// Every tensor of a checkpoint file, by name: (shape, f32 values).
+fn checkpoint_tensors(path: &Path) -> std::collections::BTreeMap<String, (Vec<usize>, Vec<f32>)> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    st.tensors()
+        .into_iter()
+        .map(|(name, v)| {
+            let vals = v
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            (name, (v.shape().to_vec(), vals))
+        })
+        .collect()
+}
+
+/// Step losses of a run's metrics.json, by step.
+fn step_losses(run: &Path) -> std::collections::BTreeMap<u64, f64> {
+    metrics(run)["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["step"].as_u64().unwrap(), s["loss"].as_f64().unwrap()))
+        .collect()
+}
+
+/// `--resume` continues exactly (the README's promise):
+/// - resumed where it was saved and written back, the checkpoint comes out tensor for tensor
+///   identical (parameters, both Adam moments, the densifier's accumulators), and the exported
+///   PLY holds the checkpoint's parameters bit for bit;
+/// - the first resumed step's loss (random background, camera order and all) equals the
+///   uninterrupted run's loss at that step bit for bit; its forward pass reads only the restored
+///   state. Later steps follow within 1 % (the backward's float atomics sum in any order).
+#[test]
+fn resume_restores_parameters_moments_and_the_next_step_exactly() {
+    const SAVED: u64 = 10;
+    const TOTAL: u64 = 20;
+    let dir = tmp("reliability", "exact");
+    let with_log = |c: &mut Command| {
+        c.args([
+            "--set",
+            "train.log_every=1",
+            "--set",
+            "output.checkpoint_every=10",
+        ])
+        .args(["--set", "densify.start=4", "--set", "densify.every=4"])
+        .args(["--set", "densify.stop=18"]);
+    };
+    // A: uninterrupted, a checkpoint at step 10.
+    let a = dir.join("a");
+    let mut c = small_fit(&a, TOTAL);
+    with_log(&mut c);
+    run(&mut c);
+    let saved = a.join(format!("checkpoints/step-{SAVED:07}.safetensors"));
+    assert!(
+        saved.is_file(),
+        "no checkpoint {} (have {:?})",
+        saved.display(),
+        checkpoint_steps(&a)
+    );
+    let a_losses = step_losses(&a);
+
+    // B: resumed at step 10 with nothing to train: it saves the restored state again.
+    let b = dir.join("b");
+    run(bin()
+        .args(["fit", "--resume"])
+        .arg(&saved)
+        .args(["--steps", &SAVED.to_string(), "--out"])
+        .arg(&b));
+    let want = checkpoint_tensors(&saved);
+    let got = checkpoint_tensors(&b.join(format!("checkpoints/step-{SAVED:07}.safetensors")));
+    assert_eq!(
+        want.keys().collect::<Vec<_>>(),
+        got.keys().collect::<Vec<_>>(),
+        "tensor names"
+    );
+    for k in [
+        "params.means",
+        "adam_m.means",
+        "adam_v.sh_dc",
+        "densify.grad2d",
+    ] {
+        assert!(
+            want.contains_key(k),
+            "the checkpoint lacks {k}: {:?}",
+            want.keys()
+        );
+    }
+    for (name, (shape, v)) in &want {
+        let (gs, gv) = &got[name];
+        assert_eq!(shape, gs, "{name}: shape");
+        let diff = v
+            .iter()
+            .zip(gv)
+            .filter(|(x, y)| x.to_bits() != y.to_bits())
+            .count();
+        assert_eq!(
+            diff,
+            0,
+            "{name}: {diff} of {} values differ after resume",
+            v.len()
+        );
+    }
+    let ply = splat::ply::read_ply(&b.join("point_cloud.ply")).unwrap();
+    let n = ply.len();
+    for (name, vals) in [
+        ("params.means", &ply.means),
+        ("params.quats", &ply.quats),
+        ("params.log_scales", &ply.log_scales),
+        ("params.opacity_logits", &ply.opacity_logits),
+    ] {
+        assert_eq!(&want[name].1, vals, "{name} in the exported PLY");
+    }
+    let k = splat::scene::sh_coeffs(ply.sh_degree);
+    let (dc, rest) = (&want["params.sh_dc"].1, &want["params.sh_rest"].1);
+    for i in 0..n {
+        let row = &ply.sh[i * k * 3..(i + 1) * k * 3];
+        assert_eq!(
+            &row[..3],
+            &dc[i * 3..i * 3 + 3],
+            "sh_dc of splat {i} in the PLY"
+        );
+        assert_eq!(
+            &row[3..],
+            &rest[i * (k - 1) * 3..(i + 1) * (k - 1) * 3],
+            "sh_rest of splat {i} in the PLY"
+        );
+    }
+
+    // C: resumed at step 10 and trained to 20, beside A's record of the same steps.
+    let c_run = dir.join("c");
+    run(bin()
+        .args(["fit", "--resume"])
+        .arg(&saved)
+        .args(["--steps", &TOTAL.to_string(), "--out"])
+        .arg(&c_run));
+    let c_losses = step_losses(&c_run);
+    let first = *c_losses.keys().find(|s| **s > SAVED).unwrap();
+    assert_eq!(
+        c_losses[&first].to_bits(),
+        a_losses[&first].to_bits(),
+        "step {first}: resumed loss {} vs uninterrupted {}",
+        c_losses[&first],
+        a_losses[&first]
+    );
+    for (s, l) in c_losses.range(SAVED + 1..=TOTAL) {
+        let r = a_losses[s];
+        assert!(
+            (l - r).abs() <= 0.01 * r.abs(),
+            "step {s}: resumed loss {l} vs uninterrupted {r}"
+        );
+    }
 }

@@ -25,6 +25,8 @@ pub struct StableDiffusion {
     pub vae: Vae,
     /// ᾱ_t and the prediction type from `scheduler/scheduler_config.json`.
     pub schedule: NoiseSchedule,
+    /// The device every component lives on.
+    pub device: Device,
 }
 
 /// The component folders a diffusers Stable Diffusion folder must have.
@@ -85,6 +87,7 @@ impl StableDiffusion {
             unet: UNet::from_dir(&dir.join("unet"), device, precision)?,
             vae: Vae::from_dir(&dir.join("vae"), device, precision)?,
             schedule,
+            device: device.clone(),
         })
     }
 
@@ -107,16 +110,28 @@ impl StableDiffusion {
         self.unet.arch.config.sample_size.unwrap_or(64) * self.vae.downscale()
     }
 
-    /// Text-to-image: DDIM with `opts.steps` steps (η = 0) and CFG form A. Returns the image
-    /// `[1, 3, H, W]` in [0, 1]. `progress(i, n)` is called after each step.
+    /// Text-to-image: DDIM with `opts.steps` steps (η = 0) and CFG form A from the seeded
+    /// noise of [`gaussian`]. Returns the image `[1, 3, H, W]` in [0, 1]. `progress(i, n)` is
+    /// called after each step. Follows diffusers `StableDiffusionPipeline.__call__` with a
+    /// `DDIMScheduler` made from the folder's scheduler config.
     ///
     /// # Errors
     /// Size not a multiple of the VAE downscale, zero steps, tokenizer or scheduler errors.
     pub fn txt2img(
         &self,
         opts: &SampleOptions,
-        mut progress: impl FnMut(usize, usize),
+        progress: impl FnMut(usize, usize),
     ) -> Result<Tensor<4>, SdError> {
+        let shape = self.latent_shape(opts)?;
+        let latents = self.denoise(opts, gaussian(shape, opts.seed, &self.device), progress)?;
+        Ok(self.decode_image(latents))
+    }
+
+    /// The initial latent shape `[1, C, H/f, W/f]` of `opts`' image size.
+    ///
+    /// # Errors
+    /// [`SdError::Model`] when a side is zero or not a multiple of the VAE downscale f.
+    pub fn latent_shape(&self, opts: &SampleOptions) -> Result<[usize; 4], SdError> {
         let f = self.vae.downscale();
         let (h, w) = (opts.height, opts.width);
         if h == 0 || w == 0 || h % f != 0 || w % f != 0 {
@@ -124,14 +139,27 @@ impl StableDiffusion {
                 "image size {w}×{h}: width and height must be positive multiples of {f}"
             )));
         }
+        Ok([1, self.unet.arch.config.in_channels, h / f, w / f])
+    }
+
+    /// The sampling loop of [`txt2img`](Self::txt2img) from given initial latents
+    /// `[1, C, H/f, W/f]` (DDIM's `init_noise_sigma` is 1, so they are used as they are):
+    /// `opts.steps` DDIM steps (η = 0) with CFG form A, ε̂_∅ + s(ε̂_y − ε̂_∅) on the model
+    /// output. Returns the final latents, not yet divided by the VAE's scaling factor.
+    ///
+    /// # Errors
+    /// Zero steps, tokenizer or scheduler errors.
+    pub fn denoise(
+        &self,
+        opts: &SampleOptions,
+        mut latents: Tensor<4>,
+        mut progress: impl FnMut(usize, usize),
+    ) -> Result<Tensor<4>, SdError> {
         if opts.steps == 0 {
             return Err(SdError::Model("--steps must be at least 1".into()));
         }
         let ddim = Ddim::new(&self.schedule, opts.steps)?;
         let ctx = self.encode_prompts(&[opts.negative.as_str(), opts.prompt.as_str()])?;
-        let device = ctx.device();
-        let shape = [1, self.unet.arch.config.in_channels, h / f, w / f];
-        let mut latents = gaussian(shape, opts.seed, &device);
         let n = ddim.timesteps().len();
         for (i, &t) in ddim.timesteps().iter().enumerate() {
             let out = self.unet.forward(
@@ -147,8 +175,15 @@ impl StableDiffusion {
             latents = ddim.step(guided, t, latents, 0.0, None).0;
             progress(i + 1, n);
         }
+        Ok(latents)
+    }
+
+    /// Decode final latents `[B, C, h, w]` (divided by the VAE's scaling factor first) to an
+    /// image `[B, 3, h·f, w·f]` in [0, 1], as diffusers' `VaeImageProcessor.postprocess`
+    /// (x/2 + 0.5, clamped).
+    pub fn decode_image(&self, latents: Tensor<4>) -> Tensor<4> {
         let image = self.vae.decode(latents / self.vae.scaling_factor());
-        Ok(((image + 1.0) * 0.5).clamp(0.0, 1.0))
+        ((image + 1.0) * 0.5).clamp(0.0, 1.0)
     }
 }
 

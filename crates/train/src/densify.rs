@@ -192,6 +192,10 @@ pub struct Densifier {
     total_steps: u64,
     /// Number of observations in which the splat was visible, `[N]`.
     count: Option<Tensor<1>>,
+    /// The run's seed; the random choices of the refinement after step k are drawn from a
+    /// generator seeded by `(seed, k)`, so a resumed run makes the same choices as an
+    /// uninterrupted one.
+    seed: u64,
     rng: StdRng,
 }
 
@@ -277,7 +281,8 @@ impl Densifier {
             total_steps,
             grad2d: None,
             count: None,
-            rng: StdRng::seed_from_u64(seed ^ 0x5eed_de45),
+            seed,
+            rng: StdRng::seed_from_u64(seed),
         }
     }
 
@@ -293,11 +298,6 @@ impl Densifier {
             Some((g, c)) => (Some(g), Some(c)),
             None => (None, None),
         };
-    }
-
-    /// Reseed the strategy's random choices (a resumed run reseeds from its seed and step).
-    pub fn reseed(&mut self, seed: u64) {
-        self.rng = StdRng::seed_from_u64(seed ^ 0x5eed_de45);
     }
 
     /// The strategy.
@@ -381,6 +381,7 @@ impl Densifier {
         g: &mut Gaussians,
         lr_means: f64,
     ) -> Result<Option<DensifyReport>, String> {
+        self.rng = StdRng::seed_from_u64(crate::rng::step_seed(self.seed, step, 0x5eed_de45));
         match self.strategy.clone() {
             Strategy::Default(s) => self.default_step(&s, step, g),
             Strategy::Mcmc(s) => {

@@ -995,7 +995,6 @@ pub fn fit(
             }
             start = ck.meta.step;
             ck.restore_densifier(&mut densifier, device);
-            densifier.reseed(step_seed(seed, start, 7));
             let state = ck
                 .get("fit.state")
                 .filter(|e| e.2.len() == 3)

@@ -16,7 +16,7 @@
 //!
 //! Randomness: every draw of step `k` (cameras, background, timesteps, noise) comes from a
 //! generator seeded by `(seed, k)`, so a resumed run continues exactly where the saved run
-//! would have (the densifier's own generator is reseeded from `(seed, k)` on resume).
+//! would have (the densifier draws the choices of the refinement after step `k` the same way).
 //!
 //! Outputs in `output.dir`: `config.toml` (resolved, with the seed), `metrics.jsonl` (one JSON
 //! object per logged step), `checkpoints/step-*.safetensors` (+ `.json`), and at the end
@@ -589,15 +589,7 @@ pub fn initial_splats(cfg: &InitConfig, seed: u64) -> Result<splat::SplatData, G
     Ok(from_points(&pos, &col, cfg.opacity, cfg.scale_factor))
 }
 
-/// A 64-bit seed for random stream `stream` of step `step` (splitmix64 of the mix).
-pub fn step_seed(seed: u64, step: u64, stream: u64) -> u64 {
-    let mut z = seed
-        .wrapping_add(step.wrapping_mul(0x9e37_79b9_7f4a_7c15))
-        .wrapping_add(stream.wrapping_mul(0xd1b5_4a32_d192_ed03));
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
+pub use crate::rng::step_seed;
 
 /// One line of `metrics.jsonl`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -1086,13 +1078,6 @@ mod tests {
             validate(&GenerateConfig::default()).is_err(),
             "empty prompt"
         );
-    }
-
-    #[test]
-    fn step_seeds_differ_by_step_and_stream() {
-        assert_ne!(step_seed(0, 1, 1), step_seed(0, 2, 1));
-        assert_ne!(step_seed(0, 1, 1), step_seed(0, 1, 2));
-        assert_eq!(step_seed(5, 9, 1), step_seed(5, 9, 1));
     }
 
     #[test]

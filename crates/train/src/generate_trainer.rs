@@ -115,7 +115,6 @@ impl<'a> GenerateTrainer<'a> {
                 start = ck.meta.step;
                 densifier =
                     Densifier::new(cfg.densify.clone(), scene_scale(cfg), cfg.seed, cfg.steps);
-                densifier.reseed(step_seed(cfg.seed, start, 7));
                 ck.restore_densifier(&mut densifier, device);
                 guidance.load_state(&ck.with_prefix("guidance."))?;
                 on_event(Event::Message(format!(

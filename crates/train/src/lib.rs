@@ -21,6 +21,7 @@ pub mod mcmc_noise;
 pub mod mesh;
 pub mod output;
 pub mod params;
+pub mod rng;
 pub mod stop;
 
 /// The device the crate's unit tests share: one context per test process, fresh buffers filled

@@ -621,21 +621,22 @@ pub(crate) mod test_util {
         }
     }
 
-    /// `<workspace>/../shared/data`, or `$SPLATDREAM_SHARED_DATA`; `None` (with a message) when
-    /// absent, so real-data tests skip.
-    pub fn shared_data(sub: &str) -> Option<PathBuf> {
+    /// `<workspace>/../shared/data/<sub>`, or `$SPLATDREAM_SHARED_DATA/<sub>`. The captures there
+    /// (lego, fox) may not be committed, so the tests that read them are `#[ignore]`d and run
+    /// with `cargo test -p splatdream-train -- --ignored`; a missing folder is then a failure.
+    pub fn shared_data(sub: &str) -> PathBuf {
         let base = std::env::var_os("SPLATDREAM_SHARED_DATA")
             .map(PathBuf::from)
             .unwrap_or_else(|| {
                 PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data")
             });
         let p = base.join(sub);
-        if p.is_dir() {
-            Some(p)
-        } else {
-            eprintln!("skipping: shared data {} not found", p.display());
-            None
-        }
+        assert!(
+            p.is_dir(),
+            "shared data {} not found (set $SPLATDREAM_SHARED_DATA)",
+            p.display()
+        );
+        p
     }
 }
 
@@ -691,9 +692,7 @@ mod tests {
     #[ignore = "slow; timing only"]
     fn load_timing() {
         for (sub, downscale) in [("multiview/lego", 1), ("multiview/fox", 4)] {
-            let Some(dir) = test_util::shared_data(sub) else {
-                continue;
-            };
+            let dir = test_util::shared_data(sub);
             let opts = LoadOptions {
                 downscale,
                 ..Default::default()
