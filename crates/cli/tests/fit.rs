@@ -30,8 +30,13 @@ fn run(c: &mut Command) -> String {
     text
 }
 
-/// Margins of the short fit (64×64 views, 150 steps from 3,000 random splats).
-const MIN_PSNR_GAIN_DB: f64 = 3.0;
+/// Margins of the short fit (64×64 views, 150 steps from 3,000 random splats, the colours'
+/// learning rate raised to 0.02 so that 150 steps depend on their gradient). Measured
+/// (session 17): held-out PSNR 7.36 → 19.11 dB; with the SH colour gradient's sign flipped in
+/// `shaders/project_backward.wgsl` 15.37 dB; with the SSIM gradient's sign flipped in
+/// `shaders/ssim_backward.wgsl` 11.56 dB (and the loss barely falls).
+const MIN_HELDOUT_PSNR_DB: f64 = 17.5;
+const MIN_PSNR_GAIN_DB: f64 = 8.0;
 const MAX_LOSS_RATIO: f64 = 0.7;
 
 #[test]
@@ -48,7 +53,8 @@ fn fit_spot_cow_improves_and_exports_a_reloadable_ply() {
             "--set",
             "output.turntable_frames=6",
         ])
-        .args(["--set", "densify.start=50", "--set", "densify.stop=120"]));
+        .args(["--set", "densify.start=50", "--set", "densify.stop=120"])
+        .args(["--set", "lr.sh_dc=0.02"]));
     assert!(log.contains("PSNR"), "no PSNR reported:\n{log}");
 
     // Metrics: evaluation at step 0 and at the end; loss and PSNR improved.
@@ -60,6 +66,17 @@ fn fit_spot_cow_improves_and_exports_a_reloadable_ply() {
     assert_eq!(first["step"], 0);
     assert_eq!(last["step"], 150);
     let gain = last["psnr"].as_f64().unwrap() - first["psnr"].as_f64().unwrap();
+    println!(
+        "held-out PSNR {:.2} → {:.2} dB, SSIM {:?}",
+        first["psnr"].as_f64().unwrap(),
+        last["psnr"].as_f64().unwrap(),
+        last["ssim"]
+    );
+    assert!(
+        last["psnr"].as_f64().unwrap() >= MIN_HELDOUT_PSNR_DB,
+        "held-out PSNR {:.2} dB is below the floor {MIN_HELDOUT_PSNR_DB} dB: {evals:?}",
+        last["psnr"].as_f64().unwrap()
+    );
     assert!(
         gain >= MIN_PSNR_GAIN_DB,
         "held-out PSNR rose by only {gain:.2} dB: {evals:?}"
