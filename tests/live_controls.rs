@@ -48,10 +48,12 @@ fn pause_save_now_and_stop_act_on_a_running_fit() {
         },
     )
     .expect("spot-cow");
-    let live = train::live::attach("fit", Duration::ZERO);
+    let control = train::control::Control::new();
+    let live = control.attach_live("fit", Duration::ZERO);
     live.set_paused(true);
     let device = ctx.burn.clone();
-    let worker = std::thread::spawn(move || fit(&dataset, &cfg, &device, None, &mut |_| {}));
+    let ctl = control.clone();
+    let worker = std::thread::spawn(move || fit(&dataset, &cfg, &device, None, &ctl, &mut |_| {}));
 
     // Paused before step 1: nothing is trained.
     let long = Duration::from_secs(300);
@@ -87,7 +89,6 @@ fn pause_save_now_and_stop_act_on_a_running_fit() {
     // Stop: checkpoint and an interrupted run.
     live.request_stop();
     let result = worker.join().expect("fit thread");
-    train::stop::clear();
     match result {
         Err(FitError::Interrupted(i)) => {
             assert!(i.step > held, "stopped at {} after step {held}", i.step);

@@ -996,7 +996,9 @@ fn bench_distill(ctx: &GpuContext, p: &Plan, out: &mut Vec<CaseResult>) -> Resul
         train::generate::validate(&cfg).with_context(|| format!("method {method}"))?;
         ctx.burn.memory_cleanup();
         let mut clock = StepClock::new();
-        let report = generate(&cfg, &model, &ctx.burn, None, &mut |e| {
+        // A timing run: no stop handling or live view.
+        let control = train::control::Control::new();
+        let report = generate(&cfg, &model, &ctx.burn, None, &control, &mut |e| {
             if let train::generate::Event::Step { .. } = e {
                 clock.tick();
             }
@@ -1068,7 +1070,8 @@ fn bench_fit(ctx: &GpuContext, p: &Plan, out: &mut Vec<CaseResult>) -> Result<()
     device.memory_cleanup();
     let mut clock = StepClock::new();
     let mut peak: Option<u64> = None;
-    fit(&dataset, &cfg, &ctx.burn, None, &mut |e| {
+    let control = train::control::Control::new();
+    fit(&dataset, &cfg, &ctx.burn, None, &control, &mut |e| {
         if let Event::Step { .. } = e {
             clock.tick();
             if let Some(r) = reserved(&device) {

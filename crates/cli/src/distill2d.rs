@@ -226,7 +226,11 @@ fn last_grad_norm(path: &Path) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-pub fn cmd_compare(ctx: impl FnOnce() -> Result<GpuContext>, a: CompareArgs) -> Result<()> {
+pub fn cmd_compare(
+    ctx: impl FnOnce() -> Result<GpuContext>,
+    a: CompareArgs,
+    control: &train::control::Control,
+) -> Result<()> {
     for m in &a.methods {
         if !distill::METHODS.contains(&m.as_str()) {
             bail!(
@@ -294,7 +298,7 @@ pub fn cmd_compare(ctx: impl FnOnce() -> Result<GpuContext>, a: CompareArgs) -> 
         eprintln!("[{}/{}] {m}", k + 1, a.methods.len());
         let (steps, seconds, peak, dir, images) = if three_d {
             let c = &gen_cfgs[k];
-            let r = train::generate::generate(c, &model, &ctx.burn, None, &mut |_| {})
+            let r = train::generate::generate(c, &model, &ctx.burn, None, control, &mut |_| {})
                 .with_context(|| format!("method {m}"))?;
             let data = splat::ply::read_ply(&c.output.dir.join("point_cloud.ply"))?;
             let splats = train::params::Gaussians::from_data(&data, 0, &ctx.burn).splats();

@@ -270,7 +270,11 @@ pub fn apply_overrides<T: serde::de::DeserializeOwned>(
         .context("invalid settings after the command-line overrides")
 }
 
-pub fn cmd_fit(ctx: impl FnOnce() -> Result<GpuContext>, a: FitArgs) -> Result<()> {
+pub fn cmd_fit(
+    ctx: impl FnOnce() -> Result<GpuContext>,
+    a: FitArgs,
+    control: &train::control::Control,
+) -> Result<()> {
     let cfg = resolve(&a)?;
     if a.print_config {
         print!("{}", toml::to_string_pretty(&cfg)?);
@@ -312,7 +316,7 @@ pub fn cmd_fit(ctx: impl FnOnce() -> Result<GpuContext>, a: FitArgs) -> Result<(
             bar.println(line);
         }
     };
-    let live = || train::live::get();
+    let live = || control.live();
     let mut on_event = |e: Event| match e {
         Event::Step {
             step,
@@ -356,12 +360,13 @@ pub fn cmd_fit(ctx: impl FnOnce() -> Result<GpuContext>, a: FitArgs) -> Result<(
         }
     };
     let background = cfg.data.background.eval();
-    let report = crate::view::with_viewer(&ctx, &a.viewer, "fit", background, || {
+    let report = crate::view::with_viewer(&ctx, &a.viewer, "fit", background, control, || {
         fit(
             &dataset,
             &cfg,
             &ctx.burn,
             a.resume.as_deref(),
+            control,
             &mut on_event,
         )
         .map_err(|e| with_resume_hint(e.into(), &cfg.output.dir))

@@ -129,7 +129,11 @@ fn slug(prompt: &str) -> String {
     if out.is_empty() { "prompt".into() } else { out }
 }
 
-pub fn cmd_generate(ctx: impl FnOnce() -> Result<GpuContext>, a: GenerateArgs) -> Result<()> {
+pub fn cmd_generate(
+    ctx: impl FnOnce() -> Result<GpuContext>,
+    a: GenerateArgs,
+    control: &train::control::Control,
+) -> Result<()> {
     let base = resolve(&a)?;
     let mut labels: Vec<String> = vec![];
     // One config per prompt.
@@ -212,8 +216,8 @@ pub fn cmd_generate(ctx: impl FnOnce() -> Result<GpuContext>, a: GenerateArgs) -
         .with_context(|| format!("loading the diffusion model `{}`", cfg0.model))?;
     eprintln!("model {} loaded", model.dir.display());
     let background = runs[0].background.colour.eval();
-    crate::view::with_viewer(&ctx, &a.viewer, "generate", background, || {
-        generate_all(&ctx, &model, &runs, a.resume.as_deref())
+    crate::view::with_viewer(&ctx, &a.viewer, "generate", background, control, || {
+        generate_all(&ctx, &model, &runs, a.resume.as_deref(), control)
     })
 }
 
@@ -223,8 +227,9 @@ fn generate_all(
     model: &sd::pipeline::StableDiffusion,
     runs: &[GenerateConfig],
     resume: Option<&std::path::Path>,
+    control: &train::control::Control,
 ) -> Result<()> {
-    let live = || train::live::get();
+    let live = || control.live();
     for cfg in runs {
         eprintln!(
             "generating \"{}\" → {}",
@@ -272,7 +277,7 @@ fn generate_all(
                 }
             }
         };
-        let report = generate(cfg, model, &ctx.burn, resume, &mut on_event)
+        let report = generate(cfg, model, &ctx.burn, resume, control, &mut on_event)
             .map_err(|e| fit::with_resume_hint(e.into(), &cfg.output.dir))?;
         bar.finish_and_clear();
         println!(

@@ -125,8 +125,9 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    install_stop_handler();
-    match run(cli) {
+    let control = train::control::Control::new();
+    install_stop_handler(control.clone());
+    match run(cli, &control) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", message(&e));
@@ -143,16 +144,16 @@ fn main() -> ExitCode {
 /// SIGINT/SIGTERM (Ctrl-C, `kill`): the first asks the running `fit`/`generate` loop to save a
 /// checkpoint and stop (exit 130); a second exits at once (the last periodic checkpoint is
 /// kept).
-fn install_stop_handler() {
-    let installed = ctrlc::set_handler(|| {
-        if train::stop::requested() {
+fn install_stop_handler(control: train::control::Control) {
+    let installed = ctrlc::set_handler(move || {
+        if control.stop_requested() {
             eprintln!("\nstopping now (second signal)");
             std::process::exit(130);
         }
         eprintln!(
             "\nstop requested: saving a checkpoint after this step (signal again to quit now)"
         );
-        train::stop::request();
+        control.request_stop();
     });
     if let Err(e) = installed {
         tracing::warn!("no SIGINT/SIGTERM handler: {e}");
@@ -176,7 +177,7 @@ fn message(e: &anyhow::Error) -> String {
     out
 }
 
-fn run(cli: Cli) -> Result<()> {
+fn run(cli: Cli, control: &train::control::Control) -> Result<()> {
     let backend: BackendChoice = cli.gpu.backend.parse().context("--backend")?;
     let ctx = || -> Result<GpuContext> {
         let ctx = GpuContext::new(&GpuOptions {
@@ -193,12 +194,12 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Render(args) => cmd_render(ctx, args),
         Command::View(args) => view::cmd_view(ctx, args),
-        Command::Fit(args) => fit::cmd_fit(ctx, args),
-        Command::Generate(args) => generate::cmd_generate(ctx, args),
+        Command::Fit(args) => fit::cmd_fit(ctx, args, control),
+        Command::Generate(args) => generate::cmd_generate(ctx, args, control),
         Command::Evaluate(args) => evaluate::cmd_evaluate(ctx, args),
         Command::EvaluatePrior(args) => evaluate_prior::cmd_evaluate_prior(ctx, args),
         Command::Distill2d(args) => distill2d::cmd_distill2d(ctx, args),
-        Command::Compare(args) => distill2d::cmd_compare(ctx, args),
+        Command::Compare(args) => distill2d::cmd_compare(ctx, args, control),
         Command::LmcTrain(args) => lmc::cmd_lmc_train(ctx, args),
         Command::Sample(args) => diffusion::cmd_sample(ctx, args),
         Command::Bench(args) => bench::cmd_bench(ctx, args),

@@ -104,6 +104,7 @@ pub fn with_viewer<T: Send>(
     flags: &ViewerFlags,
     job: &str,
     background: [f32; 3],
+    control: &train::control::Control,
     train: impl FnOnce() -> Result<T> + Send,
 ) -> Result<T> {
     if !flags.viewer {
@@ -112,7 +113,7 @@ pub fn with_viewer<T: Send>(
     if let Some(p) = &flags.viewer_screenshot {
         crate::check_out_file("--viewer-screenshot", p)?;
     }
-    let live = train::live::attach(job, Duration::from_millis(200));
+    let live = control.attach_live(job, Duration::from_millis(200));
     let opts = viewer::ViewerOptions {
         title: format!("splatdream {job}"),
         background,

@@ -15,6 +15,7 @@ use splat::{Camera, RasterizeMode, RenderOptions, render};
 
 use crate::adam::{Adam, exp_decay};
 use crate::checkpoint::{Checkpoint, CheckpointError, Meta, hash_text};
+use crate::control::Control;
 use crate::data::{Dataset, View};
 use crate::densify::{Densifier, DensifyReport, Strategy};
 use crate::generate::step_seed;
@@ -895,7 +896,7 @@ fn save_fit_checkpoint(
 /// Run `fit` on a loaded dataset. Writes `config.toml` (resolved settings), `metrics.json`
 /// (after every evaluation; the first evaluation, step 0, is of the initial splats),
 /// `checkpoints/step-*.safetensors` every `output.checkpoint_every` steps and on a stop
-/// request ([`crate::stop`]), `point_cloud.ply`, `renders/*.png` + `*.camera.json` and
+/// request (through `control`, [`Control`]), `point_cloud.ply`, `renders/*.png` + `*.camera.json` and
 /// `turntable.gif` into `cfg.output.dir`, and calls `on_event` as it goes.
 ///
 /// With `resume` (a checkpoint file or a run folder), the splats, their Adam moments, the
@@ -915,6 +916,7 @@ pub fn fit(
     cfg: &FitConfig,
     device: &Device,
     resume: Option<&Path>,
+    control: &Control,
     on_event: &mut dyn FnMut(Event),
 ) -> Result<FitReport, FitError> {
     validate(cfg)?;
@@ -1078,13 +1080,13 @@ pub fn fit(
         on_event(Event::Eval(&record));
         report.evals.push(record);
     }
-    if let Some(live) = crate::live::get() {
+    if let Some(live) = control.live() {
         live.set_cameras(dataset.train.iter().map(|v| v.camera).collect());
     }
     let mut eval_due = false;
     for step in start + 1..=steps {
-        crate::live::pause_point();
-        if crate::stop::requested() {
+        control.pause_point();
+        if control.stop_requested() {
             let done = step - 1;
             let state = LoopState::now(done, &order, train_time, &guard)?;
             let checkpoint = save_progress(cfg, &hash, &gaussians, &densifier, state, &mut report)?;
@@ -1221,11 +1223,11 @@ pub fn fit(
             report.train_seconds = train_time;
             write_metrics(&metrics_path, &report)?;
         }
-        crate::live::offer_scene(step, steps, sh_degree, || gaussians.splats());
+        control.offer_scene(step, steps, sh_degree, || gaussians.splats());
         let every = cfg.output.checkpoint_every;
         let periodic = every > 0 && step % every == 0 && step != steps;
         // A save asked for from the viewer joins the periodic checkpoints.
-        if periodic || (crate::live::take_save_request() && step != steps) {
+        if periodic || (control.take_save_request() && step != steps) {
             let state = LoopState::now(step, &order, train_time, &guard)?;
             save_progress(cfg, &hash, &gaussians, &densifier, state, &mut report)?;
         }

@@ -702,16 +702,19 @@ pub fn grid_cameras(cams: &CameraConfig, views: usize, size: u32) -> Vec<Camera>
 /// Run `generate` with a loaded model. With `resume` (a checkpoint file or a run folder), the
 /// splats, their Adam moments, the densifier's accumulators and the guidance state are
 /// restored and the run continues at the saved step; `metrics.jsonl` keeps its lines before
-/// that step and continues. Calls `on_event` as it goes.
+/// that step and continues. Calls `on_event` as it goes. `control` carries stop requests
+/// (checked before every step: a checkpoint is saved and [`GenerateError::Interrupted`]
+/// returned) and the optional live view (pause, save-now, scene and guidance offers).
 ///
 /// # Errors
 /// [`GenerateError`] for bad settings, unreadable inputs, device failures, a non-finite
-/// gradient, or outputs that cannot be written.
+/// gradient, a stop request, or outputs that cannot be written.
 pub fn generate(
     cfg: &GenerateConfig,
     model: &StableDiffusion,
     device: &Device,
     resume: Option<&Path>,
+    control: &crate::control::Control,
     on_event: &mut dyn FnMut(Event),
 ) -> Result<GenerateReport, GenerateError> {
     validate(cfg)?;
@@ -769,8 +772,8 @@ pub fn generate(
     let t_loop = Instant::now();
     let mut last_log = (Instant::now(), start);
     for step in start..steps {
-        crate::live::pause_point();
-        if crate::stop::requested() {
+        control.pause_point();
+        if control.stop_requested() {
             let checkpoint = save(&trainer, step)?;
             return Err(crate::stop::Interrupted {
                 step,
@@ -847,7 +850,7 @@ pub fn generate(
             record: record.as_ref(),
             splats: trainer.gaussians.len(),
         });
-        crate::live::offer_guidance(|| crate::live::GuidanceView {
+        control.offer_guidance(|| crate::live::GuidanceView {
             image: o
                 .rgb
                 .clone()
@@ -858,11 +861,11 @@ pub fn generate(
             elevation_deg: o.sampled[0].elevation_deg,
             step: done,
         });
-        crate::live::offer_scene(done, steps, 0, || trainer.gaussians.splats());
+        control.offer_scene(done, steps, 0, || trainer.gaussians.splats());
         let every = cfg.output.checkpoint_every;
         let periodic = every > 0 && done.is_multiple_of(every) && done != steps;
         // A save asked for from the viewer joins the periodic checkpoints.
-        if periodic || (crate::live::take_save_request() && done != steps) {
+        if periodic || (control.take_save_request() && done != steps) {
             save(&trainer, done)?;
         }
     }

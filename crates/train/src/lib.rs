@@ -5,6 +5,7 @@
 
 pub mod adam;
 pub mod checkpoint;
+pub mod control;
 pub mod data;
 pub mod densify;
 pub mod distill2d;

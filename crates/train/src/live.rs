@@ -1,22 +1,23 @@
 //! Live view of a running `fit` or `generate`, for a front end on another thread (the egui
-//! viewer of `--viewer`).
+//! viewer of `--viewer`), reached through the run's [`crate::control::Control`].
 //!
-//! The front end calls [`attach`] before it starts the loop; the loops then, at no cost when
-//! nothing is attached:
-//! - offer the current scene at most every [`Live::interval`] ([`offer_scene`]): the splat
-//!   tensors are handed over as device handles (no copy, no read-back; the next Adam step
-//!   writes new buffers, so the snapshot stays valid while the UI renders it);
-//! - offer the current guidance view of `generate` ([`offer_guidance`]: the render of the step
-//!   and its timestep);
-//! - block at the top of a step while the run is paused ([`pause_point`]) and write a
-//!   checkpoint when one is asked for ([`take_save_request`]).
+//! The front end attaches a [`Live`] to the control handle it passes to the loop
+//! ([`crate::control::Control::attach_live`]); the loops then, at no cost when nothing is
+//! attached:
+//! - offer the current scene at most every [`Live::interval`]
+//!   ([`crate::control::Control::offer_scene`]): the splat tensors are handed over as device
+//!   handles (no copy, no read-back; the next Adam step writes new buffers, so the snapshot
+//!   stays valid while the UI renders it);
+//! - offer the current guidance view of `generate` (the render of the step and its timestep);
+//! - block at the top of a step while the run is paused and write a checkpoint when one is
+//!   asked for.
 //!
 //! Loss and PSNR samples come from the loops' logged steps and evaluations (the front end
 //! forwards them with [`Live::record_loss`] / [`Live::record_psnr`]), so attaching adds no
-//! read-back to a training step. Stop requests go through [`crate::stop`], like SIGINT.
+//! read-back to a training step. [`Live::request_stop`] stops the run like SIGINT does.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use burn::tensor::Tensor;
@@ -96,6 +97,7 @@ pub struct Live {
     paused: AtomicBool,
     holding: AtomicBool,
     save: AtomicBool,
+    stop: AtomicBool,
     interval: Duration,
     rate: Mutex<RateMeter>,
 }
@@ -106,13 +108,11 @@ struct RateMeter {
     window: Vec<(Instant, u64)>,
 }
 
-static LIVE: OnceLock<Arc<Live>> = OnceLock::new();
-
-/// Attach a live view for this process's training loop (`job` = `"fit"` or `"generate"`);
-/// scenes are offered at most every `interval`. Returns the existing one if already attached.
-pub fn attach(job: &str, interval: Duration) -> Arc<Live> {
-    LIVE.get_or_init(|| {
-        Arc::new(Live {
+impl Live {
+    /// A live view of a `job` (`"fit"` or `"generate"`) whose scenes are offered at most every
+    /// `interval`.
+    pub fn new(job: &str, interval: Duration) -> Self {
+        Live {
             snapshot: Mutex::new(Snapshot {
                 job: job.to_string(),
                 ..Default::default()
@@ -120,22 +120,15 @@ pub fn attach(job: &str, interval: Duration) -> Arc<Live> {
             paused: AtomicBool::new(false),
             holding: AtomicBool::new(false),
             save: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
             interval,
             rate: Mutex::new(RateMeter {
                 last_offer: None,
                 window: vec![],
             }),
-        })
-    })
-    .clone()
-}
+        }
+    }
 
-/// The attached live view, if any.
-pub fn get() -> Option<&'static Arc<Live>> {
-    LIVE.get()
-}
-
-impl Live {
     fn lock(&self) -> MutexGuard<'_, Snapshot> {
         // A panicking UI thread must not stop training: the data stays usable.
         self.snapshot.lock().unwrap_or_else(|e| e.into_inner())
@@ -185,10 +178,30 @@ impl Live {
         self.save.store(true, Ordering::SeqCst);
     }
 
-    /// Ask the loop to checkpoint and stop (the same as SIGINT; see [`crate::stop`]).
+    /// Ask the loop to checkpoint and stop (the same as SIGINT); releases a pause.
     pub fn request_stop(&self) {
-        crate::stop::request();
+        self.stop.store(true, Ordering::SeqCst);
         self.paused.store(false, Ordering::SeqCst);
+    }
+
+    /// Whether [`Live::request_stop`] was called.
+    pub fn stop_requested(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// Whether a checkpoint was asked for since the last call (clears the request).
+    pub(crate) fn take_save_request(&self) -> bool {
+        self.save.swap(false, Ordering::SeqCst)
+    }
+
+    /// Mark the loop as held at (or released from) a step boundary.
+    pub(crate) fn set_holding(&self, holding: bool) {
+        self.holding.store(holding, Ordering::SeqCst);
+    }
+
+    /// Keep `generate`'s current guidance view.
+    pub(crate) fn set_guidance(&self, view: GuidanceView) {
+        self.lock().guidance = Some(view);
     }
 
     /// Record a logged training loss.
@@ -226,13 +239,13 @@ impl Live {
     }
 
     /// Whether a new scene is due (the interval has passed since the last one).
-    fn due(&self, now: Instant) -> bool {
+    pub(crate) fn due(&self, now: Instant) -> bool {
         let r = self.rate.lock().unwrap_or_else(|e| e.into_inner());
         r.last_offer
             .is_none_or(|t| now.duration_since(t) >= self.interval)
     }
 
-    fn offer(&self, step: u64, total: u64, sh_degree: u32, scene: Splats) {
+    pub(crate) fn offer(&self, step: u64, total: u64, sh_degree: u32, scene: Splats) {
         let now = Instant::now();
         let rate = {
             let mut r = self.rate.lock().unwrap_or_else(|e| e.into_inner());
@@ -262,64 +275,13 @@ impl Live {
     }
 }
 
-/// Offer the scene after step `step` of `total` (1-based) if a live view is attached and the
-/// interval has passed (or it is the last step); `scene` is only called then. Costs nothing
-/// otherwise.
-pub fn offer_scene(step: u64, total: u64, sh_degree: u32, scene: impl FnOnce() -> Splats) {
-    if let Some(live) = get()
-        && (step >= total || live.due(Instant::now()))
-    {
-        live.offer(step, total, sh_degree, scene());
-    }
-}
-
-/// Offer `generate`'s guidance view (kept only when a live view is attached).
-pub fn offer_guidance(view: impl FnOnce() -> GuidanceView) {
-    if let Some(live) = get() {
-        let v = view();
-        live.lock().guidance = Some(v);
-    }
-}
-
-/// Block while the attached live view holds the run paused (returns at once on a stop
-/// request or when nothing is attached). Returns the time spent paused.
-pub fn pause_point() -> Duration {
-    let Some(live) = get() else {
-        return Duration::ZERO;
-    };
-    let t0 = Instant::now();
-    if live.paused() && !crate::stop::requested() {
-        live.holding.store(true, Ordering::SeqCst);
-        while live.paused() && !crate::stop::requested() {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        live.holding.store(false, Ordering::SeqCst);
-    }
-    t0.elapsed()
-}
-
-/// Whether a checkpoint was asked for since the last call (clears the request).
-pub fn take_save_request() -> bool {
-    get().is_some_and(|l| l.save.swap(false, Ordering::SeqCst))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn rate_and_history() {
-        let live = Live {
-            snapshot: Mutex::new(Snapshot::default()),
-            paused: AtomicBool::new(false),
-            holding: AtomicBool::new(false),
-            save: AtomicBool::new(false),
-            interval: Duration::ZERO,
-            rate: Mutex::new(RateMeter {
-                last_offer: None,
-                window: vec![],
-            }),
-        };
+        let live = Live::new("fit", Duration::ZERO);
         live.record_loss(1, 0.5);
         live.record_loss(2, f64::NAN);
         live.record_psnr(10, 21.0);

@@ -1,27 +1,8 @@
-//! Stop requests (SIGINT/SIGTERM): the front end installs a signal handler that calls
-//! [`request`]; the `fit` and `generate` loops check [`requested`] before every step, save a
-//! checkpoint of the last completed step and return [`Interrupted`]. The library installs no
-//! handler itself.
+//! How a training loop reports a stop: [`Interrupted`] (the checkpoint it saved), and
+//! [`is_interrupted`] for front ends choosing an exit code. Requests go through
+//! [`crate::control::Control`].
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-
-static STOP: AtomicBool = AtomicBool::new(false);
-
-/// Ask the running loop to checkpoint and stop (async-signal-safe: one atomic store).
-pub fn request() {
-    STOP.store(true, Ordering::SeqCst);
-}
-
-/// Whether a stop was requested.
-pub fn requested() -> bool {
-    STOP.load(Ordering::SeqCst)
-}
-
-/// Clear a request (for a front end that runs several jobs and handled the stop).
-pub fn clear() {
-    STOP.store(false, Ordering::SeqCst);
-}
 
 /// The run stopped on request after saving a checkpoint.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
