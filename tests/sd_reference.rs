@@ -277,14 +277,12 @@ fn blocked_attention_equals_single_block() {
         false,
     );
     // 2 batches × 4 heads × 77 keys × 4 bytes = 2464 bytes per query row: 3 rows per block.
-    sd::nn::set_attention_budget(1 << 16);
     let per_row = 2 * 4 * 77 * 4;
     assert!(
         (1 << 16) / per_row < 77,
         "the test budget must force several blocks"
     );
-    let blocked = sd::nn::attention(q, k, v, 4, Some(mask), false);
-    sd::nn::set_attention_budget(0);
+    let blocked = sd::nn::attention_in_blocks(q, k, v, 4, Some(mask), false, 1 << 16);
     let a = host(&full).unwrap();
     let b = host(&blocked).unwrap();
     let worst = a

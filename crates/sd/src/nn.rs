@@ -5,8 +5,6 @@
 //!
 //! Shapes follow PyTorch: images `[B, C, H, W]`, token sequences `[B, N, C]`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use burn::tensor::{
     FloatDType, Tensor, TensorData,
     activation::{silu, softmax},
@@ -164,28 +162,13 @@ pub fn upsample_nearest2x(x: Tensor<4>) -> Tensor<4> {
         .reshape([b, c, 2 * h, 2 * w])
 }
 
-/// Byte budget for one block of attention scores; 0 = derived from the device.
-static ATTENTION_BUDGET: AtomicU64 = AtomicU64::new(0);
-
-/// Cap the bytes one block of attention scores `[B, heads, q_block, N_k]` may take; 0 restores
-/// the default. Attention processes the queries in blocks so no larger score matrix is ever
-/// allocated.
-pub fn set_attention_budget(bytes: u64) {
-    ATTENTION_BUDGET.store(
-        if bytes == 0 { 0 } else { bytes.max(1 << 12) },
-        Ordering::Relaxed,
-    );
-}
-
-/// The attention score budget in bytes: the value set with [`set_attention_budget`], else a
-/// quarter of the device's storage-binding limit (`gpu::alloc::max_binding_size`, recorded
-/// when the device opens; lavapipe: 128 MiB → 32 MiB), at most 512 MiB. A quarter because
-/// softmax and its backward keep a few score-sized temporaries alive at once.
+/// The attention score budget in bytes: a quarter of the device's storage-binding limit
+/// (`gpu::alloc::max_binding_size`, recorded when the device opens; lavapipe: 128 MiB →
+/// 32 MiB), at most 512 MiB. A quarter because softmax and its backward keep a few
+/// score-sized temporaries alive at once. [`attention`] uses it; [`attention_in_blocks`] takes
+/// a budget of its own.
 pub fn attention_budget() -> u64 {
-    match ATTENTION_BUDGET.load(Ordering::Relaxed) {
-        0 => (gpu::alloc::max_binding_size() / 4).clamp(1 << 20, 512 << 20),
-        b => b,
-    }
+    (gpu::alloc::max_binding_size() / 4).clamp(1 << 20, 512 << 20)
 }
 
 /// Multi-head scaled dot-product attention, softmax(q·kᵀ/√d + bias)·v, computed in query
@@ -207,6 +190,21 @@ pub fn attention(
     bias: Option<Tensor<2>>,
     upcast: bool,
 ) -> Tensor<3> {
+    attention_in_blocks(q, k, v, heads, bias, upcast, attention_budget())
+}
+
+/// [`attention`] with the score matrix of one query block `[B, heads, q_block, N_k]` held
+/// under `budget` bytes (at least one query row per block).
+#[allow(clippy::too_many_arguments)]
+pub fn attention_in_blocks(
+    q: Tensor<3>,
+    k: Tensor<3>,
+    v: Tensor<3>,
+    heads: usize,
+    bias: Option<Tensor<2>>,
+    upcast: bool,
+    budget: u64,
+) -> Tensor<3> {
     let [b, nq, c] = q.dims();
     let nk = k.dims()[1];
     let cv = v.dims()[2];
@@ -224,7 +222,7 @@ pub fn attention(
     let v = split(v, nk, dv);
     let elem = if score_dtype == FloatDType::F32 { 4 } else { 2 };
     let per_row = (b * heads * nk * elem) as u64;
-    let block = ((attention_budget() / per_row.max(1)) as usize).clamp(1, nq);
+    let block = ((budget / per_row.max(1)) as usize).clamp(1, nq);
     let mut outs = Vec::with_capacity(nq.div_ceil(block));
     let mut start = 0;
     while start < nq {
