@@ -15,8 +15,8 @@ mod common;
 
 use burn::tensor::Tensor;
 use splat::Camera;
+use train::generate::GenerateTrainer;
 use train::generate::{GenerateConfig, load_model};
-use train::generate_trainer::GenerateTrainer;
 
 fn config(prompt: &str) -> GenerateConfig {
     let mut cfg = GenerateConfig {

@@ -54,7 +54,7 @@ fn full_size_sd21_runs_from_published_configs() {
     assert!(v.config.upcast_attention);
     assert_eq!(v.config.sample_size, Some(96));
     let sched =
-        sd::scheduler::NoiseSchedule::from_file(&shipped_config("768v", "scheduler")).unwrap();
+        sd::scheduler::NoiseSchedule::from_file(shipped_config("768v", "scheduler")).unwrap();
     assert_eq!(
         sched.config().prediction_type,
         sd::scheduler::PredictionType::VPrediction

@@ -97,7 +97,7 @@ pub fn aligned_camera(camera: &Camera, theta: f32, scale: f32) -> Camera {
     );
     Camera {
         viewmat: m.transpose().to_cols_array_2d(),
-        ..camera.clone()
+        ..*camera
     }
 }
 

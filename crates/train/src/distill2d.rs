@@ -209,13 +209,7 @@ pub struct Report2d {
     pub peak_reserved_bytes: u64,
 }
 
-/// The device memory burn's allocator holds now (bytes reserved), 0 when not reported.
-pub fn reserved_bytes(device: &Device) -> u64 {
-    device
-        .memory_pool_usage()
-        .map(|u| u.bytes_reserved)
-        .unwrap_or(0)
-}
+pub use crate::guard::reserved_bytes;
 
 /// Run `distill2d` with a loaded model; `on_step(done, total, record)` after every step.
 ///

@@ -23,6 +23,25 @@ use gpu::launch::launch;
 
 use crate::kernels::{self as k, SsimParams};
 
+/// Side of the Gaussian SSIM window (Wang et al. 2004; 3DGS `ssim()` uses 11, σ = 1.5).
+pub const SSIM_WINDOW: usize = 11;
+/// σ of the Gaussian SSIM window in pixels.
+pub const SSIM_SIGMA: f64 = 1.5;
+/// SSIM stabilisers C₁ = (0.01·L)², C₂ = (0.03·L)² with dynamic range L = 1.
+pub(crate) const SSIM_C1: f64 = 0.01 * 0.01;
+pub(crate) const SSIM_C2: f64 = 0.03 * 0.03;
+
+/// The normalised 1-D Gaussian window (`SSIM_WINDOW` taps, σ = `SSIM_SIGMA`); the 2-D window
+/// is its outer product.
+pub(crate) fn gaussian_window() -> Vec<f32> {
+    let half = (SSIM_WINDOW / 2) as f64;
+    let w: Vec<f64> = (0..SSIM_WINDOW)
+        .map(|i| (-((i as f64 - half).powi(2)) / (2.0 * SSIM_SIGMA * SSIM_SIGMA)).exp())
+        .collect();
+    let s: f64 = w.iter().sum();
+    w.iter().map(|v| (v / s) as f32).collect()
+}
+
 /// Output tile side of the SSIM kernels (fixed by the kernels).
 const TILE: usize = 16;
 
@@ -73,7 +92,7 @@ fn grid(p: &SsimParams) -> CubeCount {
 }
 
 fn window(client: &cubecl::client::Client) -> Handle {
-    alloc::upload(client, &crate::loss::gaussian_window())
+    alloc::upload(client, &gaussian_window())
 }
 
 impl SsimKernels for CubeBackend {
@@ -92,8 +111,8 @@ impl SsimKernels for CubeBackend {
             height: height as u32,
             width: width as u32,
             channels: channels as u32,
-            c_luminance: crate::loss::SSIM_C1 as f32,
-            c_contrast: crate::loss::SSIM_C2 as f32,
+            c_luminance: SSIM_C1 as f32,
+            c_contrast: SSIM_C2 as f32,
             ..Default::default()
         };
         let client = a.client.clone();

@@ -144,6 +144,14 @@ impl StepGuard {
     }
 }
 
+/// The device memory burn's allocator holds now (bytes reserved), 0 when not reported.
+pub fn reserved_bytes(device: &Device) -> u64 {
+    device
+        .memory_pool_usage()
+        .map(|u| u.bytes_reserved)
+        .unwrap_or(0)
+}
+
 /// Whether the test hook `SPLATDREAM_FAULT_NAN_STEPS` (comma-separated 1-based steps) asks for
 /// a NaN loss at `step`.
 pub fn fault_nan(step: u64) -> bool {

@@ -4,6 +4,7 @@
 //! initialisation.
 
 pub mod adam;
+pub mod background;
 pub mod checkpoint;
 pub mod control;
 pub mod data;
@@ -12,7 +13,6 @@ pub mod distill2d;
 pub mod fit;
 pub mod fused_ssim;
 pub mod generate;
-pub mod generate_trainer;
 pub mod guard;
 pub mod init;
 pub mod kernels;

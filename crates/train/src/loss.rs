@@ -6,24 +6,7 @@ use burn::tensor::Tensor;
 
 use crate::fused_ssim::SsimBackend;
 
-/// Side of the Gaussian SSIM window (Wang et al. 2004; 3DGS `ssim()` uses 11, σ = 1.5).
-pub const SSIM_WINDOW: usize = 11;
-/// σ of the Gaussian SSIM window in pixels.
-pub const SSIM_SIGMA: f64 = 1.5;
-/// SSIM stabilisers C₁ = (0.01·L)², C₂ = (0.03·L)² with dynamic range L = 1.
-pub(crate) const SSIM_C1: f64 = 0.01 * 0.01;
-pub(crate) const SSIM_C2: f64 = 0.03 * 0.03;
-
-/// The normalised 1-D Gaussian window (`SSIM_WINDOW` taps, σ = `SSIM_SIGMA`); the 2-D window
-/// is its outer product.
-pub(crate) fn gaussian_window() -> Vec<f32> {
-    let half = (SSIM_WINDOW / 2) as f64;
-    let w: Vec<f64> = (0..SSIM_WINDOW)
-        .map(|i| (-((i as f64 - half).powi(2)) / (2.0 * SSIM_SIGMA * SSIM_SIGMA)).exp())
-        .collect();
-    let s: f64 = w.iter().sum();
-    w.iter().map(|v| (v / s) as f32).collect()
-}
+pub use crate::fused_ssim::{SSIM_SIGMA, SSIM_WINDOW};
 
 /// Per-image mean SSIM of `a` against `b` (`[C, H, W, 3]`, values in [0, 1]) with an 11×11
 /// Gaussian window (σ = 1.5) and zero padding, as 3DGS's `ssim()` computes it; `[C]`.

@@ -20,13 +20,9 @@ pub struct Interrupted {
     pub run: PathBuf,
 }
 
-/// Whether `e` is a stop of a training loop ([`Interrupted`], or a `fit`/`generate` error
-/// holding one).
+/// Whether `e` is a stop of a training loop. `fit`'s and `generate`'s errors hold an
+/// [`Interrupted`] as their source, so test every error of a chain:
+/// `e.chain().any(is_interrupted)`.
 pub fn is_interrupted(e: &(dyn std::error::Error + 'static)) -> bool {
     e.is::<Interrupted>()
-        || matches!(e.downcast_ref(), Some(crate::fit::FitError::Interrupted(_)))
-        || matches!(
-            e.downcast_ref(),
-            Some(crate::generate::GenerateError::Interrupted(_))
-        )
 }

@@ -1,9 +1,9 @@
 //! The `generate` loop as a trainer: [`GenerateTrainer`] owns one run's optimisation state
 //! (splats and Adam moments, densifier, guidance and its auxiliary networks, the prompt
 //! embeddings, the bad-step guard) and [`GenerateTrainer::step`] is one distillation step;
-//! [`crate::generate::generate`] is the driver around it (logging, checkpoints, outputs).
+//! [`super::generate`] is the driver around it (logging, checkpoints, outputs).
 //!
-//! The step is the module documentation of [`crate::generate`], items 1–6.
+//! The step is the module documentation of [`super`], items 1–6.
 
 use std::path::PathBuf;
 
@@ -15,14 +15,14 @@ use rand::{SeedableRng, rngs::StdRng};
 use sd::pipeline::{StableDiffusion, gaussian};
 use splat::{Camera, RenderOptions, render};
 
+use super::config::{GenerateConfig, GenerateError};
+use super::record::Event;
+use super::setup::{PromptEmbeddings, c2w_tensor, initial_splats, scene_scale};
 use crate::checkpoint::{Checkpoint, CheckpointError};
 use crate::densify::{Densifier, Reduction};
-use crate::generate::{
-    Event, GenerateConfig, GenerateError, PromptEmbeddings, c2w_tensor, initial_splats,
-    scene_scale, step_seed,
-};
 use crate::guard::{StepGuard, fault_nan, keep_unless_bad, non_finite};
 use crate::params::Gaussians;
+use crate::rng::step_seed;
 
 /// One `generate` run's optimisation state.
 pub struct GenerateTrainer<'a> {

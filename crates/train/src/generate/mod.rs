@@ -1,0 +1,377 @@
+//! `generate`: text to Gaussian splats by score distillation (DreamFusion-style SDS, or
+//! DreamMapping's VDM + DCA once `distill` has it), everything on one device.
+//!
+//! One step (docs/architecture.md, docs/methods.md §0 and §5.5):
+//! 1. sample `batch` cameras ([`distill::cameras::CameraConfig::sample`]) and a background;
+//! 2. render the splats at `resolution`² (autodiff) → `rgb [B, H, W, 3]` in [0, 1];
+//! 3. `image = 2·rgb − 1` as NCHW (the one layout conversion), `z = E(image).mean · s_vae`
+//!    through the VAE encoder with the gradient path kept;
+//! 4. sample `t` per sample ([`distill::timesteps::TimestepSchedule`]) and `ε ~ N(0, I)`;
+//! 5. the guidance computes `g` from the detached `z`, the view-dependent prompt embeddings
+//!    (front/side/back/overhead, encoded once at the start) and the negative prompt;
+//! 6. inject `g` with the pseudo-loss `½‖z − sg(z − g)‖²` ([`distill::inject`]), backpropagate
+//!    through the VAE encoder and the rasterizer, Adam on the splat parameters, densify.
+//!
+//! The step is [`GenerateTrainer::step`] (`trainer.rs`); [`generate`] drives it. Settings and
+//! errors are in `config.rs`, the run's setup (model, initial splats, prompt embeddings,
+//! output cameras) in `setup.rs`, what it reports in `record.rs`.
+//!
+//! Randomness: every draw of step `k` (cameras, background, timesteps, noise) comes from a
+//! generator seeded by `(seed, k)`, so a resumed run continues exactly where the saved run
+//! would have (the densifier draws the choices of the refinement after step `k` the same way).
+//!
+//! Outputs in `output.dir`: `config.toml` (resolved, with the seed), `metrics.jsonl` (one JSON
+//! object per logged step), `checkpoints/step-*.safetensors` (+ `.json`), and at the end
+//! `point_cloud.ply` (INRIA), `turntable.gif` and `views.png`.
+
+mod config;
+mod record;
+mod setup;
+mod trainer;
+
+pub use config::*;
+pub use record::*;
+pub use setup::*;
+pub use trainer::{GenerateTrainer, StepOutcome};
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::tensor::{Device, Tensor};
+use distill::Stat;
+use sd::pipeline::StableDiffusion;
+use splat::RenderOptions;
+
+use crate::checkpoint::{Checkpoint, Meta, training_entries};
+use crate::densify::Densifier;
+use crate::output::{grid, render_frames, write_gif, write_png, write_text};
+use crate::params::{Gaussians, host};
+
+pub use crate::rng::step_seed;
+
+/// Run `generate` with a loaded model. With `resume` (a checkpoint file or a run folder), the
+/// splats, their Adam moments, the densifier's accumulators and the guidance state are
+/// restored and the run continues at the saved step; `metrics.jsonl` keeps its lines before
+/// that step and continues. Calls `on_event` as it goes. `control` carries stop requests
+/// (checked before every step: a checkpoint is saved and [`GenerateError::Interrupted`]
+/// returned) and the optional live view (pause, save-now, scene and guidance offers).
+///
+/// # Errors
+/// [`GenerateError`] for bad settings, unreadable inputs, device failures, a non-finite
+/// gradient, a stop request, or outputs that cannot be written.
+pub fn generate(
+    cfg: &GenerateConfig,
+    model: &StableDiffusion,
+    device: &Device,
+    resume: Option<&Path>,
+    control: &crate::control::Control,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<GenerateReport, GenerateError> {
+    validate(cfg)?;
+    let f = model.vae.downscale() as u32;
+    if !cfg.resolution.is_multiple_of(f) {
+        return Err(config_err(
+            "resolution",
+            format!("must be a multiple of the VAE downscale {f}"),
+        ));
+    }
+    check_vae_size(
+        model,
+        &cfg.dtype,
+        cfg.batch,
+        cfg.resolution,
+        ("batch", "resolution"),
+    )?;
+    // Read the checkpoint before writing anything, so a bad one changes nothing.
+    let resumed = match resume {
+        Some(r) => {
+            let path = crate::checkpoint::resolve(r)?;
+            let ck = Checkpoint::load(&path)?;
+            Some((path, ck))
+        }
+        None => None,
+    };
+    let out_dir = &cfg.output.dir;
+    let ck_dir = out_dir.join("checkpoints");
+    std::fs::create_dir_all(&ck_dir).map_err(|e| io_err(&ck_dir, e))?;
+    let config_text = to_toml(cfg)?;
+    write_text(&out_dir.join("config.toml"), &config_text)?;
+    let hash = config_hash(cfg);
+
+    let mut trainer = GenerateTrainer::new(cfg, model, device, resumed, &hash, on_event)?;
+    let start = trainer.start;
+    let save = |trainer: &GenerateTrainer, step: u64| {
+        save_checkpoint(
+            cfg,
+            &hash,
+            step,
+            &trainer.gaussians,
+            &trainer.densifier,
+            &*trainer.guidance,
+        )
+    };
+    let metrics_path = out_dir.join("metrics.jsonl");
+    let mut metrics = open_metrics(&metrics_path, start)?;
+
+    let mut report = GenerateReport {
+        start_step: start,
+        ..Default::default()
+    };
+    let res = cfg.resolution;
+    let steps = cfg.steps;
+    let t_loop = Instant::now();
+    let mut last_log = (Instant::now(), start);
+    for step in start..steps {
+        control.pause_point();
+        if control.stop_requested() {
+            let checkpoint = save(&trainer, step)?;
+            return Err(crate::stop::Interrupted {
+                step,
+                checkpoint,
+                run: out_dir.clone(),
+            }
+            .into());
+        }
+        let o = trainer.step(step)?;
+
+        let done = step + 1;
+        report.peak_reserved_bytes = report
+            .peak_reserved_bytes
+            .max(crate::guard::reserved_bytes(device));
+        let logged = step.is_multiple_of(cfg.output.log_every.max(1)) || done == steps;
+        let mut record = None;
+        if logged {
+            let gd = distill::finite_or_zero(o.guidance.grad.clone());
+            let n = gd.dims().iter().product::<usize>() as f64;
+            let [skipped, run] = trainer.guard.device_parts();
+            let mut parts = vec![
+                o.loss.clone().reshape([1]),
+                gd.clone().square().sum().reshape([1]),
+                gd.abs().sum().reshape([1]),
+                skipped,
+                run,
+            ];
+            // The guidance's device statistics join the same single read-back.
+            parts.extend(o.guidance.stats.iter().filter_map(|(_, v)| match v {
+                Stat::Device(t) => Some(t.clone().inner().reshape([1])),
+                Stat::Host(_) => None,
+            }));
+            let k = parts.len();
+            let vals =
+                host(&Tensor::cat(parts, 0).reshape([1, k])).map_err(GenerateError::Device)?;
+            let mut device_vals = vals[5..].iter();
+            let guidance_stats: serde_json::Map<String, serde_json::Value> = o
+                .guidance
+                .stats
+                .iter()
+                .map(|(name, v)| {
+                    let x = match v {
+                        Stat::Host(x) => *x,
+                        Stat::Device(_) => device_vals.next().map_or(f64::NAN, |x| *x as f64),
+                    };
+                    (name.to_string(), serde_json::json!(x))
+                })
+                .collect();
+            if let Some(w) = trainer.guard.after_read(vals[3], vals[4], done)? {
+                on_event(Event::Message(w));
+            }
+            let now = Instant::now();
+            let step_ms = (now - last_log.0).as_secs_f64() * 1e3 / (done - last_log.1) as f64;
+            last_log = (now, done);
+            let rec = StepRecord {
+                step,
+                loss: vals[0] as f64,
+                grad_norm: (vals[1] as f64).sqrt(),
+                grad_abs_mean: vals[2] as f64 / n,
+                t_mean: o.timesteps.iter().sum::<usize>() as f64 / o.timesteps.len() as f64,
+                splats: trainer.gaussians.len(),
+                step_ms,
+                lr_means: o.lrs[0],
+                guidance: guidance_stats,
+            };
+            let line = serde_json::to_string(&rec).map_err(|e| io_err(&metrics_path, e))?;
+            writeln!(metrics, "{line}").map_err(|e| io_err(&metrics_path, e))?;
+            metrics.flush().map_err(|e| io_err(&metrics_path, e))?;
+            record = Some(rec);
+        }
+        on_event(Event::Step {
+            step: done,
+            total: steps,
+            record: record.as_ref(),
+            splats: trainer.gaussians.len(),
+        });
+        control.offer_guidance(|| crate::live::GuidanceView {
+            image: o
+                .rgb
+                .clone()
+                .slice(0..1)
+                .reshape([res as i32, res as i32, 3]),
+            timestep: o.timesteps.iter().sum::<usize>() as f64 / o.timesteps.len().max(1) as f64,
+            azimuth_deg: o.sampled[0].azimuth_deg,
+            elevation_deg: o.sampled[0].elevation_deg,
+            step: done,
+        });
+        control.offer_scene(done, steps, 0, || trainer.gaussians.splats());
+        let every = cfg.output.checkpoint_every;
+        let periodic = every > 0 && done.is_multiple_of(every) && done != steps;
+        // A save asked for from the viewer joins the periodic checkpoints.
+        if periodic || (control.take_save_request() && done != steps) {
+            save(&trainer, done)?;
+        }
+    }
+    report.train_seconds = t_loop.elapsed().as_secs_f64();
+    let done = steps.max(start);
+    report.steps = done;
+    let ck = save(&trainer, done)?;
+    report.outputs.push(ck);
+
+    // Outputs.
+    let data = trainer.gaussians.to_data().map_err(GenerateError::Device)?;
+    let ply = out_dir.join("point_cloud.ply");
+    splat::ply::write_ply(&ply, &data)?;
+    report.outputs.push(ply);
+    let opts = RenderOptions {
+        background: cfg.background.colour.eval(),
+        sh_degree: Some(0),
+        ..Default::default()
+    };
+    let splats = trainer.gaussians.splats();
+    let size = cfg.output.turntable_size.max(8);
+    if cfg.output.turntable_frames > 0 {
+        let cams = turntable_cameras(&cfg.cameras, cfg.output.turntable_frames, size);
+        let frames = render_frames(&splats, &cams, &opts)?;
+        let path = out_dir.join("turntable.gif");
+        write_gif(&path, &frames, 50)?;
+        report.outputs.push(path);
+    }
+    if cfg.output.views > 0 {
+        let cams = grid_cameras(&cfg.cameras, cfg.output.views, size);
+        let frames = render_frames(&splats, &cams, &opts)?;
+        if let Some(img) = grid(&frames, 4) {
+            let path = out_dir.join("views.png");
+            write_png(&path, &img)?;
+            report.outputs.push(path);
+        }
+    }
+    report.splats = trainer.gaussians.len();
+    report.outputs.push(metrics_path);
+    Ok(report)
+}
+
+/// Open `metrics.jsonl` for appending, keeping only the lines of steps before `start` (all of
+/// them gone for a fresh run).
+fn open_metrics(path: &Path, start: u64) -> Result<std::fs::File, GenerateError> {
+    let kept: String = if start > 0 {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| {
+                serde_json::from_str::<serde_json::Value>(l)
+                    .ok()
+                    .and_then(|v| v["step"].as_u64())
+                    .is_some_and(|s| s < start)
+            })
+            .map(|l| format!("{l}\n"))
+            .collect()
+    } else {
+        String::new()
+    };
+    write_text(path, &kept)?;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .map_err(|e| io_err(path, e))
+}
+
+fn save_checkpoint(
+    cfg: &GenerateConfig,
+    hash: &str,
+    step: u64,
+    gaussians: &Gaussians,
+    densifier: &Densifier,
+    guidance: &dyn distill::Guidance,
+) -> Result<PathBuf, GenerateError> {
+    let mut tensors = training_entries(gaussians, densifier)?;
+    for (name, shape, v) in guidance.state() {
+        tensors.push((format!("guidance.{name}"), shape, v));
+    }
+    let ck = Checkpoint {
+        meta: Meta {
+            step,
+            seed: cfg.seed,
+            config_hash: hash.to_string(),
+            splats: gaussians.len(),
+            method: guidance.name().to_string(),
+            sh_degree: gaussians.max_sh_degree,
+        },
+        tensors,
+    };
+    let path = cfg
+        .output
+        .dir
+        .join("checkpoints")
+        .join(crate::checkpoint::file_name(step));
+    ck.save(&path)?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_round_trips_through_toml() {
+        let cfg = GenerateConfig {
+            prompt: "a corgi".into(),
+            ..Default::default()
+        };
+        let text = to_toml(&cfg).unwrap();
+        let back: GenerateConfig = toml::from_str(&text).unwrap();
+        assert_eq!(to_toml(&back).unwrap(), text);
+        validate(&cfg).unwrap();
+        assert!(
+            validate(&GenerateConfig::default()).is_err(),
+            "empty prompt"
+        );
+    }
+
+    #[test]
+    fn shipped_configs_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        for name in [
+            "dreammapping.toml",
+            "generate-preview.toml",
+            "sdi.toml",
+            "bridge.toml",
+            "lmc.toml",
+            "lods.toml",
+            "vsd.toml",
+        ] {
+            let path = dir.join(name);
+            let text = std::fs::read_to_string(&path).unwrap();
+            let cfg: GenerateConfig =
+                toml::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(cfg.model, "stabilityai/stable-diffusion-2-1-base");
+        }
+    }
+
+    /// configs/lods.toml and configs/vsd.toml validate, select their method and spell out its
+    /// defaults (the papers' values).
+    #[test]
+    fn method_configs_validate() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        for (name, method) in [("lods.toml", "lods"), ("vsd.toml", "vsd")] {
+            let text = std::fs::read_to_string(dir.join(name)).unwrap();
+            let mut cfg: GenerateConfig =
+                toml::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            cfg.prompt = "a corgi".into();
+            validate(&cfg).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(cfg.guidance.method, method, "{name}");
+            cfg.guidance.lods.validate().unwrap();
+            cfg.guidance.vsd.validate().unwrap();
+            assert_eq!(cfg.guidance.lods, distill::LodsConfig::default(), "{name}");
+            assert_eq!(cfg.guidance.vsd, distill::VsdConfig::default(), "{name}");
+        }
+    }
+}

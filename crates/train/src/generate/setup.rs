@@ -1,0 +1,205 @@
+//! What a `generate` run is set up from: the model, the initial splats, the prompt embeddings
+//! (encoded once), and the cameras of the outputs.
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use distill::cameras::CameraConfig;
+use distill::prompts::{View, ViewPromptConfig, ViewPrompts};
+use glam::Vec3;
+use sd::pipeline::StableDiffusion;
+use splat::Camera;
+
+use crate::init::{from_points, sphere_points};
+use crate::mesh::{Mesh, normalise, read_point_cloud, y_up_to_z_up};
+
+use super::config::*;
+
+/// Resolve `model` (a diffusers folder or Hugging Face id) and load it in precision `dtype`
+/// (`f32`/`f16`); the errors name the folder and the missing files.
+///
+/// # Errors
+/// [`GenerateError::Config`] for a bad `dtype`; [`GenerateError::Sd`] from
+/// `sd::model::resolve` / `StableDiffusion::load`.
+pub fn load_model(
+    model: &str,
+    dtype: &str,
+    device: &Device,
+) -> Result<StableDiffusion, GenerateError> {
+    let precision: sd::Precision = dtype.parse().map_err(|e: String| config_err("dtype", e))?;
+    let dir = sd::model::resolve(model)?;
+    Ok(StableDiffusion::load(&dir, device, precision, false)?)
+}
+
+/// The initial splats (SH degree 0).
+///
+/// # Errors
+/// Missing or unreadable files, with their names.
+pub fn initial_splats(cfg: &InitConfig, seed: u64) -> Result<splat::SplatData, GenerateError> {
+    let path = || {
+        cfg.path
+            .clone()
+            .ok_or_else(|| config_err("init.path", "missing"))
+    };
+    let (mut pos, mut col) = match cfg.kind {
+        InitKind::Sphere => sphere_points(cfg.count, cfg.radius, cfg.colour, seed),
+        InitKind::Ply => {
+            let mut data = splat::ply::read_ply(&path()?)?;
+            if data.sh_degree > 0 {
+                // Keep the DC term only (generation runs at SH degree 0).
+                let k = splat::scene::sh_coeffs(data.sh_degree);
+                data.sh = data
+                    .sh
+                    .chunks_exact(3 * k)
+                    .flat_map(|c| c[..3].to_vec())
+                    .collect();
+                data.sh_degree = 0;
+            }
+            return Ok(data);
+        }
+        InitKind::Points => read_point_cloud(&path()?)?,
+        InitKind::Mesh => Mesh::load(&path()?)?.sample_surface(cfg.count, seed),
+    };
+    if pos.is_empty() {
+        return Err(config_err("init", "no initial points"));
+    }
+    if cfg.kind != InitKind::Sphere {
+        if cfg.y_up {
+            y_up_to_z_up(&mut pos);
+        }
+        normalise(&mut pos, cfg.radius);
+        if let Some(c) = cfg.colour {
+            col.iter_mut().for_each(|x| *x = c);
+        }
+    }
+    Ok(from_points(&pos, &col, cfg.opacity, cfg.scale_factor))
+}
+
+/// The turntable cameras: an orbit at the camera sampler's mean radius, elevation and FoV.
+pub fn turntable_cameras(cams: &CameraConfig, frames: usize, size: u32) -> Vec<Camera> {
+    let mid = |r: [f32; 2]| 0.5 * (r[0] + r[1]);
+    Camera::orbit(
+        Vec3::ZERO,
+        Vec3::Z,
+        mid(cams.radius),
+        mid(cams.elevation_deg).to_radians(),
+        frames,
+        mid(cams.fov_deg).to_radians(),
+        size,
+        size,
+    )
+}
+
+/// `views` cameras at evenly spaced azimuths starting at the front, mean radius, elevation
+/// and FoV.
+pub fn grid_cameras(cams: &CameraConfig, views: usize, size: u32) -> Vec<Camera> {
+    let mid = |r: [f32; 2]| 0.5 * (r[0] + r[1]);
+    (0..views)
+        .map(|i| {
+            CameraConfig::at(
+                360.0 * i as f32 / views.max(1) as f32,
+                mid(cams.elevation_deg),
+                mid(cams.radius),
+                mid(cams.fov_deg),
+                Vec3::ZERO,
+                size,
+            )
+        })
+        .collect()
+}
+
+/// The text embeddings of a run, encoded once: per view (front, side, back, overhead) the
+/// prompt and every view-dependent extra prompt; the negative prompt and fixed extra prompts
+/// once.
+pub struct PromptEmbeddings {
+    /// `[4, 77, D]` the view prompts.
+    views: Tensor<3>,
+    /// `[1, 77, D]`.
+    negative: Tensor<3>,
+    /// Per extra prompt: `[4, 77, D]` (view-dependent) or `[1, 77, D]`.
+    extra: Vec<Tensor<3>>,
+}
+
+impl PromptEmbeddings {
+    /// Encode `views`' four prompts, `negative` and `extra` (view-dependent ones with the same
+    /// view suffixes as the prompt) in one text-encoder batch.
+    ///
+    /// # Errors
+    /// The tokenizer's or text encoder's error.
+    pub fn encode(
+        model: &StableDiffusion,
+        views: &ViewPrompts,
+        negative: &str,
+        extra: &[distill::ExtraPrompt],
+        prompts: &ViewPromptConfig,
+    ) -> Result<Self, GenerateError> {
+        let mut texts: Vec<String> = views.all().to_vec();
+        texts.push(negative.to_string());
+        let mut counts = vec![];
+        for e in extra {
+            if e.view_dependent {
+                texts.extend(ViewPrompts::new(&e.text, prompts.clone()).all());
+                counts.push(4);
+            } else {
+                texts.push(e.text.clone());
+                counts.push(1);
+            }
+        }
+        let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
+        let all = model.encode_prompts(&refs)?.detach();
+        let mut at = 5;
+        let extra = counts
+            .into_iter()
+            .map(|n| {
+                let e = all.clone().narrow(0, at, n);
+                at += n;
+                e
+            })
+            .collect();
+        Ok(Self {
+            views: all.clone().narrow(0, 0, 4),
+            negative: all.narrow(0, 4, 1),
+            extra,
+        })
+    }
+
+    /// `(cond, uncond, extra)` for a batch whose samples see `views`: each `[B, 77, D]`.
+    pub fn select(
+        &self,
+        views: &[View],
+        device: &Device,
+    ) -> (Tensor<3>, Tensor<3>, Vec<Tensor<3>>) {
+        let b = views.len();
+        let idx: Vec<i32> = views
+            .iter()
+            .map(|v| View::ALL.iter().position(|x| x == v).unwrap_or(0) as i32)
+            .collect();
+        let idx = Tensor::<1, Int>::from_data(TensorData::new(idx, [b]), device);
+        let pick = |t: &Tensor<3>| {
+            if t.dims()[0] == 1 {
+                t.clone().repeat_dim(0, b)
+            } else {
+                t.clone().select(0, idx.clone())
+            }
+        };
+        (
+            pick(&self.views),
+            pick(&self.negative),
+            self.extra.iter().map(pick).collect(),
+        )
+    }
+}
+
+/// `[B, 16]` camera-to-world matrices (row-major, OpenCV axes) of `cams`, for
+/// [`GuidanceInput::c2w`].
+pub fn c2w_tensor(cams: &[Camera], device: &Device) -> Tensor<2> {
+    let v: Vec<f32> = cams
+        .iter()
+        .flat_map(|c| c.view_matrix().inverse().transpose().to_cols_array())
+        .collect();
+    Tensor::from_data(TensorData::new(v, [cams.len(), 16]), device)
+}
+
+/// The scene scale the densifier's size thresholds are fractions of: 1.1 × the largest camera
+/// distance, as 3DGS defines it for its training cameras ([REC]).
+pub(crate) fn scene_scale(cfg: &GenerateConfig) -> f64 {
+    1.1 * cfg.cameras.radius[1] as f64
+}
