@@ -10,6 +10,8 @@
 //! whose name contains it. All failures are reported together.
 
 mod common;
+#[path = "../../../tests/common/manifest.rs"]
+mod manifest;
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -38,28 +40,6 @@ struct Outcome {
 }
 
 /// Every case folder (one with a `case.toml`) directly under `dir`, sorted by name.
-/// The committed corpus is exactly the folders `tests/bad_inputs/MANIFEST` lists: a deleted or
-/// unlisted case fails, naming it.
-fn assert_manifest(dir: &Path, cases: &[Case]) {
-    let path = dir.join("MANIFEST");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let want: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .collect();
-    let got: Vec<&str> = cases.iter().map(|c| c.name.as_str()).collect();
-    let missing: Vec<_> = want.iter().filter(|n| !got.contains(n)).collect();
-    let unlisted: Vec<_> = got.iter().filter(|n| !want.contains(n)).collect();
-    assert!(
-        missing.is_empty() && unlisted.is_empty(),
-        "{}: {} cases, MANIFEST lists {}; missing {missing:?}, not in MANIFEST {unlisted:?}",
-        dir.display(),
-        got.len(),
-        want.len()
-    );
-}
-
 fn discover(dir: &Path) -> Vec<Case> {
     let mut cases = vec![];
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -392,7 +372,9 @@ fn run_case(case: &Case, scratch: &Path) -> Result<Option<String>, String> {
 fn bad_inputs_fail_cleanly() {
     let corpus = root().join("tests/bad_inputs");
     let committed = discover(&corpus);
-    assert_manifest(&corpus, &committed);
+    // Exactly the folders tests/bad_inputs/MANIFEST lists.
+    let names: Vec<String> = committed.iter().map(|c| c.name.clone()).collect();
+    manifest::assert_manifest(&corpus, &names);
     let mut cases = committed;
     if let Ok(extra) = std::env::var("SPLATDREAM_BAD_INPUTS") {
         for d in extra.split(':').filter(|d| !d.is_empty()) {

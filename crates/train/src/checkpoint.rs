@@ -330,6 +330,23 @@ pub fn file_name(step: u64) -> String {
     format!("step-{step:07}.safetensors")
 }
 
+/// Resolve and read `--resume` ([`resolve`], then [`Checkpoint::load`]) when given: the
+/// loops call it before writing anything, so a bad checkpoint changes nothing.
+///
+/// # Errors
+/// [`CheckpointError::Read`] naming the file or folder.
+pub fn load_resume(
+    resume: Option<&Path>,
+) -> Result<Option<(PathBuf, Checkpoint)>, CheckpointError> {
+    resume
+        .map(|r| {
+            let path = resolve(r)?;
+            let ck = Checkpoint::load(&path)?;
+            Ok((path, ck))
+        })
+        .transpose()
+}
+
 /// Resolve `--resume`: a checkpoint file as is; a run folder (or its `checkpoints/` folder) to
 /// its latest checkpoint by step.
 ///

@@ -299,14 +299,7 @@ pub fn fit(
     }
     check_photo_sizes(dataset)?;
     // Read the checkpoint before writing anything, so a bad one changes nothing.
-    let resumed = match resume {
-        Some(r) => {
-            let path = crate::checkpoint::resolve(r)?;
-            let ck = Checkpoint::load(&path)?;
-            Some((path, ck))
-        }
-        None => None,
-    };
+    let resumed = crate::checkpoint::load_resume(resume)?;
     let out_dir = &cfg.output.dir;
     std::fs::create_dir_all(out_dir).map_err(|source| FitError::Io {
         path: out_dir.clone(),

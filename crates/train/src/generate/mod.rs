@@ -84,14 +84,7 @@ pub fn generate(
         ("batch", "resolution"),
     )?;
     // Read the checkpoint before writing anything, so a bad one changes nothing.
-    let resumed = match resume {
-        Some(r) => {
-            let path = crate::checkpoint::resolve(r)?;
-            let ck = Checkpoint::load(&path)?;
-            Some((path, ck))
-        }
-        None => None,
-    };
+    let resumed = crate::checkpoint::load_resume(resume)?;
     let out_dir = &cfg.output.dir;
     let ck_dir = out_dir.join("checkpoints");
     std::fs::create_dir_all(&ck_dir).map_err(|e| io_err(&ck_dir, e))?;
