@@ -5,7 +5,7 @@
 //! run ends only when the device has finished: burn and the rasterizer queue work lazily, so
 //! each timed section ends by reading a value back to the host (which waits for everything it
 //! depends on). Peak memory is the largest `bytes_reserved` of burn/cubecl's memory pools
-//! sampled after each run of the case ([`reserved`]).
+//! sampled after each run of the case (`measure::reserved`).
 //!
 //! Results form one JSON document (schema [`SCHEMA`]) that `--compare` reads back.
 
