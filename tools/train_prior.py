@@ -6,7 +6,7 @@ UNet2DConditionModel, the real SD 2.1 CLIP tokenizer and noise schedule), on the
 
     python3 tools/toyworld/make_data.py --out /work/toydata
     python3 tools/train_prior.py --data /work/toydata --work /work/toyprior \\
-        --vae-steps 4000 --unet-steps 15000
+        --vae-steps 4000 --unet-steps 10000
     python3 tools/train_prior.py --data /work/toydata --work /work/toyprior --export assets/toyworld
 
 Stages (each resumable: a checkpoint every `--save-every` steps in `--work`, losses appended to
@@ -18,7 +18,10 @@ Stages (each resumable: a checkpoint every `--save-every` steps in `--work`, los
 2. **Text encoder + U-Net**, trained together from scratch with the ε-prediction loss of SD 2.1-base
    (scaled-linear β 0.00085…0.012, 1000 steps), min-SNR-5 weighting (Hang et al. 2023), 10 %
    empty captions for classifier-free guidance, horizontal flips, posterior samples of the frozen
-   VAE, AdamW, an EMA of the weights (the EMA is exported).
+   VAE, AdamW with a 200-step warm-up and a cosine decay to 10 % over `--unet-steps`, an EMA of
+   the weights (the EMA is exported). (The shipped run, session 16–17, began with
+   `--unet-steps 15000` and was shortened to 10,000 at step 3,800, a step down of the learning
+   rate from 0.87× to 0.73× of its peak.)
 3. **Export** (`--export DIR`): a diffusers folder (model_index.json, vae/, text_encoder/, unet/,
    tokenizer/, scheduler/ = SD 2.1-base's), f16 safetensors, `toyworld.json` and `README.md`
    (the model card).
@@ -423,7 +426,7 @@ def main() -> int:
     ap.add_argument("--vae-steps", type=int, default=4000)
     ap.add_argument("--vae-batch", type=int, default=16)
     ap.add_argument("--vae-lr", type=float, default=4e-4)
-    ap.add_argument("--unet-steps", type=int, default=15000)
+    ap.add_argument("--unet-steps", type=int, default=10000)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--ema", type=float, default=0.999)

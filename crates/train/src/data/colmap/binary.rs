@@ -102,7 +102,12 @@ impl<'a> Bin<'a> {
     }
 }
 
-pub(crate) fn checked_size(v: u64, what: &str, record: &str, path: &Path) -> Result<u32, DataError> {
+pub(crate) fn checked_size(
+    v: u64,
+    what: &str,
+    record: &str,
+    path: &Path,
+) -> Result<u32, DataError> {
     u32::try_from(v)
         .ok()
         .filter(|&s| s > 0)

@@ -3,6 +3,7 @@
 
 use super::super::test_util::TempDir;
 use super::super::{View, load as load_any};
+use super::text::rest_after_tokens;
 use super::*;
 use glam::Vec3;
 use image::RgbaImage;
@@ -192,16 +193,7 @@ fn write_txt(dir: &Path, cams: &[Cam], imgs: &[Img], pts: &[Pt]) {
     for im in imgs {
         s += &format!(
             "{} {} {} {} {} {} {} {} {} {}\n",
-            im.id,
-            im.q[0],
-            im.q[1],
-            im.q[2],
-            im.q[3],
-            im.t[0],
-            im.t[1],
-            im.t[2],
-            im.cam,
-            im.name
+            im.id, im.q[0], im.q[1], im.q[2], im.q[3], im.t[0], im.t[1], im.t[2], im.cam, im.name
         );
         let p: Vec<String> = im
             .pts

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::super::{DataError, PointCloud};
+use super::binary::{checked_size, insert_camera, push_point};
 use super::{CameraModel, ColmapCamera, ColmapImage};
 
 /// Non-comment lines with their 1-based line numbers (blank lines kept: an image's empty
