@@ -1,15 +1,13 @@
-//! `splatdream distill2d`: score distillation on one image (text-to-2D and editing), and
-//! `splatdream compare`: every method on one prompt and seed, side by side.
+//! `splatdream distill2d`: score distillation on one image (text-to-2D and editing).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use clap::Args;
 use gpu::GpuContext;
 use indicatif::{ProgressBar, ProgressStyle};
 use train::distill2d::{Distill2dConfig, distill2d};
-use train::generate::{GenerateConfig, load_model};
-use train::output::{grid, write_png, write_text};
+use train::generate::load_model;
 
 use crate::fit;
 
@@ -57,19 +55,10 @@ pub struct Distill2dArgs {
     print_config: bool,
 }
 
-/// Read a TOML settings file as a table after checking it parses as `T` (so errors name the
-/// file and the field).
-fn read_table<T: serde::de::DeserializeOwned>(path: &Path) -> Result<toml::Table> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    toml::from_str::<T>(&text).with_context(|| format!("{}: invalid settings", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("{}", path.display()))
-}
-
 /// Defaults ← `--config` ← options ← `--set`.
 pub fn resolve(a: &Distill2dArgs) -> Result<Distill2dConfig> {
     let table = match &a.config {
-        Some(p) => read_table::<Distill2dConfig>(p)?,
+        Some(p) => fit::read_settings::<Distill2dConfig>(p)?,
         None => toml::Table::try_from(Distill2dConfig::default())?,
     };
     let mut sets: Vec<(String, toml::Value)> = vec![];
@@ -165,210 +154,5 @@ pub fn cmd_distill2d(ctx: impl FnOnce() -> Result<GpuContext>, a: Distill2dArgs)
         report.frames,
         cfg.output.dir.display()
     );
-    Ok(())
-}
-
-#[derive(Args)]
-pub struct CompareArgs {
-    /// Comma-separated methods, e.g. sds,vdm,sdi,bridge,lmc,lods,vsd.
-    #[arg(long, value_delimiter = ',', required = true)]
-    methods: Vec<String>,
-    /// The text prompt (all methods).
-    #[arg(long)]
-    prompt: String,
-    /// Seed (all methods).
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// `3d` (generate splats) or `2d` (distill2d).
-    #[arg(long, default_value = "3d")]
-    mode: String,
-    /// Base settings: a generate TOML (3d) or distill2d TOML (2d); each method's own settings
-    /// come from its `[guidance.<method>]` table.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Diffusers folder or Hugging Face model id.
-    #[arg(long)]
-    model: Option<String>,
-    /// Steps per method.
-    #[arg(long)]
-    steps: Option<u64>,
-    /// Output folder: one sub-folder per method, plus compare.png, compare.md and
-    /// compare.json.
-    #[arg(long, default_value = "runs/compare")]
-    out: PathBuf,
-    /// Any setting as dotted.key=value for every method; repeatable.
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    set: Vec<String>,
-}
-
-/// One row of the comparison table.
-#[derive(serde::Serialize)]
-struct Row {
-    method: String,
-    steps: u64,
-    seconds: f64,
-    ms_per_step: f64,
-    peak_reserved_mib: f64,
-    final_grad_norm: f64,
-    folder: PathBuf,
-}
-
-/// The last `grad_norm` in a metrics.jsonl.
-fn last_grad_norm(path: &Path) -> f64 {
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .rev()
-                .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        })
-        .and_then(|v| v["grad_norm"].as_f64())
-        .unwrap_or(f64::NAN)
-}
-
-pub fn cmd_compare(
-    ctx: impl FnOnce() -> Result<GpuContext>,
-    a: CompareArgs,
-    control: &train::control::Control,
-) -> Result<()> {
-    for m in &a.methods {
-        if !distill::METHODS.contains(&m.as_str()) {
-            bail!(
-                "--methods: unknown method `{m}`; this build has: {}",
-                distill::METHODS.join(", ")
-            );
-        }
-    }
-    let three_d = match a.mode.as_str() {
-        "3d" => true,
-        "2d" => false,
-        other => bail!("--mode: `{other}` is neither 3d nor 2d"),
-    };
-    let s = |v: &str| toml::Value::String(v.to_string());
-    let i = |v: u64| toml::Value::Integer(v as i64);
-    let common = |method: &str, dir: &Path| {
-        let mut sets = vec![
-            ("prompt".to_string(), s(&a.prompt)),
-            ("seed".to_string(), i(a.seed)),
-            ("guidance.method".to_string(), s(method)),
-            ("output.dir".to_string(), s(&dir.display().to_string())),
-        ];
-        if let Some(m) = &a.model {
-            sets.push(("model".into(), s(m)));
-        }
-        if let Some(n) = a.steps {
-            sets.push(("steps".into(), i(n)));
-        }
-        sets
-    };
-    let mut gen_cfgs: Vec<GenerateConfig> = vec![];
-    let mut cfgs2d: Vec<Distill2dConfig> = vec![];
-    for m in &a.methods {
-        let dir = a.out.join(m);
-        if three_d {
-            let table = match &a.config {
-                Some(p) => read_table::<GenerateConfig>(p)?,
-                None => toml::Table::try_from(GenerateConfig::default())?,
-            };
-            let c: GenerateConfig = fit::apply_overrides(table, common(m, &dir), &a.set)?;
-            train::generate::validate(&c).with_context(|| format!("method {m}"))?;
-            gen_cfgs.push(c);
-        } else {
-            let table = match &a.config {
-                Some(p) => read_table::<Distill2dConfig>(p)?,
-                None => toml::Table::try_from(Distill2dConfig::default())?,
-            };
-            let c: Distill2dConfig = fit::apply_overrides(table, common(m, &dir), &a.set)?;
-            train::distill2d::validate(&c).with_context(|| format!("method {m}"))?;
-            cfgs2d.push(c);
-        }
-    }
-    let (model_id, dtype) = match (gen_cfgs.first(), cfgs2d.first()) {
-        (Some(c), _) => (c.model.clone(), c.dtype.clone()),
-        (None, Some(c)) => (c.model.clone(), c.dtype.clone()),
-        _ => bail!("--methods: none given"),
-    };
-    let ctx = ctx()?;
-    let model = load_model(&model_id, &dtype, &ctx.burn)
-        .with_context(|| format!("loading the diffusion model `{model_id}`"))?;
-    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-    let mut rows = vec![];
-    let mut strips = vec![];
-    for (k, m) in a.methods.iter().enumerate() {
-        eprintln!("[{}/{}] {m}", k + 1, a.methods.len());
-        let (steps, seconds, peak, dir, images) = if three_d {
-            let c = &gen_cfgs[k];
-            let r = train::generate::generate(c, &model, &ctx.burn, None, control, &mut |_| {})
-                .with_context(|| format!("method {m}"))?;
-            let data = splat::ply::read_ply(&c.output.dir.join("point_cloud.ply"))?;
-            let splats = train::params::Gaussians::from_data(&data, 0, &ctx.burn).splats();
-            let size = c.output.turntable_size.max(8);
-            let cams = train::generate::grid_cameras(&c.cameras, 4, size);
-            let opts = splat::RenderOptions {
-                background: c.background.colour.eval(),
-                sh_degree: Some(0),
-                ..Default::default()
-            };
-            let frames = train::output::render_frames(&splats, &cams, &opts)?;
-            let steps = r.steps - r.start_step;
-            (
-                steps,
-                r.train_seconds,
-                r.peak_reserved_bytes,
-                c.output.dir.clone(),
-                frames,
-            )
-        } else {
-            let c = &cfgs2d[k];
-            let r = distill2d(c, &model, &ctx.burn, &mut |_, _, _| {})
-                .with_context(|| format!("method {m}"))?;
-            let img = image::open(c.output.dir.join("final.png"))?.to_rgb8();
-            (
-                r.steps,
-                r.train_seconds,
-                r.peak_reserved_bytes,
-                c.output.dir.clone(),
-                vec![img],
-            )
-        };
-        let per_row = images.len();
-        strips.push((per_row, images));
-        rows.push(Row {
-            method: m.clone(),
-            steps,
-            seconds,
-            ms_per_step: seconds * 1e3 / steps.max(1) as f64,
-            peak_reserved_mib: peak as f64 / (1 << 20) as f64,
-            final_grad_norm: last_grad_norm(&dir.join("metrics.jsonl")),
-            folder: dir,
-        });
-    }
-    // One row per method (in --methods order), its views left to right.
-    let columns = strips.iter().map(|(n, _)| *n).max().unwrap_or(1);
-    let all: Vec<image::RgbImage> = strips.into_iter().flat_map(|(_, v)| v).collect();
-    let png = a.out.join("compare.png");
-    if let Some(img) = grid(&all, columns) {
-        write_png(&png, &img)?;
-    }
-    let mut md = format!(
-        "# compare: \"{}\", seed {}, {} mode, model {}\n\nRows of compare.png, top to bottom, \
-         follow this table. Peak memory is what burn's allocator had reserved on the device \
-         (sampled after every step).\n\n| method | steps | s | ms/step | peak reserved MiB | \
-         final ‖g‖ |\n|---|---|---|---|---|---|\n",
-        a.prompt, a.seed, a.mode, model_id
-    );
-    for r in &rows {
-        md.push_str(&format!(
-            "| {} | {} | {:.1} | {:.0} | {:.0} | {:.3e} |\n",
-            r.method, r.steps, r.seconds, r.ms_per_step, r.peak_reserved_mib, r.final_grad_norm
-        ));
-    }
-    write_text(&a.out.join("compare.md"), &md)?;
-    write_text(
-        &a.out.join("compare.json"),
-        &serde_json::to_string_pretty(&rows)?,
-    )?;
-    print!("{md}");
-    println!("grid: {}", png.display());
     Ok(())
 }

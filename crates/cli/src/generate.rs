@@ -2,7 +2,7 @@
 //! defaults, a TOML file and command-line overrides (as `fit`), the model, a progress bar; one
 //! run per prompt with `--prompts`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -67,16 +67,27 @@ fn is_toyworld_name(model: &str) -> bool {
     model == "toyworld"
 }
 
+/// The base settings before options: the `--config` file, else `configs/toyworld.toml` for
+/// `--model toyworld`, else the defaults.
+///
+/// # Errors
+/// The file cannot be read or does not parse as generate settings (the error names it).
+pub(crate) fn base_table(config: Option<&Path>, model: Option<&str>) -> Result<toml::Table> {
+    Ok(match config {
+        Some(path) => fit::read_settings::<GenerateConfig>(path)?,
+        None if model.is_some_and(is_toyworld_name) => {
+            fit::parse_settings::<GenerateConfig>(TOYWORLD_CONFIG, "configs/toyworld.toml")?
+        }
+        None => toml::Table::try_from(GenerateConfig::default())?,
+    })
+}
+
 /// The settings: defaults (`configs/toyworld.toml` for `--model toyworld`) (or the resumed run's config.toml) ← `--config` ← options ← `--set`.
 pub fn resolve(a: &GenerateArgs) -> Result<GenerateConfig> {
     let table: toml::Table = match (&a.config, &a.resume) {
-        (Some(path), _) => fit::read_settings::<GenerateConfig>(path)?,
         (None, Some(r)) => fit::read_settings::<GenerateConfig>(&resume_dir(r).join("config.toml"))
             .with_context(|| format!("--resume {}", r.display()))?,
-        (None, None) if a.model.as_deref().is_some_and(is_toyworld_name) => {
-            fit::parse_settings::<GenerateConfig>(TOYWORLD_CONFIG, "configs/toyworld.toml")?
-        }
-        (None, None) => toml::Table::try_from(GenerateConfig::default())?,
+        (config, _) => base_table(config.as_deref(), a.model.as_deref())?,
     };
     let mut sets: Vec<(String, toml::Value)> = vec![];
     let mut put = |k: &str, v: toml::Value| sets.push((k.to_string(), v));
@@ -113,7 +124,7 @@ pub fn resolve(a: &GenerateArgs) -> Result<GenerateConfig> {
 }
 
 /// A folder-name slug of a prompt: lowercase ASCII alphanumerics joined by `-`, ≤ 40 chars.
-fn slug(prompt: &str) -> String {
+pub(crate) fn slug(prompt: &str) -> String {
     let mut out = String::new();
     for c in prompt.chars() {
         if c.is_ascii_alphanumeric() {
@@ -296,25 +307,25 @@ fn generate_all(
 /// With a toy-world prior and a prompt naming one of its objects, score the result against
 /// the ground truth (`evaluation.json` in the run folder, one line on stdout). A prompt outside
 /// the toy world is only noted: the run itself succeeded.
-fn evaluate_if_toy(
+pub(crate) fn evaluate_if_toy(
     ctx: &GpuContext,
-    model_dir: &std::path::Path,
+    model_dir: &Path,
     cfg: &GenerateConfig,
-) -> Result<()> {
+) -> Result<Option<eval::EvalReport>> {
     if !eval::ToyWorld::is_toyworld(model_dir) {
-        return Ok(());
+        return Ok(None);
     }
     let world = eval::ToyWorld::load(model_dir)?;
     if let Err(e) = world.parse_prompt(&cfg.prompt) {
         eprintln!("not evaluated: {e}");
-        return Ok(());
+        return Ok(None);
     }
     let ply = cfg.output.dir.join("point_cloud.ply");
     let report = crate::evaluate::evaluate_ply(ctx, &ply, &world, &cfg.prompt)
         .context("evaluating the result against the toy world")?;
     crate::evaluate::write_report(&cfg.output.dir.join("evaluation.json"), &report)?;
     println!("{}", report.line());
-    Ok(())
+    Ok(Some(report))
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use splat::{Camera, RasterizeMode, RenderOptions, SplatData, render};
 use train::output::{to_rgb8, write_gif, write_png};
 
 mod bench;
+mod compare;
 mod diffusion;
 mod distill2d;
 mod evaluate;
@@ -66,7 +67,7 @@ enum Command {
     Distill2d(distill2d::Distill2dArgs),
     /// Run several distillation methods on one prompt and seed: a side-by-side grid and a
     /// table of step time and peak device memory.
-    Compare(distill2d::CompareArgs),
+    Compare(compare::CompareArgs),
     /// Pre-train LMC-SDS's blur model b̂ψ for a diffusion model on a set of images (for
     /// `generate --method lmc`).
     LmcTrain(lmc::LmcTrainArgs),
@@ -199,7 +200,7 @@ fn run(cli: Cli, control: &train::control::Control) -> Result<()> {
         Command::Evaluate(args) => evaluate::cmd_evaluate(ctx, args),
         Command::EvaluatePrior(args) => evaluate_prior::cmd_evaluate_prior(ctx, args),
         Command::Distill2d(args) => distill2d::cmd_distill2d(ctx, args),
-        Command::Compare(args) => distill2d::cmd_compare(ctx, args, control),
+        Command::Compare(args) => compare::cmd_compare(ctx, args, control),
         Command::LmcTrain(args) => lmc::cmd_lmc_train(ctx, args),
         Command::Sample(args) => diffusion::cmd_sample(ctx, args),
         Command::Bench(args) => bench::cmd_bench(ctx, args),

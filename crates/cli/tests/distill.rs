@@ -210,3 +210,73 @@ fn distill2d_rejects_unknown_methods_and_missing_images() {
     assert!(!text(&o).contains("panicked"), "{}", text(&o));
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// Several prompts: one `<slug>/<method>` folder each, one table row each; a second run with
+/// the same arguments reuses the finished runs (their metrics are not rewritten) and `--rerun`
+/// runs them again.
+#[test]
+fn compare_several_prompts_resumes_finished_runs() {
+    let out = fresh("cmp-prompts");
+    let prompts = out.join("prompts.txt");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(
+        &prompts,
+        "# two prompts\na corgi\n\na cat  # trailing comment\n",
+    )
+    .unwrap();
+    let cmd = || {
+        let mut c = bin();
+        c.args(["compare", "--mode", "2d", "--methods", "sds"])
+            .args(["--prompt", "a dog", "--prompts"])
+            .arg(&prompts)
+            .args([
+                "--steps",
+                "2",
+                "--model",
+                "tests/cases/sd/tiny-eps",
+                "--out",
+            ])
+            .arg(&out)
+            .args(["--set", "size=32", "--set", "output.log_every=1"]);
+        c
+    };
+    run(&mut cmd());
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(out.join("compare.json")).unwrap()).unwrap();
+    let got: Vec<&str> = rows.iter().map(|r| r["prompt"].as_str().unwrap()).collect();
+    assert_eq!(got, ["a dog", "a corgi", "a cat"]);
+    let metrics = |slug: &str| out.join(slug).join("sds").join("metrics.jsonl");
+    for slug in ["a-dog", "a-corgi", "a-cat"] {
+        assert_eq!(
+            finite_metrics(&out.join(slug).join("sds")).len(),
+            2,
+            "{slug}"
+        );
+    }
+    let before = std::fs::metadata(metrics("a-cat"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let again = run(&mut cmd());
+    assert!(again.contains("finished before"), "{again}");
+    assert_eq!(
+        std::fs::metadata(metrics("a-cat"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        before,
+        "a finished run was run again"
+    );
+    let md = std::fs::read_to_string(out.join("compare.md")).unwrap();
+    assert_eq!(md.matches("| sds | a ").count(), 3, "{md}");
+    run(cmd().arg("--rerun"));
+    assert_ne!(
+        std::fs::metadata(metrics("a-cat"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        before,
+        "--rerun did not run it again"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -35,7 +35,7 @@ impl Default for EvalOptions {
 }
 
 /// Every number of one evaluation (serialised as the JSON report).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct EvalReport {
     /// The prompt evaluated against.
     pub prompt: String,

@@ -1,0 +1,455 @@
+//! `splatdream compare`: every method on one or more prompts with one seed, side by side.
+//!
+//! Writes a grid of views (`compare.png`, one row per prompt × method), a table
+//! (`compare.md`, `compare.json`) of steps, seconds, step time and peak device memory and,
+//! on a toy-world prior in 3D mode, the evaluation of each result against the ground truth
+//! (silhouette IoU, masked PSNR, colour error, judge R-precision; `eval::evaluate`) with
+//! per-method means over the prompts. A finished (prompt, method) run leaves
+//! `compare-row.json` in its folder and is not run again, so a long table resumes where an
+//! interrupted one stopped (`--rerun` runs everything again).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use eval::EvalReport;
+use gpu::GpuContext;
+use serde::{Deserialize, Serialize};
+use train::distill2d::{Distill2dConfig, distill2d};
+use train::generate::{GenerateConfig, load_model};
+use train::output::{grid, write_png, write_text};
+
+use crate::{fit, generate};
+
+#[derive(Args)]
+pub struct CompareArgs {
+    /// Comma-separated methods, e.g. sds,vdm,sdi,bridge,lmc,lods,vsd.
+    #[arg(long, value_delimiter = ',', required = true)]
+    methods: Vec<String>,
+    /// The text prompt (all methods); repeat for several prompts.
+    #[arg(long)]
+    prompt: Vec<String>,
+    /// A text file with one prompt per non-empty line (`#` starts a comment), run after any
+    /// --prompt.
+    #[arg(long)]
+    prompts: Option<PathBuf>,
+    /// Seed (all methods and prompts).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// `3d` (generate splats) or `2d` (distill2d).
+    #[arg(long, default_value = "3d")]
+    mode: String,
+    /// Base settings: a generate TOML (3d) or distill2d TOML (2d); each method's own settings
+    /// come from its `[guidance.<method>]` table. In 3D with `--model toyworld` the default
+    /// is `configs/toyworld.toml`, as for `generate`.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Diffusers folder, built-in name (`toyworld`) or Hugging Face model id.
+    #[arg(long)]
+    model: Option<String>,
+    /// Steps per method.
+    #[arg(long)]
+    steps: Option<u64>,
+    /// Output folder: one sub-folder per method (per prompt and method when there are several
+    /// prompts: `<slug>/<method>`), plus compare.png, compare.md and compare.json.
+    #[arg(long, default_value = "runs/compare")]
+    out: PathBuf,
+    /// Any setting as dotted.key=value for every method; repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Run every (prompt, method) again, even where its folder holds a finished result.
+    #[arg(long)]
+    rerun: bool,
+}
+
+/// One row of the comparison table: one method on one prompt.
+#[derive(Clone, Serialize, Deserialize)]
+struct Row {
+    prompt: String,
+    method: String,
+    steps: u64,
+    seconds: f64,
+    ms_per_step: f64,
+    peak_reserved_mib: f64,
+    final_grad_norm: f64,
+    folder: PathBuf,
+    /// The result scored against the toy world (3D mode on a toy-world prior only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    evaluation: Option<EvalReport>,
+}
+
+/// The name of a finished run's row inside its folder.
+const ROW_FILE: &str = "compare-row.json";
+
+/// The last `grad_norm` in a metrics.jsonl.
+fn last_grad_norm(path: &Path) -> f64 {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .rev()
+                .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        })
+        .and_then(|v| v["grad_norm"].as_f64())
+        .unwrap_or(f64::NAN)
+}
+
+/// `--prompt`s then the lines of `--prompts` (blank lines and `#` comments skipped).
+fn prompt_list(a: &CompareArgs) -> Result<Vec<String>> {
+    let mut out = a.prompt.clone();
+    if let Some(file) = &a.prompts {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("--prompts: reading {}", file.display()))?;
+        out.extend(
+            text.lines()
+                .map(|l| l.split('#').next().unwrap_or("").trim())
+                .filter(|l| !l.is_empty())
+                .map(str::to_string),
+        );
+    }
+    if out.is_empty() {
+        bail!("no prompt: pass --prompt \"…\" (repeatable) or --prompts FILE");
+    }
+    Ok(out)
+}
+
+/// A run's settings: a generate (3D) or distill2d (2D) config.
+enum Settings {
+    ThreeD(Box<GenerateConfig>),
+    TwoD(Box<Distill2dConfig>),
+}
+
+impl Settings {
+    fn model_and_dtype(&self) -> (String, String) {
+        match self {
+            Settings::ThreeD(c) => (c.model.clone(), c.dtype.clone()),
+            Settings::TwoD(c) => (c.model.clone(), c.dtype.clone()),
+        }
+    }
+    fn dir(&self) -> &Path {
+        match self {
+            Settings::ThreeD(c) => &c.output.dir,
+            Settings::TwoD(c) => &c.output.dir,
+        }
+    }
+}
+
+/// Resolve every (prompt, method) run's settings before anything runs, so a bad setting stops
+/// the comparison at once.
+fn resolve_runs(a: &CompareArgs, prompts: &[String], three_d: bool) -> Result<Vec<Settings>> {
+    let s = |v: &str| toml::Value::String(v.to_string());
+    let i = |v: u64| toml::Value::Integer(v as i64);
+    let mut runs = vec![];
+    for prompt in prompts {
+        for m in &a.methods {
+            let dir = if prompts.len() == 1 {
+                a.out.join(m)
+            } else {
+                a.out.join(generate::slug(prompt)).join(m)
+            };
+            let mut sets = vec![
+                ("prompt".to_string(), s(prompt)),
+                ("seed".to_string(), i(a.seed)),
+                ("guidance.method".to_string(), s(m)),
+                ("output.dir".to_string(), s(&dir.display().to_string())),
+            ];
+            if let Some(model) = &a.model {
+                sets.push(("model".into(), s(model)));
+            }
+            if let Some(n) = a.steps {
+                sets.push(("steps".into(), i(n)));
+            }
+            let ctx = || format!("method {m}, prompt \"{prompt}\"");
+            runs.push(if three_d {
+                let table = generate::base_table(a.config.as_deref(), a.model.as_deref())?;
+                let c: GenerateConfig = fit::apply_overrides(table, sets, &a.set)?;
+                train::generate::validate(&c).with_context(ctx)?;
+                Settings::ThreeD(Box::new(c))
+            } else {
+                let table = match &a.config {
+                    Some(p) => fit::read_settings::<Distill2dConfig>(p)?,
+                    None => toml::Table::try_from(Distill2dConfig::default())?,
+                };
+                let c: Distill2dConfig = fit::apply_overrides(table, sets, &a.set)?;
+                train::distill2d::validate(&c).with_context(ctx)?;
+                Settings::TwoD(Box::new(c))
+            });
+        }
+    }
+    Ok(runs)
+}
+
+/// The views shown for a finished run: four turntable views of the splats (3D) or the final
+/// image (2D).
+fn views(run: &Settings, ctx: &GpuContext) -> Result<Vec<image::RgbImage>> {
+    match run {
+        Settings::ThreeD(c) => {
+            let data = splat::ply::read_ply(&c.output.dir.join("point_cloud.ply"))?;
+            let splats = train::params::Gaussians::from_data(&data, 0, &ctx.burn).splats();
+            let size = c.output.turntable_size.max(8);
+            let cams = train::generate::grid_cameras(&c.cameras, 4, size);
+            let opts = splat::RenderOptions {
+                background: c.background.colour.eval(),
+                sh_degree: Some(0),
+                ..Default::default()
+            };
+            Ok(train::output::render_frames(&splats, &cams, &opts)?)
+        }
+        Settings::TwoD(c) => {
+            let path = c.output.dir.join("final.png");
+            let img = image::open(&path).with_context(|| path.display().to_string())?;
+            Ok(vec![img.to_rgb8()])
+        }
+    }
+}
+
+/// A finished run's row kept in its folder, if it is for the same prompt and method.
+fn finished_row(dir: &Path, prompt: &str, method: &str) -> Option<Row> {
+    let text = std::fs::read_to_string(dir.join(ROW_FILE)).ok()?;
+    let row: Row = serde_json::from_str(&text).ok()?;
+    (row.prompt == prompt && row.method == method).then_some(row)
+}
+
+/// Per-method means over the prompts that were evaluated.
+#[derive(Serialize)]
+struct MethodSummary {
+    method: String,
+    prompts: usize,
+    mean_iou: f64,
+    mean_masked_psnr_db: f64,
+    mean_colour_error: f64,
+    mean_r_precision_category: f64,
+    mean_r_precision_colour: f64,
+    /// Prompts on which the judge gave both the category and the colour on at least half of
+    /// the views.
+    prompts_right: usize,
+    mean_seconds: f64,
+}
+
+fn summarise(methods: &[String], rows: &[Row]) -> Vec<MethodSummary> {
+    methods
+        .iter()
+        .filter_map(|m| {
+            let mine: Vec<(&Row, &EvalReport)> = rows
+                .iter()
+                .filter(|r| &r.method == m)
+                .filter_map(|r| r.evaluation.as_ref().map(|e| (r, e)))
+                .collect();
+            if mine.is_empty() {
+                return None;
+            }
+            let n = mine.len() as f64;
+            let mean = |f: &dyn Fn(&Row, &EvalReport) -> f64| {
+                mine.iter().map(|(r, e)| f(r, e)).sum::<f64>() / n
+            };
+            Some(MethodSummary {
+                method: m.clone(),
+                prompts: mine.len(),
+                mean_iou: mean(&|_, e| e.iou),
+                mean_masked_psnr_db: mean(&|_, e| e.masked_psnr_db),
+                mean_colour_error: mean(&|_, e| e.colour_error),
+                mean_r_precision_category: mean(&|_, e| e.r_precision_category),
+                mean_r_precision_colour: mean(&|_, e| e.r_precision_colour),
+                prompts_right: mine.iter().filter(|(_, e)| e.r_precision >= 0.5).count(),
+                mean_seconds: mean(&|r, _| r.seconds),
+            })
+        })
+        .collect()
+}
+
+/// compare.md: the per-run table, then (with evaluations) the per-method summary.
+fn markdown(a: &CompareArgs, model_id: &str, rows: &[Row], summary: &[MethodSummary]) -> String {
+    let evaluated = rows.iter().any(|r| r.evaluation.is_some());
+    let mut md = format!(
+        "# compare: seed {}, {} mode, model {}\n\nRows of compare.png, top to bottom, follow \
+         this table. Peak memory is what burn's allocator had reserved on the device (sampled \
+         after every step).{}\n\n| method | prompt | steps | s | ms/step | peak reserved MiB | \
+         final ‖g‖ |{}\n|---|---|---|---|---|---|---|{}\n",
+        a.seed,
+        a.mode,
+        model_id,
+        if evaluated {
+            " IoU, masked PSNR (dB), colour error and the judge's R-precision (category, \
+             colour) are `splatdream evaluate`'s, at the toy world's 8 ground-truth cameras."
+        } else {
+            ""
+        },
+        if evaluated {
+            " IoU | PSNR | colour err | R cat | R colour |"
+        } else {
+            ""
+        },
+        if evaluated {
+            "---|---|---|---|---|"
+        } else {
+            ""
+        },
+    );
+    for r in rows {
+        md.push_str(&format!(
+            "| {} | {} | {} | {:.1} | {:.0} | {:.0} | {:.3e} |",
+            r.method,
+            r.prompt,
+            r.steps,
+            r.seconds,
+            r.ms_per_step,
+            r.peak_reserved_mib,
+            r.final_grad_norm
+        ));
+        match (&r.evaluation, evaluated) {
+            (Some(e), _) => md.push_str(&format!(
+                " {:.3} | {:.2} | {:.3} | {:.2} | {:.2} |",
+                e.iou,
+                e.masked_psnr_db,
+                e.colour_error,
+                e.r_precision_category,
+                e.r_precision_colour
+            )),
+            (None, true) => md.push_str(" — | — | — | — | — |"),
+            (None, false) => {}
+        }
+        md.push('\n');
+    }
+    if !summary.is_empty() {
+        md.push_str(
+            "\nPer method, over the evaluated prompts (\"right\": the judge names both the \
+             category and the colour on at least half of the views):\n\n| method | prompts | \
+             mean IoU | mean PSNR | mean colour err | mean R cat | mean R colour | prompts \
+             right | mean s |\n|---|---|---|---|---|---|---|---|---|\n",
+        );
+        for s in summary {
+            md.push_str(&format!(
+                "| {} | {} | {:.3} | {:.2} | {:.3} | {:.2} | {:.2} | {}/{} | {:.0} |\n",
+                s.method,
+                s.prompts,
+                s.mean_iou,
+                s.mean_masked_psnr_db,
+                s.mean_colour_error,
+                s.mean_r_precision_category,
+                s.mean_r_precision_colour,
+                s.prompts_right,
+                s.prompts,
+                s.mean_seconds
+            ));
+        }
+    }
+    md
+}
+
+pub fn cmd_compare(
+    ctx: impl FnOnce() -> Result<GpuContext>,
+    a: CompareArgs,
+    control: &train::control::Control,
+) -> Result<()> {
+    for m in &a.methods {
+        if !distill::METHODS.contains(&m.as_str()) {
+            bail!(
+                "--methods: unknown method `{m}`; this build has: {}",
+                distill::METHODS.join(", ")
+            );
+        }
+    }
+    let three_d = match a.mode.as_str() {
+        "3d" => true,
+        "2d" => false,
+        other => bail!("--mode: `{other}` is neither 3d nor 2d"),
+    };
+    let prompts = prompt_list(&a)?;
+    let runs = resolve_runs(&a, &prompts, three_d)?;
+    let Some(first) = runs.first() else {
+        bail!("--methods: none given");
+    };
+    let (model_id, dtype) = first.model_and_dtype();
+    let ctx = ctx()?;
+    let model = load_model(&model_id, &dtype, &ctx.burn)
+        .with_context(|| format!("loading the diffusion model `{model_id}`"))?;
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let mut rows = vec![];
+    let mut strips = vec![];
+    let per_prompt = a.methods.len();
+    for (k, run) in runs.iter().enumerate() {
+        let prompt = &prompts[k / per_prompt];
+        let m = &a.methods[k % per_prompt];
+        let dir = run.dir().to_path_buf();
+        eprintln!("[{}/{}] {m}: \"{prompt}\"", k + 1, runs.len());
+        let row = match finished_row(&dir, prompt, m).filter(|_| !a.rerun) {
+            Some(row) => {
+                eprintln!(
+                    "  finished before: {} (pass --rerun to run it again)",
+                    dir.join(ROW_FILE).display()
+                );
+                row
+            }
+            None => {
+                let _ = std::fs::remove_file(dir.join(ROW_FILE));
+                let (steps, seconds, peak, evaluation) = match run {
+                    Settings::ThreeD(c) => {
+                        let r = train::generate::generate(
+                            c,
+                            &model,
+                            &ctx.burn,
+                            None,
+                            control,
+                            &mut |_| {},
+                        )
+                        .with_context(|| format!("method {m}"))?;
+                        let e = generate::evaluate_if_toy(&ctx, &model.dir, c)?;
+                        (
+                            r.steps - r.start_step,
+                            r.train_seconds,
+                            r.peak_reserved_bytes,
+                            e,
+                        )
+                    }
+                    Settings::TwoD(c) => {
+                        let r = distill2d(c, &model, &ctx.burn, &mut |_, _, _| {})
+                            .with_context(|| format!("method {m}"))?;
+                        (r.steps, r.train_seconds, r.peak_reserved_bytes, None)
+                    }
+                };
+                let row = Row {
+                    prompt: prompt.clone(),
+                    method: m.clone(),
+                    steps,
+                    seconds,
+                    ms_per_step: seconds * 1e3 / steps.max(1) as f64,
+                    peak_reserved_mib: peak as f64 / (1 << 20) as f64,
+                    final_grad_norm: last_grad_norm(&dir.join("metrics.jsonl")),
+                    folder: dir.clone(),
+                    evaluation,
+                };
+                write_text(
+                    &dir.join(ROW_FILE),
+                    &(serde_json::to_string_pretty(&row)? + "\n"),
+                )?;
+                row
+            }
+        };
+        let images = views(run, &ctx)?;
+        strips.push((images.len(), images));
+        rows.push(row);
+    }
+    // One row per run (prompts in order, methods in --methods order), its views left to right.
+    let columns = strips.iter().map(|(n, _)| *n).max().unwrap_or(1);
+    let all: Vec<image::RgbImage> = strips.into_iter().flat_map(|(_, v)| v).collect();
+    let png = a.out.join("compare.png");
+    if let Some(img) = grid(&all, columns) {
+        write_png(&png, &img)?;
+    }
+    let summary = summarise(&a.methods, &rows);
+    let md = markdown(&a, &model_id, &rows, &summary);
+    write_text(&a.out.join("compare.md"), &md)?;
+    write_text(
+        &a.out.join("compare.json"),
+        &serde_json::to_string_pretty(&rows)?,
+    )?;
+    if !summary.is_empty() {
+        write_text(
+            &a.out.join("summary.json"),
+            &serde_json::to_string_pretty(&summary)?,
+        )?;
+    }
+    print!("{md}");
+    println!("grid: {}", png.display());
+    Ok(())
+}
