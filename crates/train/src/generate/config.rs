@@ -229,6 +229,10 @@ pub struct GenerateConfig {
     pub guidance: GuidanceConfig,
     /// Timestep sampler.
     pub timesteps: TimestepSchedule,
+    /// Draw one t per step, shared by every view of the batch (DreamMapping's Algorithm 1;
+    /// docs/methods.md §5, "One optimisation step", item 2), instead of one t per view (LucidDreamer's `train.py`,
+    /// the default).
+    pub shared_timestep: bool,
     /// Camera sampler.
     pub cameras: CameraConfig,
     /// View-dependent prompts.
@@ -276,6 +280,7 @@ impl Default for GenerateConfig {
             max_bad_steps: crate::guard::DEFAULT_MAX_BAD_STEPS,
             guidance: GuidanceConfig::default(),
             timesteps: TimestepSchedule::default(),
+            shared_timestep: false,
             cameras: CameraConfig::default(),
             prompts: ViewPromptConfig::default(),
             init: InitConfig::default(),

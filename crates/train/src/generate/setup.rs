@@ -203,3 +203,59 @@ pub fn c2w_tensor(cams: &[Camera], device: &Device) -> Tensor<2> {
 pub(crate) fn scene_scale(cfg: &GenerateConfig) -> f64 {
     1.1 * cfg.cameras.radius[1] as f64
 }
+
+/// The timesteps of step `step`, one per view of the batch: drawn independently per view
+/// (LucidDreamer), or one draw repeated for every view when `cfg.shared_timestep`
+/// (DreamMapping's Algorithm 1). `num_t` is the scheduler's number of training timesteps.
+pub fn draw_timesteps(
+    cfg: &GenerateConfig,
+    step: u64,
+    num_t: usize,
+    rng: &mut impl rand::Rng,
+) -> Vec<usize> {
+    if cfg.shared_timestep {
+        let one = cfg.timesteps.sample(step as usize, 1, num_t, rng);
+        vec![one[0]; cfg.batch]
+    } else {
+        cfg.timesteps.sample(step as usize, cfg.batch, num_t, rng)
+    }
+}
+
+#[cfg(test)]
+mod timestep_tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    /// Shared: every view of a step gets the same t, and the draws still cover the range;
+    /// per view: a batch of 4 gets different t's on most steps.
+    #[test]
+    fn shared_timestep_repeats_one_draw_per_step() {
+        let mut cfg = GenerateConfig {
+            batch: 4,
+            timesteps: distill::timesteps::TimestepSchedule::Uniform {
+                t_min: 0,
+                t_max: 999,
+            },
+            ..Default::default()
+        };
+        let mut rng = StdRng::seed_from_u64(7);
+        cfg.shared_timestep = true;
+        let mut seen = std::collections::BTreeSet::new();
+        for step in 0..200 {
+            let t = draw_timesteps(&cfg, step, 1000, &mut rng);
+            assert_eq!(t.len(), 4);
+            assert!(t.iter().all(|&x| x == t[0]), "step {step}: {t:?}");
+            seen.insert(t[0] / 100);
+        }
+        assert_eq!(seen.len(), 10, "shared draws cover 0..999: {seen:?}");
+        cfg.shared_timestep = false;
+        let mixed = (0..50)
+            .filter(|&step| {
+                let t = draw_timesteps(&cfg, step, 1000, &mut rng);
+                t.iter().any(|&x| x != t[0])
+            })
+            .count();
+        assert!(mixed >= 45, "per-view draws differ on {mixed} of 50 steps");
+    }
+}

@@ -17,6 +17,7 @@ use splat::{Camera, RenderOptions, render};
 
 use super::config::{GenerateConfig, GenerateError};
 use super::record::Event;
+use super::setup::draw_timesteps;
 use super::setup::{PromptEmbeddings, c2w_tensor, initial_splats, scene_scale};
 use crate::checkpoint::{Checkpoint, CheckpointError};
 use crate::densify::{Densifier, Reduction};
@@ -201,9 +202,7 @@ impl<'a> GenerateTrainer<'a> {
         let sampled = cfg.cameras.sample(cfg.batch, res, &mut rng);
         let cams: Vec<Camera> = sampled.iter().map(|s| s.camera).collect();
         let bg = cfg.background.sample(&mut rng);
-        let t = cfg
-            .timesteps
-            .sample(step as usize, cfg.batch, num_t, &mut rng);
+        let t = draw_timesteps(cfg, step, num_t, &mut rng);
         let opt_step = step + 1;
         let want_means2d = densifier.wants_means2d_grad(opt_step);
 
