@@ -349,6 +349,20 @@ mod tests {
         }
     }
 
+    /// configs/dreammapping.toml samples t as DreamMapping's Algorithm 1 does: one
+    /// t ~ U(0, 1000) per iteration for the whole batch, no anneal (issue 26).
+    #[test]
+    fn dreammapping_samples_t_as_algorithm_1() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/dreammapping.toml");
+        let cfg: GenerateConfig = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        assert_eq!(cfg.guidance.method, "vdm");
+        assert!(cfg.shared_timestep);
+        assert_eq!(
+            cfg.timesteps,
+            distill::timesteps::TimestepSchedule::Uniform { t_min: 0, t_max: 999 }
+        );
+    }
+
     /// configs/lods.toml and configs/vsd.toml validate, select their method and spell out its
     /// defaults (the papers' values).
     #[test]
