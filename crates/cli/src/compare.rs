@@ -60,6 +60,21 @@ pub struct CompareArgs {
     /// Run every (prompt, method) again, even where its folder holds a finished result.
     #[arg(long)]
     rerun: bool,
+    /// A method's own base settings instead of --config (3D): METHOD=FILE, repeatable, e.g.
+    /// `vdm=configs/dreammapping.toml`.
+    #[arg(long = "method-config", value_name = "METHOD=FILE")]
+    method_config: Vec<String>,
+    /// Settings laid over every method's base settings (3D): each top-level key or table of
+    /// this file replaces the base's (e.g. `configs/toyworld-overlay.toml`: the toy-world
+    /// prior's model, resolution, cameras, view prompts and background).
+    #[arg(long)]
+    overlay: Option<PathBuf>,
+    /// With --steps (3D): rescale every step count of each method's schedule (anneal,
+    /// learning-rate decay, densification, SDS-Bridge's second stage, checkpoints) to the new
+    /// length (`train::generate::rescale_steps`) instead of only ending the run early; --set
+    /// is applied after it.
+    #[arg(long)]
+    rescale: bool,
 }
 
 /// One row of the comparison table: one method on one prompt.
@@ -126,6 +141,12 @@ impl Settings {
             Settings::TwoD(c) => (c.model.clone(), c.dtype.clone()),
         }
     }
+    fn steps(&self) -> u64 {
+        match self {
+            Settings::ThreeD(c) => c.steps,
+            Settings::TwoD(c) => c.steps,
+        }
+    }
     fn dir(&self) -> &Path {
         match self {
             Settings::ThreeD(c) => &c.output.dir,
@@ -139,6 +160,26 @@ impl Settings {
 fn resolve_runs(a: &CompareArgs, prompts: &[String], three_d: bool) -> Result<Vec<Settings>> {
     let s = |v: &str| toml::Value::String(v.to_string());
     let i = |v: u64| toml::Value::Integer(v as i64);
+    if !three_d && (!a.method_config.is_empty() || a.overlay.is_some() || a.rescale) {
+        bail!("--method-config, --overlay and --rescale apply to --mode 3d only");
+    }
+    if a.rescale && a.steps.is_none() {
+        bail!("--rescale needs --steps (the length to rescale each method's schedule to)");
+    }
+    let mut method_files = std::collections::BTreeMap::new();
+    for spec in &a.method_config {
+        let Some((m, file)) = spec.split_once('=') else {
+            bail!("--method-config {spec}: expected METHOD=FILE");
+        };
+        if !a.methods.iter().any(|x| x == m) {
+            bail!("--method-config {spec}: `{m}` is not one of --methods");
+        }
+        method_files.insert(m.to_string(), PathBuf::from(file));
+    }
+    let overlay = match &a.overlay {
+        Some(p) => Some(fit::read_settings::<GenerateConfig>(p).context("--overlay")?),
+        None => None,
+    };
     let mut runs = vec![];
     for prompt in prompts {
         for m in &a.methods {
@@ -156,13 +197,26 @@ fn resolve_runs(a: &CompareArgs, prompts: &[String], three_d: bool) -> Result<Ve
             if let Some(model) = &a.model {
                 sets.push(("model".into(), s(model)));
             }
-            if let Some(n) = a.steps {
+            if let Some(n) = a.steps.filter(|_| !a.rescale) {
                 sets.push(("steps".into(), i(n)));
             }
             let ctx = || format!("method {m}, prompt \"{prompt}\"");
             runs.push(if three_d {
-                let table = generate::base_table(a.config.as_deref(), a.model.as_deref())?;
-                let c: GenerateConfig = fit::apply_overrides(table, sets, &a.set)?;
+                let config = method_files.get(m).or(a.config.as_ref());
+                let mut table =
+                    generate::base_table(config.map(PathBuf::as_path), a.model.as_deref())
+                        .with_context(ctx)?;
+                for (k, v) in overlay.iter().flatten() {
+                    table.insert(k.clone(), v.clone());
+                }
+                let c: GenerateConfig = match a.steps.filter(|_| a.rescale) {
+                    Some(n) => {
+                        let c: GenerateConfig = fit::apply_overrides(table, sets, &[])?;
+                        let c = train::generate::rescale_steps(&c, n);
+                        fit::apply_overrides(toml::Table::try_from(c)?, vec![], &a.set)?
+                    }
+                    None => fit::apply_overrides(table, sets, &a.set)?,
+                };
                 train::generate::validate(&c).with_context(ctx)?;
                 Settings::ThreeD(Box::new(c))
             } else {
@@ -203,11 +257,12 @@ fn views(run: &Settings, ctx: &GpuContext) -> Result<Vec<image::RgbImage>> {
     }
 }
 
-/// A finished run's row kept in its folder, if it is for the same prompt and method.
-fn finished_row(dir: &Path, prompt: &str, method: &str) -> Option<Row> {
+/// A finished run's row kept in its folder, if it is for the same prompt, method and number
+/// of steps (a run interrupted before its end leaves none and is run again from the start).
+fn finished_row(dir: &Path, prompt: &str, method: &str, steps: u64) -> Option<Row> {
     let text = std::fs::read_to_string(dir.join(ROW_FILE)).ok()?;
     let row: Row = serde_json::from_str(&text).ok()?;
-    (row.prompt == prompt && row.method == method).then_some(row)
+    (row.prompt == prompt && row.method == method && row.steps == steps).then_some(row)
 }
 
 /// Per-method means over the prompts that were evaluated.
@@ -372,7 +427,7 @@ pub fn cmd_compare(
         let m = &a.methods[k % per_prompt];
         let dir = run.dir().to_path_buf();
         eprintln!("[{}/{}] {m}: \"{prompt}\"", k + 1, runs.len());
-        let row = match finished_row(&dir, prompt, m).filter(|_| !a.rerun) {
+        let row = match finished_row(&dir, prompt, m, run.steps()).filter(|_| !a.rerun) {
             Some(row) => {
                 eprintln!(
                     "  finished before: {} (pass --rerun to run it again)",

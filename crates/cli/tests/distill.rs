@@ -280,3 +280,34 @@ fn compare_several_prompts_resumes_finished_runs() {
     );
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// compare's per-method settings are checked before anything runs: a malformed or unknown
+/// `--method-config`, `--rescale` without `--steps`, and the 3D-only options in 2D each fail
+/// with a message naming the option.
+#[test]
+fn compare_rejects_bad_method_settings() {
+    let base = ["compare", "--methods", "sds,vdm", "--prompt", "a red chair"];
+    let cases: [(&[&str], &str); 5] = [
+        (&["--method-config", "vdm"], "expected METHOD=FILE"),
+        (
+            &["--method-config", "sdi=configs/sdi.toml"],
+            "`sdi` is not one of --methods",
+        ),
+        (&["--rescale"], "--rescale needs --steps"),
+        (
+            &["--mode", "2d", "--overlay", "configs/toyworld-overlay.toml"],
+            "--mode 3d only",
+        ),
+        (
+            &["--method-config", "vdm=configs/missing.toml"],
+            "configs/missing.toml",
+        ),
+    ];
+    for (extra, want) in cases {
+        let out = bin().args(base).args(extra).output().unwrap();
+        let t = text(&out);
+        assert!(!out.status.success(), "{extra:?} succeeded:\n{t}");
+        assert!(t.contains(want), "{extra:?}: want `{want}` in:\n{t}");
+        assert!(!t.contains("panicked"), "{t}");
+    }
+}

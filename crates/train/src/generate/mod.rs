@@ -26,11 +26,13 @@
 
 mod config;
 mod record;
+mod rescale;
 mod setup;
 mod trainer;
 
 pub use config::*;
 pub use record::*;
+pub use rescale::rescale_steps;
 pub use setup::*;
 pub use trainer::{GenerateTrainer, StepOutcome};
 
@@ -359,7 +361,10 @@ mod tests {
         assert!(cfg.shared_timestep);
         assert_eq!(
             cfg.timesteps,
-            distill::timesteps::TimestepSchedule::Uniform { t_min: 0, t_max: 999 }
+            distill::timesteps::TimestepSchedule::Uniform {
+                t_min: 0,
+                t_max: 999
+            }
         );
     }
 
