@@ -6,7 +6,8 @@
 //! (silhouette IoU, masked PSNR, colour error, judge R-precision; `eval::evaluate`) with
 //! per-method means over the prompts. A finished (prompt, method) run leaves
 //! `compare-row.json` in its folder and is not run again, so a long table resumes where an
-//! interrupted one stopped (`--rerun` runs everything again).
+//! interrupted one stopped (`--rerun` runs everything again). A run that fails is listed
+//! with its error and the others go on; the command then exits non-zero.
 
 use std::path::{Path, PathBuf};
 
@@ -421,6 +422,7 @@ pub fn cmd_compare(
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let mut rows = vec![];
     let mut strips = vec![];
+    let mut failures: Vec<String> = vec![];
     let per_prompt = a.methods.len();
     for (k, run) in runs.iter().enumerate() {
         let prompt = &prompts[k / per_prompt];
@@ -437,29 +439,41 @@ pub fn cmd_compare(
             }
             None => {
                 let _ = std::fs::remove_file(dir.join(ROW_FILE));
-                let (steps, seconds, peak, evaluation) = match run {
-                    Settings::ThreeD(c) => {
-                        let r = train::generate::generate(
-                            c,
-                            &model,
-                            &ctx.burn,
-                            None,
-                            control,
-                            &mut |_| {},
-                        )
-                        .with_context(|| format!("method {m}"))?;
-                        let e = generate::evaluate_if_toy(&ctx, &model.dir, c)?;
-                        (
-                            r.steps - r.start_step,
-                            r.train_seconds,
-                            r.peak_reserved_bytes,
-                            e,
-                        )
+                let outcome = (|| -> Result<(u64, f64, u64, Option<EvalReport>)> {
+                    Ok(match run {
+                        Settings::ThreeD(c) => {
+                            let r = train::generate::generate(
+                                c,
+                                &model,
+                                &ctx.burn,
+                                None,
+                                control,
+                                &mut |_| {},
+                            )?;
+                            let e = generate::evaluate_if_toy(&ctx, &model.dir, c)?;
+                            (
+                                r.steps - r.start_step,
+                                r.train_seconds,
+                                r.peak_reserved_bytes,
+                                e,
+                            )
+                        }
+                        Settings::TwoD(c) => {
+                            let r = distill2d(c, &model, &ctx.burn, &mut |_, _, _| {})?;
+                            (r.steps, r.train_seconds, r.peak_reserved_bytes, None)
+                        }
+                    })
+                })();
+                // A failing method is reported and the table goes on (a stop does not).
+                let (steps, seconds, peak, evaluation) = match outcome {
+                    Ok(v) => v,
+                    Err(e) if e.chain().any(train::stop::is_interrupted) => {
+                        return Err(e.context(format!("method {m}, prompt \"{prompt}\"")));
                     }
-                    Settings::TwoD(c) => {
-                        let r = distill2d(c, &model, &ctx.burn, &mut |_, _, _| {})
-                            .with_context(|| format!("method {m}"))?;
-                        (r.steps, r.train_seconds, r.peak_reserved_bytes, None)
+                    Err(e) => {
+                        eprintln!("  failed: {e:#}");
+                        failures.push(format!("{m}, \"{prompt}\": {e:#}"));
+                        continue;
                     }
                 };
                 let row = Row {
@@ -492,7 +506,13 @@ pub fn cmd_compare(
         write_png(&png, &img)?;
     }
     let summary = summarise(&a.methods, &rows);
-    let md = markdown(&a, &model_id, &rows, &summary);
+    let mut md = markdown(&a, &model_id, &rows, &summary);
+    if !failures.is_empty() {
+        md.push_str("\nFailed runs (not in the tables above; run again to retry them):\n\n");
+        for f in &failures {
+            md.push_str(&format!("- {f}\n"));
+        }
+    }
     write_text(&a.out.join("compare.md"), &md)?;
     write_text(
         &a.out.join("compare.json"),
@@ -506,5 +526,13 @@ pub fn cmd_compare(
     }
     print!("{md}");
     println!("grid: {}", png.display());
+    if !failures.is_empty() {
+        bail!(
+            "{} of {} runs failed (listed in {})",
+            failures.len(),
+            runs.len(),
+            a.out.join("compare.md").display()
+        );
+    }
     Ok(())
 }

@@ -311,3 +311,29 @@ fn compare_rejects_bad_method_settings() {
         assert!(!t.contains("panicked"), "{t}");
     }
 }
+
+/// A method that fails (here lmc without its blur model) is listed with its error, the other
+/// methods still run and are tabulated, and the command exits non-zero.
+#[test]
+fn compare_goes_on_past_a_failing_method() {
+    let out = fresh("cmp-fail");
+    let o = bin()
+        .args(["compare", "--mode", "2d", "--methods", "lmc,sds"])
+        .args(["--prompt", "a corgi", "--steps", "1"])
+        .args(["--model", "tests/cases/sd/tiny-eps", "--out"])
+        .arg(&out)
+        .args(["--set", "size=32"])
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(t.contains("1 of 2 runs failed"), "{t}");
+    let md = std::fs::read_to_string(out.join("compare.md")).unwrap();
+    assert!(md.contains("| sds |"), "{md}");
+    assert!(
+        md.contains("Failed runs") && md.contains("- lmc, \"a corgi\""),
+        "{md}"
+    );
+    assert!(!t.contains("panicked"), "{t}");
+    let _ = std::fs::remove_dir_all(&out);
+}
