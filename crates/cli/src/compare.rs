@@ -6,7 +6,8 @@
 //! (silhouette IoU, masked PSNR, colour error, judge R-precision; `eval::evaluate`) with
 //! per-method means over the prompts. A finished (prompt, method) run leaves
 //! `compare-row.json` in its folder and is not run again, so a long table resumes where an
-//! interrupted one stopped (`--rerun` runs everything again). A run that fails is listed
+//! interrupted one stopped, an interrupted 3D run from its last checkpoint (`--rerun` runs
+//! everything again from the start). A run that fails is listed
 //! with its error and the others go on; the command then exits non-zero.
 
 use std::path::{Path, PathBuf};
@@ -83,7 +84,10 @@ pub struct CompareArgs {
 struct Row {
     prompt: String,
     method: String,
+    /// Steps of the run in all.
     steps: u64,
+    /// Training seconds of the sitting that finished the run (a resumed run's earlier
+    /// sittings are not counted; `ms_per_step` is over the same steps).
     seconds: f64,
     ms_per_step: f64,
     peak_reserved_mib: f64,
@@ -258,8 +262,18 @@ fn views(run: &Settings, ctx: &GpuContext) -> Result<Vec<image::RgbImage>> {
     }
 }
 
+/// Whether `dir/checkpoints` holds a checkpoint (an interrupted 3D run).
+fn has_checkpoint(dir: &Path) -> bool {
+    std::fs::read_dir(dir.join("checkpoints")).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.path().extension().is_some_and(|x| x == "safetensors"))
+    })
+}
+
 /// A finished run's row kept in its folder, if it is for the same prompt, method and number
-/// of steps (a run interrupted before its end leaves none and is run again from the start).
+/// of steps (a run interrupted before its end leaves none: a 3D one continues from its last
+/// checkpoint, a 2D one starts again).
 fn finished_row(dir: &Path, prompt: &str, method: &str, steps: u64) -> Option<Row> {
     let text = std::fs::read_to_string(dir.join(ROW_FILE)).ok()?;
     let row: Row = serde_json::from_str(&text).ok()?;
@@ -313,6 +327,11 @@ fn summarise(methods: &[String], rows: &[Row]) -> Vec<MethodSummary> {
         .collect()
 }
 
+/// One Markdown table row of `cells`, with its newline.
+fn table_row(cells: &[String]) -> String {
+    format!("| {} |\n", cells.join(" | "))
+}
+
 /// compare.md: the per-run table, then (with evaluations) the per-method summary.
 fn markdown(a: &CompareArgs, model_id: &str, rows: &[Row], summary: &[MethodSummary]) -> String {
     let evaluated = rows.iter().any(|r| r.evaluation.is_some());
@@ -342,29 +361,27 @@ fn markdown(a: &CompareArgs, model_id: &str, rows: &[Row], summary: &[MethodSumm
         },
     );
     for r in rows {
-        md.push_str(&format!(
-            "| {} | {} | {} | {:.1} | {:.0} | {:.0} | {:.3e} |",
-            r.method,
-            r.prompt,
-            r.steps,
-            r.seconds,
-            r.ms_per_step,
-            r.peak_reserved_mib,
-            r.final_grad_norm
-        ));
+        let mut cells = vec![
+            r.method.clone(),
+            r.prompt.clone(),
+            r.steps.to_string(),
+            format!("{:.1}", r.seconds),
+            format!("{:.0}", r.ms_per_step),
+            format!("{:.0}", r.peak_reserved_mib),
+            format!("{:.3e}", r.final_grad_norm),
+        ];
         match (&r.evaluation, evaluated) {
-            (Some(e), _) => md.push_str(&format!(
-                " {:.3} | {:.2} | {:.3} | {:.2} | {:.2} |",
-                e.iou,
-                e.masked_psnr_db,
-                e.colour_error,
-                e.r_precision_category,
-                e.r_precision_colour
-            )),
-            (None, true) => md.push_str(" — | — | — | — | — |"),
+            (Some(e), _) => cells.extend([
+                format!("{:.3}", e.iou),
+                format!("{:.2}", e.masked_psnr_db),
+                format!("{:.3}", e.colour_error),
+                format!("{:.2}", e.r_precision_category),
+                format!("{:.2}", e.r_precision_colour),
+            ]),
+            (None, true) => cells.extend(std::iter::repeat_n("—".to_string(), 5)),
             (None, false) => {}
         }
-        md.push('\n');
+        md.push_str(&table_row(&cells));
     }
     if !summary.is_empty() {
         md.push_str(
@@ -374,19 +391,17 @@ fn markdown(a: &CompareArgs, model_id: &str, rows: &[Row], summary: &[MethodSumm
              right | mean s |\n|---|---|---|---|---|---|---|---|---|\n",
         );
         for s in summary {
-            md.push_str(&format!(
-                "| {} | {} | {:.3} | {:.2} | {:.3} | {:.2} | {:.2} | {}/{} | {:.0} |\n",
-                s.method,
-                s.prompts,
-                s.mean_iou,
-                s.mean_masked_psnr_db,
-                s.mean_colour_error,
-                s.mean_r_precision_category,
-                s.mean_r_precision_colour,
-                s.prompts_right,
-                s.prompts,
-                s.mean_seconds
-            ));
+            md.push_str(&table_row(&[
+                s.method.clone(),
+                s.prompts.to_string(),
+                format!("{:.3}", s.mean_iou),
+                format!("{:.2}", s.mean_masked_psnr_db),
+                format!("{:.3}", s.mean_colour_error),
+                format!("{:.2}", s.mean_r_precision_category),
+                format!("{:.2}", s.mean_r_precision_colour),
+                format!("{}/{}", s.prompts_right, s.prompts),
+                format!("{:.0}", s.mean_seconds),
+            ]));
         }
     }
     md
@@ -439,19 +454,22 @@ pub fn cmd_compare(
             }
             None => {
                 let _ = std::fs::remove_file(dir.join(ROW_FILE));
-                let outcome = (|| -> Result<(u64, f64, u64, Option<EvalReport>)> {
+                let outcome = (|| -> Result<(u64, u64, f64, u64, Option<EvalReport>)> {
                     Ok(match run {
                         Settings::ThreeD(c) => {
+                            // An interrupted run continues from its last checkpoint.
+                            let resume = (!a.rerun && has_checkpoint(&dir)).then_some(&*dir);
                             let r = train::generate::generate(
                                 c,
                                 &model,
                                 &ctx.burn,
-                                None,
+                                resume,
                                 control,
                                 &mut |_| {},
                             )?;
                             let e = generate::evaluate_if_toy(&ctx, &model.dir, c)?;
                             (
+                                r.steps,
                                 r.steps - r.start_step,
                                 r.train_seconds,
                                 r.peak_reserved_bytes,
@@ -460,12 +478,18 @@ pub fn cmd_compare(
                         }
                         Settings::TwoD(c) => {
                             let r = distill2d(c, &model, &ctx.burn, &mut |_, _, _| {})?;
-                            (r.steps, r.train_seconds, r.peak_reserved_bytes, None)
+                            (
+                                r.steps,
+                                r.steps,
+                                r.train_seconds,
+                                r.peak_reserved_bytes,
+                                None,
+                            )
                         }
                     })
                 })();
                 // A failing method is reported and the table goes on (a stop does not).
-                let (steps, seconds, peak, evaluation) = match outcome {
+                let (steps, sitting_steps, seconds, peak, evaluation) = match outcome {
                     Ok(v) => v,
                     Err(e) if e.chain().any(train::stop::is_interrupted) => {
                         return Err(e.context(format!("method {m}, prompt \"{prompt}\"")));
@@ -481,7 +505,7 @@ pub fn cmd_compare(
                     method: m.clone(),
                     steps,
                     seconds,
-                    ms_per_step: seconds * 1e3 / steps.max(1) as f64,
+                    ms_per_step: seconds * 1e3 / sitting_steps.max(1) as f64,
                     peak_reserved_mib: peak as f64 / (1 << 20) as f64,
                     final_grad_norm: last_grad_norm(&dir.join("metrics.jsonl")),
                     folder: dir.clone(),
