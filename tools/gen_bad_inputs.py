@@ -543,6 +543,13 @@ def define():
     case("generate-prompts-file-long", "generate --prompts: line 2 is 280 words",
          GENERATE + ["--prompts", "{case}/prompts.txt"], ["prompts.txt", "line 2", "tokens"],
          {"prompts.txt": "a corgi\n" + long_prompt + "\n"})
+    case("generate-shard-out-of-range", "generate --prompts --shard 2/2: no such shard",
+         GENERATE + ["--prompts", "{case}/prompts.txt", "--shard", "2/2"],
+         ["--shard 2/2", "0 ≤ I < N"], {"prompts.txt": "a corgi\na cat\n"})
+    case("compare-shard-malformed", "compare --shard 1-of-2: not I/N",
+         ["compare", "--methods", "sds", "--model", "{tiny_model}", "--prompt", "a corgi",
+          "--steps", "1", "--out", "{tmp}/cmp", "--shard", "1-of-2"],
+         ["--shard 1-of-2", "I/N"])
     case("generate-config-malformed", "generate --config: unterminated string",
          GENERATE + ["--prompt", "a corgi", "--config", "{case}/bad.toml"], ["bad.toml"],
          {"bad.toml": 'prompt = "a corgi\nsteps = 3\n'})

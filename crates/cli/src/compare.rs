@@ -21,6 +21,8 @@ use train::distill2d::{Distill2dConfig, distill2d};
 use train::generate::{GenerateConfig, load_model};
 use train::output::{grid, write_png, write_text};
 
+use crate::lock::{Acquired, RunLock};
+use crate::shard::Shard;
 use crate::{fit, generate};
 
 #[derive(Args)]
@@ -77,6 +79,12 @@ pub struct CompareArgs {
     /// is applied after it.
     #[arg(long)]
     rescale: bool,
+    /// Run only shard I of N of the prompts (`0/4`: prompts 0, 4, 8, …), e.g. one per GPU or
+    /// Slurm array task; without it, `SLURM_ARRAY_TASK_ID`/`_COUNT`/`_MIN` pick the shard when
+    /// set. Run folders are the same as unsharded; the summary files get a `-shard-I-of-N`
+    /// suffix, and an unsharded `compare` afterwards tabulates every shard's finished runs.
+    #[arg(long, value_name = "I/N")]
+    shard: Option<String>,
 }
 
 /// One row of the comparison table: one method on one prompt.
@@ -262,6 +270,26 @@ fn views(run: &Settings, ctx: &GpuContext) -> Result<Vec<image::RgbImage>> {
     }
 }
 
+/// The name of a finished run's views strip inside its folder.
+const STRIP_FILE: &str = "compare-views.png";
+
+/// A run's views side by side, kept in its folder as [`STRIP_FILE`] so that a finished run's
+/// row and strip can be carried to another machine without its splats (a table spread over
+/// sittings on different machines: docs/quality.md). Read back for a 3D run whose splats are
+/// absent; rendered from the run's output (and written) otherwise.
+fn strip(run: &Settings, ctx: &GpuContext) -> Result<image::RgbImage> {
+    let path = run.dir().join(STRIP_FILE);
+    let carried =
+        matches!(run, Settings::ThreeD(_)) && !run.dir().join("point_cloud.ply").is_file();
+    if carried && let Ok(img) = image::open(&path) {
+        return Ok(img.to_rgb8());
+    }
+    let images = views(run, ctx)?;
+    let img = grid(&images, images.len()).context("a run with no views")?;
+    write_png(&path, &img)?;
+    Ok(img)
+}
+
 /// Whether `dir/checkpoints` holds a checkpoint (an interrupted 3D run).
 fn has_checkpoint(dir: &Path) -> bool {
     std::fs::read_dir(dir.join("checkpoints")).is_ok_and(|entries| {
@@ -426,9 +454,19 @@ pub fn cmd_compare(
         other => bail!("--mode: `{other}` is neither 3d nor 2d"),
     };
     let prompts = prompt_list(&a)?;
-    let runs = resolve_runs(&a, &prompts, three_d)?;
-    let Some(first) = runs.first() else {
-        bail!("--methods: none given");
+    let shard = Shard::resolve(a.shard.as_deref(), |k| std::env::var(k).ok())?;
+    let per_prompt = a.methods.len().max(1);
+    // Every run is resolved (a bad setting stops every shard alike), then this shard's kept.
+    let runs: Vec<(usize, Settings)> = resolve_runs(&a, &prompts, three_d)?
+        .into_iter()
+        .enumerate()
+        .filter(|(k, _)| shard.takes(k / per_prompt))
+        .collect();
+    let Some((_, first)) = runs.first() else {
+        bail!(
+            "--methods: none given, or --shard {} holds no prompt",
+            a.shard.as_deref().unwrap_or("-")
+        );
     };
     let (model_id, dtype) = first.model_and_dtype();
     let ctx = ctx()?;
@@ -438,12 +476,11 @@ pub fn cmd_compare(
     let mut rows = vec![];
     let mut strips = vec![];
     let mut failures: Vec<String> = vec![];
-    let per_prompt = a.methods.len();
-    for (k, run) in runs.iter().enumerate() {
+    for (n, (k, run)) in runs.iter().enumerate() {
         let prompt = &prompts[k / per_prompt];
         let m = &a.methods[k % per_prompt];
         let dir = run.dir().to_path_buf();
-        eprintln!("[{}/{}] {m}: \"{prompt}\"", k + 1, runs.len());
+        eprintln!("[{}/{}] {m}: \"{prompt}\"", n + 1, runs.len());
         let row = match finished_row(&dir, prompt, m, run.steps()).filter(|_| !a.rerun) {
             Some(row) => {
                 eprintln!(
@@ -453,6 +490,15 @@ pub fn cmd_compare(
                 row
             }
             None => {
+                // Shards or array tasks of one suite never run the same folder at once.
+                let _lock = match RunLock::acquire(&dir)? {
+                    Acquired::Held(lock) => lock,
+                    Acquired::Busy(who) => {
+                        eprintln!("  locked by a live job ({who}): skipped");
+                        failures.push(format!("{m}, \"{prompt}\": locked by {who}"));
+                        continue;
+                    }
+                };
                 let _ = std::fs::remove_file(dir.join(ROW_FILE));
                 let outcome = (|| -> Result<(u64, u64, f64, u64, Option<EvalReport>)> {
                     Ok(match run {
@@ -518,15 +564,13 @@ pub fn cmd_compare(
                 row
             }
         };
-        let images = views(run, &ctx)?;
-        strips.push((images.len(), images));
+        strips.push(strip(run, &ctx)?);
         rows.push(row);
     }
     // One row per run (prompts in order, methods in --methods order), its views left to right.
-    let columns = strips.iter().map(|(n, _)| *n).max().unwrap_or(1);
-    let all: Vec<image::RgbImage> = strips.into_iter().flat_map(|(_, v)| v).collect();
-    let png = a.out.join("compare.png");
-    if let Some(img) = grid(&all, columns) {
+    let name = |stem: &str, ext: &str| a.out.join(format!("{stem}{}.{ext}", shard.suffix()));
+    let png = name("compare", "png");
+    if let Some(img) = grid(&strips, 1) {
         write_png(&png, &img)?;
     }
     let summary = summarise(&a.methods, &rows);
@@ -537,14 +581,14 @@ pub fn cmd_compare(
             md.push_str(&format!("- {f}\n"));
         }
     }
-    write_text(&a.out.join("compare.md"), &md)?;
+    write_text(&name("compare", "md"), &md)?;
     write_text(
-        &a.out.join("compare.json"),
+        &name("compare", "json"),
         &serde_json::to_string_pretty(&rows)?,
     )?;
     if !summary.is_empty() {
         write_text(
-            &a.out.join("summary.json"),
+            &name("summary", "json"),
             &serde_json::to_string_pretty(&summary)?,
         )?;
     }
@@ -555,7 +599,7 @@ pub fn cmd_compare(
             "{} of {} runs failed (listed in {})",
             failures.len(),
             runs.len(),
-            a.out.join("compare.md").display()
+            name("compare", "md").display()
         );
     }
     Ok(())

@@ -11,15 +11,24 @@ use indicatif::{ProgressBar, ProgressStyle};
 use train::generate::{Event, GenerateConfig, generate, load_model};
 
 use crate::fit::{self, resume_dir};
+use crate::lock::{Acquired, RunLock};
+use crate::shard::Shard;
 
 #[derive(Args)]
 pub struct GenerateArgs {
     /// The text prompt.
     #[arg(long)]
     prompt: Option<String>,
-    /// A text file with one prompt per non-empty line; each runs into `<out>/<index>-<slug>/`.
+    /// A text file with one prompt per non-empty line (lines starting with `#` are comments);
+    /// each runs into `<out>/<index>-<slug>/`.
     #[arg(long, conflicts_with = "prompt")]
     prompts: Option<PathBuf>,
+    /// With --prompts: run only shard I of N (prompts I, I + N, …; folders keep the suite's
+    /// numbering). Without it, a Slurm array task's `SLURM_ARRAY_TASK_ID`/`_COUNT`/`_MIN` pick
+    /// the shard. In a --prompts batch a finished run is skipped and an interrupted one
+    /// continues from its last checkpoint.
+    #[arg(long, value_name = "I/N", requires = "prompts")]
+    shard: Option<String>,
     /// TOML settings (see configs/dreammapping.toml); command-line options override it.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -161,14 +170,27 @@ pub fn cmd_generate(
                 .lines()
                 .map(str::trim)
                 .enumerate()
-                .filter(|(_, l)| !l.is_empty())
+                .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
                 .collect();
             if prompts.is_empty() {
                 bail!("{}: no prompts (one per non-empty line)", file.display());
             }
-            prompts
+            let shard = Shard::resolve(a.shard.as_deref(), |k| std::env::var(k).ok())?;
+            let mine: Vec<(usize, &(usize, &str))> = prompts
                 .iter()
                 .enumerate()
+                .filter(|(k, _)| shard.takes(*k))
+                .collect();
+            if mine.is_empty() {
+                bail!(
+                    "{}: shard {}/{} holds none of its {} prompts",
+                    file.display(),
+                    shard.index,
+                    shard.count,
+                    prompts.len()
+                );
+            }
+            mine.into_iter()
                 .map(|(k, (line, p))| {
                     let mut c = base.clone();
                     c.prompt = p.to_string();
@@ -228,8 +250,29 @@ pub fn cmd_generate(
     eprintln!("model {} loaded", model.dir.display());
     let background = runs[0].background.colour.eval();
     crate::view::with_viewer(&ctx, &a.viewer, "generate", background, control, || {
-        generate_all(&ctx, &model, &runs, a.resume.as_deref(), control)
+        generate_all(
+            &ctx,
+            &model,
+            &runs,
+            a.resume.as_deref(),
+            a.prompts.is_some(),
+            control,
+        )
     })
+}
+
+/// Whether a run's folder holds everything a finished run writes: the checkpoint of its last
+/// step, then `point_cloud.ply`, then the turntable and views it is configured to write (in
+/// the order `train::generate::generate` writes them).
+fn run_is_finished(cfg: &GenerateConfig) -> bool {
+    let dir = &cfg.output.dir;
+    let last = dir
+        .join("checkpoints")
+        .join(train::checkpoint::file_name(cfg.steps));
+    last.is_file()
+        && dir.join("point_cloud.ply").is_file()
+        && (cfg.output.turntable_frames == 0 || dir.join("turntable.gif").is_file())
+        && (cfg.output.views == 0 || dir.join("views.png").is_file())
 }
 
 /// Run every prompt's config in turn (progress bar, summary line).
@@ -238,10 +281,39 @@ fn generate_all(
     model: &sd::pipeline::StableDiffusion,
     runs: &[GenerateConfig],
     resume: Option<&std::path::Path>,
+    batch: bool,
     control: &train::control::Control,
 ) -> Result<()> {
     let live = || control.live();
     for cfg in runs {
+        // A batch (--prompts) skips finished runs and continues interrupted ones, so a
+        // requeued or restarted job picks up where it stopped.
+        let dir = cfg.output.dir.as_path();
+        if batch && run_is_finished(cfg) {
+            eprintln!(
+                "\"{}\": finished before in {} (skipped)",
+                cfg.prompt,
+                dir.display()
+            );
+            continue;
+        }
+        let _lock = if batch {
+            match RunLock::acquire(dir)? {
+                Acquired::Held(lock) => Some(lock),
+                Acquired::Busy(who) => {
+                    eprintln!(
+                        "\"{}\": {} is locked by a live job ({who}; skipped)",
+                        cfg.prompt,
+                        dir.display()
+                    );
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
+        let continued = batch && train::checkpoint::resolve(dir).is_ok();
+        let resume = if continued { Some(dir) } else { resume };
         eprintln!(
             "generating \"{}\" → {}",
             cfg.prompt,

@@ -168,7 +168,11 @@ fn save(path: &Path, net: &BlurNet, meta: &BlurMeta) -> Result<()> {
     Ok(())
 }
 
-pub fn cmd_lmc_train(ctx: impl FnOnce() -> Result<GpuContext>, a: LmcTrainArgs) -> Result<()> {
+pub fn cmd_lmc_train(
+    ctx: impl FnOnce() -> Result<GpuContext>,
+    a: LmcTrainArgs,
+    control: &train::control::Control,
+) -> Result<()> {
     ensure!(a.steps > 0, "--steps must be at least 1");
     let net_cfg = BlurNetConfig {
         levels: a.levels,
@@ -297,6 +301,17 @@ pub fn cmd_lmc_train(ctx: impl FnOnce() -> Result<GpuContext>, a: LmcTrainArgs) 
         if a.save_every > 0 && done.is_multiple_of(a.save_every) && done != a.steps {
             let mean = recent.iter().sum::<f64>() / recent.len().max(1) as f64;
             save(&a.out, &trainer.net(), &meta(done, Some(mean)))?;
+        }
+        if control.stop_requested() && done != a.steps {
+            // SIGINT/SIGTERM: keep what was learnt (its metadata records the steps done).
+            bar.finish_and_clear();
+            let mean = recent.iter().sum::<f64>() / recent.len().max(1) as f64;
+            save(&a.out, &trainer.net(), &meta(done, Some(mean)))?;
+            bail!(
+                "interrupted after step {done} of {}; b̂ψ so far saved to {}",
+                a.steps,
+                a.out.display()
+            );
         }
     }
     bar.finish_and_clear();

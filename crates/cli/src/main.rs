@@ -20,6 +20,8 @@ mod evaluate_prior;
 mod fit;
 mod generate;
 mod lmc;
+mod lock;
+mod shard;
 mod view;
 
 #[derive(Parser)]
@@ -127,7 +129,13 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let control = train::control::Control::new();
-    install_stop_handler(control.clone());
+    // Commands whose loops save their state and stop on request; the others have nothing to
+    // save and stop at the first signal.
+    let graceful = matches!(
+        cli.command,
+        Command::Fit(_) | Command::Generate(_) | Command::Compare(_) | Command::LmcTrain(_)
+    );
+    install_stop_handler(control.clone(), graceful);
     match run(cli, &control) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -142,11 +150,17 @@ fn main() -> ExitCode {
     }
 }
 
-/// SIGINT/SIGTERM (Ctrl-C, `kill`): the first asks the running `fit`/`generate` loop to save a
-/// checkpoint and stop (exit 130); a second exits at once (the last periodic checkpoint is
-/// kept).
-fn install_stop_handler(control: train::control::Control) {
+/// SIGINT/SIGTERM (Ctrl-C, `kill`): in a `graceful` command (`fit`, `generate`, `compare`,
+/// `lmc-train`) the first asks the running loop to save a checkpoint (or its output) and stop
+/// (exit 130) and a second exits at once (the last periodic checkpoint is kept); any other
+/// command exits at once (exit 130; its outputs are written atomically, so none is left half
+/// written).
+fn install_stop_handler(control: train::control::Control, graceful: bool) {
     let installed = ctrlc::set_handler(move || {
+        if !graceful {
+            eprintln!("\nstopped by a signal");
+            std::process::exit(130);
+        }
         if control.stop_requested() {
             eprintln!("\nstopping now (second signal)");
             std::process::exit(130);
@@ -201,7 +215,7 @@ fn run(cli: Cli, control: &train::control::Control) -> Result<()> {
         Command::EvaluatePrior(args) => evaluate_prior::cmd_evaluate_prior(ctx, args),
         Command::Distill2d(args) => distill2d::cmd_distill2d(ctx, args),
         Command::Compare(args) => compare::cmd_compare(ctx, args, control),
-        Command::LmcTrain(args) => lmc::cmd_lmc_train(ctx, args),
+        Command::LmcTrain(args) => lmc::cmd_lmc_train(ctx, args, control),
         Command::Sample(args) => diffusion::cmd_sample(ctx, args),
         Command::Bench(args) => bench::cmd_bench(ctx, args),
     }

@@ -169,6 +169,91 @@ fn generate_vdm_two_dozen_steps() {
     std::fs::remove_dir_all(&out).ok();
 }
 
+/// A suite split over jobs (issue 29): `--shard 0/2` of three prompts runs prompts 0 and 2
+/// only; a run whose lock a live job holds is left alone; a second sitting skips the finished
+/// run and takes over the lock once it is stale (a dead job's).
+#[test]
+fn generate_suite_shards_skip_finished_runs_and_respect_locks() {
+    let out = common::tmp("gen-suite", "out");
+    let prompts = out.join("suite.txt");
+    std::fs::write(&prompts, "a corgi\n# a comment line\na cat\n\na dog\n").unwrap();
+    let suite = |c: &mut Command| {
+        c.args([
+            "generate",
+            "--model",
+            "tests/cases/sd/tiny-eps",
+            "--prompts",
+        ])
+        .arg(&prompts)
+        .args([
+            "--shard",
+            "0/2",
+            "--steps",
+            "1",
+            "--batch",
+            "1",
+            "--resolution",
+            "64",
+        ])
+        .arg("--out")
+        .arg(out.join("runs"))
+        .args([
+            "--set",
+            "init.count=500",
+            "--set",
+            "output.turntable_frames=2",
+        ])
+        .args([
+            "--set",
+            "output.turntable_size=32",
+            "--set",
+            "output.views=0",
+        ]);
+    };
+    // A live job holds prompt 0's folder (its lock was refreshed just now).
+    let (corgi, cat, dog) = (
+        out.join("runs/000-a-corgi"),
+        out.join("runs/001-a-cat"),
+        out.join("runs/002-a-dog"),
+    );
+    std::fs::create_dir_all(&corgi).unwrap();
+    std::fs::write(corgi.join(".splatdream.lock"), "host elsewhere pid 1\n").unwrap();
+    let mut c = bin();
+    suite(&mut c);
+    let log = run(&mut c);
+    assert!(log.contains("locked by a live job"), "{log}");
+    assert!(
+        !corgi.join("point_cloud.ply").exists(),
+        "a locked run was written"
+    );
+    assert!(!cat.exists(), "prompt 1 belongs to shard 1/2");
+    assert!(dog.join("point_cloud.ply").is_file(), "{log}");
+    assert!(
+        !dog.join(".splatdream.lock").exists(),
+        "a finished run keeps its lock"
+    );
+    let dog_metrics = std::fs::read(dog.join("metrics.jsonl")).unwrap();
+
+    // The holder died: its lock is two hours old. The second sitting runs prompt 0 and skips 2.
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(corgi.join(".splatdream.lock"))
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(7200))
+        .unwrap();
+    let mut c = bin();
+    suite(&mut c);
+    let log = run(&mut c);
+    assert!(corgi.join("point_cloud.ply").is_file(), "{log}");
+    assert!(log.contains("finished before"), "{log}");
+    assert_eq!(
+        std::fs::read(dog.join("metrics.jsonl")).unwrap(),
+        dog_metrics,
+        "a finished run was run again"
+    );
+    assert!(!cat.exists());
+}
+
 #[test]
 fn generate_missing_model_names_the_files() {
     let dir = std::env::temp_dir().join(format!("splatdream-nomodel-{}", std::process::id()));
