@@ -18,6 +18,7 @@ mod distill2d;
 mod evaluate;
 mod evaluate_prior;
 mod fit;
+mod gallery;
 mod generate;
 mod lmc;
 mod lock;
@@ -76,6 +77,9 @@ enum Command {
     /// Text-to-image with a Stable Diffusion 2.x model (DDIM + CFG): the sanity check that
     /// weights load and the port is right.
     Sample(diffusion::SampleArgs),
+    /// A static HTML page over a folder of runs (a `generate --prompts` suite or a `compare`
+    /// table): a card per run grouped by prompt, and a sortable table. Needs no GPU.
+    Gallery(gallery::GalleryArgs),
     /// Benchmark suites (raster, sort, unet, vae, distill, fit, all) as median milliseconds of
     /// repeats, one JSON document with --json/--out; `--compare A B` compares two result files.
     Bench(bench::BenchArgs),
@@ -218,6 +222,7 @@ fn run(cli: Cli, control: &train::control::Control) -> Result<()> {
         Command::LmcTrain(args) => lmc::cmd_lmc_train(ctx, args, control),
         Command::Sample(args) => diffusion::cmd_sample(ctx, args),
         Command::Bench(args) => bench::cmd_bench(ctx, args),
+        Command::Gallery(args) => gallery::cmd_gallery(args),
     }
 }
 
