@@ -55,34 +55,33 @@ fn fake_run(dir: &Path, prompt: &str, method: &str, colour: [u8; 3], iou: Option
 #[test]
 fn gallery_page_shows_every_run_and_renders_in_headless_chromium() {
     let dir = tmp("gallery", "suite");
-    fake_run(
-        &dir.join("a-red-chair/sds"),
-        "a red chair",
-        "sds",
-        [220, 30, 30],
-        Some(0.535),
-    );
-    fake_run(
-        &dir.join("a-red-chair/vdm"),
-        "a red chair",
-        "vdm",
-        [200, 60, 90],
-        Some(0.418),
-    );
-    fake_run(
-        &dir.join("a-blue-car/sds"),
-        "a blue car",
-        "sds",
-        [30, 30, 220],
-        None,
-    );
-    fake_run(
-        &dir.join("a-blue-car/vdm"),
-        "a blue car",
-        "vdm",
-        [60, 90, 200],
-        Some(0.617),
-    );
+    let runs: [(&str, &str, &str, [u8; 3], Option<f64>); 4] = [
+        (
+            "a-red-chair/sds",
+            "a red chair",
+            "sds",
+            [220, 30, 30],
+            Some(0.535),
+        ),
+        (
+            "a-red-chair/vdm",
+            "a red chair",
+            "vdm",
+            [200, 60, 90],
+            Some(0.418),
+        ),
+        ("a-blue-car/sds", "a blue car", "sds", [30, 30, 220], None),
+        (
+            "a-blue-car/vdm",
+            "a blue car",
+            "vdm",
+            [60, 90, 200],
+            Some(0.617),
+        ),
+    ];
+    for (folder, prompt, method, colour, iou) in runs {
+        fake_run(&dir.join(folder), prompt, method, colour, iou);
+    }
     // Not a run: no output next to the config (an interrupted run's folder at its start).
     std::fs::create_dir_all(dir.join("a-blue-car/sdi")).unwrap();
     std::fs::write(
