@@ -157,7 +157,7 @@ def main():
                     rgb, _, _ = gsplat.rasterization(
                         m, q, torch.exp(ls), torch.sigmoid(o), c, vm, kk, side, side,
                         near_plane=0.01, far_plane=1e10, eps2d=0.3, sh_degree=a.sh_degree,
-                        backgrounds=torch.zeros(a.cameras, 3, device=dev),
+                        backgrounds=torch.zeros(a.cameras, 3, device=dev), packed=False,
                         rasterize_mode="classic")
                     loss = rgb.sum()
                     sync()

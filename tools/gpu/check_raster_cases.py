@@ -73,7 +73,8 @@ def check(path, dev, report, tol):
         colours, sh_degree = leaf("in.colors"), None
     aa = bool(int(t["in.antialiased"])) if "in.antialiased" in t else False
     w, h = int(t["in.width"]), int(t["in.height"])
-    bg = torch.cat([f32["in.background"], torch.zeros(1, device=dev)])[None]
+    # RGB only: for "RGB+D" gsplat appends the depth channel's zero background itself.
+    bg = f32["in.background"][None]
     img, alpha, meta = rasterization(
         means, quats, torch.exp(log_scales), torch.sigmoid(logits), colours,
         f32["in.viewmat"][None], f32["in.K"][None], w, h, near_plane=0.01, far_plane=1e10,

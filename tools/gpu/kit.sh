@@ -87,13 +87,17 @@ phase() {
 pack() {
   {
     cat "$WORK/info.txt"; echo
-    for pair in "ours-raster gsplat-raster" "ours-unet-vae-f16 diffusers-f16"; do
+    for pair in "ours-raster gsplat" "ours-sort gsplat" "ours-vae-f16 diffusers-f16" "ours-unet-f16-autotune diffusers-f16"; do
       set -- $pair
       if [ -f "$RES/$1.json" ] && [ -f "$RES/$2.json" ]; then
         echo "== bench --compare $1 $2 (B/A > 1: the reference is slower)"
         "$B" bench --compare "$RES/$1.json" "$RES/$2.json" 2>&1
       fi
     done
+    if [ -f "$WORK/cubecl-unet.log" ]; then
+      echo "== the U-Net's kernels (cubecl's per-kernel profile, one warm-up + one timed run of each pass)"
+      "$PY" tools/gpu/profile_summary.py "$WORK/cubecl-unet.log" --top 30 --json "$RES/unet-kernel-profile.json" 2>&1
+    fi
     for f in "$TABLE"/compare-shard-*.md; do [ -f "$f" ] && { echo "== $f"; cat "$f"; }; done
     echo "== phases"; cat "$PHASES"
   } > "$OUT/summary.txt" 2>&1
@@ -130,15 +134,18 @@ PY=${PYTHON:-python3}
 say "setup done"; cat "$WORK/info.txt"
 
 # ---- background: gsplat's CUDA build and a random-weight SD 2.1-base folder (CPU work) -----------
-if [ $SMALL = 0 ] && { wanted gsplat-raster || wanted gsplat-raster-cases; }; then
-  ( export MAX_JOBS=6 TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}; timeout 420 "$PY" -c 'import gsplat, torch
+if [ $SMALL = 0 ] && { wanted gsplat || wanted gsplat-raster-cases; }; then
+  # A fresh extensions folder: a second kit run on a warm machine found the first run's build
+  # folder, and torch 2.11's rebuild of it failed to link (2026-12-04).
+  export TORCH_EXTENSIONS_DIR=$WORK/torch-extensions
+  ( export MAX_JOBS=12 TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}; timeout 420 "$PY" -c 'import gsplat, torch
 from gsplat.cuda._backend import _C
 print("gsplat", gsplat.__version__, "built:", _C is not None)' ) > "$LOGS/gsplat-build.log" 2>&1 &
   GSPLAT_PID=$!
 else
   GSPLAT_PID=
 fi
-if [ $SMALL = 0 ] && wanted ours-distill; then
+if [ $SMALL = 0 ] && { wanted ours-distill-a || wanted ours-distill-b; }; then
   SD=$WORK/sd21
   # assets/sd21/base has no tokenizer/; the toy prior's is SD 2.1's own (assets/toyworld/README.md).
   cp -r assets/sd21/base "$WORK/sd21-configs" && cp -r assets/toyworld/tokenizer "$WORK/sd21-configs/"
@@ -157,12 +164,14 @@ if [ $SMALL = 1 ]; then
 else
   # 1440² = 2,073,600 pixels, the pixel count of 1920×1080 (the bench's images are square).
   RASTER=(--splats 10000,100000,1000000 --sizes 512,1024,1440 --repeats 10)
-  NET=(--repeats 3); DIST=(--repeats 1); FIT=(--repeats 100)
+  NET=(--repeats 2); DIST=(--repeats 1 --batch 1); FIT=(--repeats 100)
 fi
 phase ours-raster 60 "$B" bench raster "${RASTER[@]}" --out "$RES/ours-raster.json"
 # cubecl's default autotuning did not finish the U-Net's warm-up in 70 s on an H200 (2026-12-04):
-# the model phases autotune minimally (the JSON's adapter line is the same either way).
-phase ours-unet-vae-f16 90 env CUBECL_AUTOTUNE_LEVEL=minimal "$B" bench all --suites unet,vae --dtype f16 "${NET[@]}" --out "$RES/ours-unet-vae-f16.json"
+# the model phases autotune minimally (the JSON's adapter line is the same either way), and the
+# U-Net with autotuning is the last phase. The U-Net was timed in session 20 (docs/perf.md);
+# here it runs once more under cubecl's per-kernel profiler (ours-unet-profile, below).
+phase ours-vae-f16 80 env CUBECL_AUTOTUNE_LEVEL=minimal "$B" bench vae --dtype f16 "${NET[@]}" --out "$RES/ours-vae-f16.json"
 
 # ---- the toy-world method table (docs/quality.md), one shard of the prompts per process ----------
 if [ $SMALL = 1 ]; then
@@ -244,25 +253,43 @@ else
   record table '"skipped"' 0 0
 fi
 
+# ---- ours: fit and sort, while gsplat's CUDA extension builds ---------------------------------
+# (fit on the shipped Spot-the-cow capture: lego is not carried.)
+phase ours-fit 30 "$B" bench fit "${FIT[@]}" --out "$RES/ours-fit.json"
+phase ours-sort 20 "$B" bench sort $([ $SMALL = 1 ] && echo --small) --out "$RES/ours-sort.json"
+
 # ---- references on the same GPU -----------------------------------------------------------------
 if [ $SMALL = 0 ]; then
-  [ -n "$GSPLAT_PID" ] && phase gsplat-wait 45 bash -c "while kill -0 $GSPLAT_PID 2>/dev/null; do sleep 1; done"
-  phase gsplat-raster 40 "$PY" tools/bench/gsplat_bench.py --suites raster "${RASTER[@]}" --out "$RES/gsplat-raster.json"
-  phase gsplat-raster-cases 30 "$PY" tools/gpu/check_raster_cases.py --cases tests/cases/raster --out "$RES/raster-cases-vs-gsplat.json"
+  [ -n "$GSPLAT_PID" ] && phase gsplat-wait 120 bash -c "while kill -0 $GSPLAT_PID 2>/dev/null; do sleep 1; done"
+  # The raster cases against gsplat's CUDA rasterization() first (issue 27, item 6), then
+  # gsplat's timings of the raster and sort workloads.
+  phase gsplat-raster-cases 40 "$PY" tools/gpu/check_raster_cases.py --cases tests/cases/raster --out "$RES/raster-cases-vs-gsplat.json"
+  phase gsplat 50 "$PY" tools/bench/gsplat_bench.py --suites raster,sort "${RASTER[@]}" --out "$RES/gsplat.json"
+  phase ours-unet-profile 75 env CUBECL_AUTOTUNE_LEVEL=minimal CUBECL_DEBUG_OPTION=profile \
+    CUBECL_DEBUG_LOG="$WORK/cubecl-unet.log" "$B" bench unet --dtype f16 --repeats 1 --out "$RES/ours-unet-profiled.json"
   phase diffusers-f16 40 "$PY" tools/bench/diffusers_bench.py --dtype f16 --repeats 5 --out "$RES/diffusers-f16.json"
 else
+  phase ours-unet-profile 300 env CUBECL_DEBUG_OPTION=profile CUBECL_DEBUG_LOG="$WORK/cubecl-unet.log" \
+    "$B" bench unet --small --model tests/cases/sd/tiny-eps --repeats 1 --out "$RES/ours-unet-profiled.json"
   phase diffusers-f16 120 "$PY" tools/bench/diffusers_bench.py --small --model tests/cases/sd/tiny-eps --repeats 2 --out "$RES/diffusers-f16.json"
 fi
 
-# ---- ours: one generate step per method at SD 2.1-base size ----------------------------------
+# ---- ours: generate steps per method at SD 2.1-base size (one camera, 512²), in two groups so
+# that the first group's figures come back even if the second runs out of time ------------------
 if [ -n "$SD_PID" ]; then wait "$SD_PID"; fi
 if [ -f "$SD/model_index.json" ]; then
-  phase ours-distill 120 env CUBECL_AUTOTUNE_LEVEL=minimal "$B" bench distill --model "$SD" --dtype f16 "${DIST[@]}" --out "$RES/ours-distill-f16.json"
+  for g in "a sds,vdm,bridge,lmc" "b sdi,lods,vsd"; do
+    set -- $g
+    phase "ours-distill-$1" 110 env CUBECL_AUTOTUNE_LEVEL=minimal "$B" bench distill --model "$SD" --dtype f16 \
+      --methods "$2" "${DIST[@]}" --out "$RES/ours-distill-$1-f16.json"
+  done
 else
   say "no SD 2.1 folder (logs/sd21-random.log): distill skipped"; record ours-distill '"no-model"' 0 0
 fi
-phase ours-fit 30 "$B" bench fit "${FIT[@]}" --out "$RES/ours-fit.json"
-phase ours-sort 20 "$B" bench sort $([ $SMALL = 1 ] && echo --small) --out "$RES/ours-sort.json"
+
+# ---- the U-Net with cubecl's autotuning on (the second suspect of docs/perf.md session 20), in
+# whatever time is left: the warm-up holds the tuning, the timed runs show what it buys ----------
+phase ours-unet-f16-autotune 200 env CUBECL_AUTOTUNE_LEVEL=balanced "$B" bench unet --dtype f16 "${NET[@]}" --out "$RES/ours-unet-f16-autotune.json"
 
 # ---- pack ---------------------------------------------------------------------------------------
 pack
