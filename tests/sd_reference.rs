@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use burn::tensor::{Tensor, TensorData};
 use common::{compare, f32s, f64s, gpu, root};
 use safetensors::SafeTensors;
+use sd::nn::ConvAlgorithm;
 use sd::{Precision, TextEncoder, UNet, Vae};
 use splat::scene::host;
 
@@ -195,8 +196,17 @@ fn text_encoder_matches_transformers() {
 
 #[test]
 fn unet_matches_diffusers_with_input_gradients_and_cfg() {
-    run_all("unet", |model, st| {
-        let unet = UNet::from_dir(model, &gpu().burn, Precision::F32).map_err(|e| e.to_string())?;
+    for conv in [ConvAlgorithm::Direct, ConvAlgorithm::Im2col] {
+        eprintln!("convolutions: {conv}");
+        run_all("unet", |model, st| unet_case(model, st, conv));
+    }
+}
+
+/// One U-Net case: forward, both input gradients and a CFG pair against diffusers.
+fn unet_case(model: &Path, st: &SafeTensors, conv: ConvAlgorithm) -> Result<(), String> {
+    {
+        let unet = UNet::from_dir_with_conv(model, &gpu().burn, Precision::F32, conv)
+            .map_err(|e| e.to_string())?;
         let latents = upload::<4>(st, "latents")?.autodiff().require_grad();
         let ctx = upload::<3>(st, "encoder_hidden_states")?
             .autodiff()
@@ -227,13 +237,23 @@ fn unet_matches_diffusers_with_input_gradients_and_cfg() {
             .map_err(|_| "chunk".to_string())?;
         let guided = sd::scheduler::cfg(u, c, s);
         check(st, model, "cfg_guided", &guided)
-    });
+    }
 }
 
 #[test]
 fn vae_matches_diffusers_with_input_gradients() {
+    // Direct only: the U-Net test covers im2col's 3×3 and 1×1 convolutions (CI time).
     run_all("vae", |model, st| {
-        let vae = Vae::from_dir(model, &gpu().burn, Precision::F32).map_err(|e| e.to_string())?;
+        vae_case(model, st, ConvAlgorithm::Direct)
+    });
+}
+
+/// One VAE case: encoder statistics, decoder output and both input gradients against
+/// diffusers.
+fn vae_case(model: &Path, st: &SafeTensors, conv: ConvAlgorithm) -> Result<(), String> {
+    {
+        let vae = Vae::from_dir_with_conv(model, &gpu().burn, Precision::F32, conv)
+            .map_err(|e| e.to_string())?;
         let image = upload::<4>(st, "image")?.autodiff().require_grad();
         let post = vae.encode(image.clone());
         check(st, model, "mean", &post.mean)?;
@@ -251,7 +271,59 @@ fn vae_matches_diffusers_with_input_gradients() {
         let grads = (dec * g.autodiff()).sum().backward();
         let gz = z.grad(&grads).ok_or("no gradient reached z")?;
         check(st, model, "grad_z_from_decoded", &gz)
-    });
+    }
+}
+
+/// A convolution lowered to im2col in bands of output rows gives the result of one band and of
+/// burn's direct `conv2d` (odd sizes, padding 1 and 0, 3×3 and 1×1 kernels).
+#[test]
+fn im2col_bands_equal_one_band_and_the_direct_convolution() {
+    use burn::tensor::{module::conv2d, ops::ConvOptions};
+    let dev = &gpu().burn;
+    let mk = |seed: u64, shape: [usize; 4]| {
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n)
+            .map(|i| (((i as u64 * 2654435761 + seed * 97) % 1000) as f32 / 500.0) - 1.0)
+            .collect();
+        Tensor::<4>::from_data(TensorData::new(v, shape), dev)
+    };
+    let bias = Tensor::<1>::from_data(TensorData::new(vec![0.5f32, -0.25, 0.0, 1.0], [4]), dev);
+    let x = mk(1, [2, 5, 9, 7]);
+    for (k, pad) in [(3, 1), (3, 0), (1, 0)] {
+        let w = mk(2, [4, 5, k, k]);
+        let one = sd::nn::conv2d_im2col(x.clone(), &w, Some(&bias), pad, usize::MAX);
+        // 2 × 5 × k² × width elements per output row: a budget of 3 rows forces several bands.
+        let row = 2 * 5 * k * k * (7 + 2 * pad + 1 - k);
+        let banded = sd::nn::conv2d_im2col(x.clone(), &w, Some(&bias), pad, 3 * row);
+        let direct = conv2d(
+            x.clone(),
+            w,
+            Some(bias.clone()),
+            ConvOptions::new([1, 1], [pad, pad], [1, 1], 1),
+        );
+        assert_eq!(one.dims(), direct.dims(), "k {k} pad {pad}");
+        let (a, b, d) = (
+            host(&one).unwrap(),
+            host(&banded).unwrap(),
+            host(&direct).unwrap(),
+        );
+        let worst = |u: &[f32], v: &[f32]| {
+            u.iter()
+                .zip(v)
+                .map(|(p, q)| (p - q).abs())
+                .fold(0.0f32, f32::max)
+        };
+        assert!(
+            worst(&a, &b) < 1e-5,
+            "k {k} pad {pad}: bands differ by {}",
+            worst(&a, &b)
+        );
+        assert!(
+            worst(&a, &d) < 1e-4,
+            "k {k} pad {pad}: im2col vs direct {}",
+            worst(&a, &d)
+        );
+    }
 }
 
 /// Attention in query blocks gives the same result as one block (the budget only changes how

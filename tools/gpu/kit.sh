@@ -87,7 +87,7 @@ phase() {
 pack() {
   {
     cat "$WORK/info.txt"; echo
-    for pair in "ours-raster gsplat" "ours-sort gsplat" "ours-vae-f16 diffusers-f16" "ours-unet-f16-autotune diffusers-f16"; do
+    for pair in "ours-raster gsplat" "ours-sort gsplat" "ours-vae-f16 diffusers-f16" "ours-im2col-f16 diffusers-f16"; do
       set -- $pair
       if [ -f "$RES/$1.json" ] && [ -f "$RES/$2.json" ]; then
         echo "== bench --compare $1 $2 (B/A > 1: the reference is slower)"
@@ -95,7 +95,7 @@ pack() {
       fi
     done
     if [ -f "$WORK/cubecl-unet.log" ]; then
-      echo "== the U-Net's kernels (cubecl's per-kernel profile, one warm-up + one timed run of each pass)"
+      echo "== the U-Net's kernels with --conv im2col (cubecl's per-kernel profile, one warm-up + one timed run of each pass)"
       "$PY" tools/gpu/profile_summary.py "$WORK/cubecl-unet.log" --top 30 --json "$RES/unet-kernel-profile.json" 2>&1
     fi
     for f in "$TABLE"/compare-shard-*.md; do [ -f "$f" ] && { echo "== $f"; cat "$f"; }; done
@@ -167,11 +167,15 @@ else
   NET=(--repeats 2); DIST=(--repeats 1 --batch 1); FIT=(--repeats 100)
 fi
 phase ours-raster 60 "$B" bench raster "${RASTER[@]}" --out "$RES/ours-raster.json"
-# cubecl's default autotuning did not finish the U-Net's warm-up in 70 s on an H200 (2026-12-04):
-# the model phases autotune minimally (the JSON's adapter line is the same either way), and the
-# U-Net with autotuning is the last phase. The U-Net was timed in session 20 (docs/perf.md);
-# here it runs once more under cubecl's per-kernel profiler (ours-unet-profile, below).
+# CUBECL_AUTOTUNE_LEVEL changes nothing in this build (burn without its `autotune` feature:
+# session 21 measured the same U-Net time with `minimal` and `balanced`); it is set for the day
+# the feature is on. The U-Net with direct convolutions was timed in sessions 20 and 21
+# (docs/perf.md); here it runs with im2col, timed and under cubecl's per-kernel profiler.
 phase ours-vae-f16 80 env CUBECL_AUTOTUNE_LEVEL=minimal "$B" bench vae --dtype f16 "${NET[@]}" --out "$RES/ours-vae-f16.json"
+# The session-21 profile put 77 % of the U-Net's kernel time in burn's direct convolution (our
+# burn has no `autotune` feature): the same U-Net and VAE with the convolutions lowered to
+# im2col + matmul (`--conv im2col`, sd::nn::ConvAlgorithm).
+phase ours-im2col-f16 100 "$B" bench all --suites unet,vae --dtype f16 --conv im2col "${NET[@]}" --out "$RES/ours-im2col-f16.json"
 
 # ---- the toy-world method table (docs/quality.md), one shard of the prompts per process ----------
 if [ $SMALL = 1 ]; then
@@ -266,11 +270,11 @@ if [ $SMALL = 0 ]; then
   phase gsplat-raster-cases 40 "$PY" tools/gpu/check_raster_cases.py --cases tests/cases/raster --out "$RES/raster-cases-vs-gsplat.json"
   phase gsplat 50 "$PY" tools/bench/gsplat_bench.py --suites raster,sort "${RASTER[@]}" --out "$RES/gsplat.json"
   phase ours-unet-profile 75 env CUBECL_AUTOTUNE_LEVEL=minimal CUBECL_DEBUG_OPTION=profile \
-    CUBECL_DEBUG_LOG="$WORK/cubecl-unet.log" "$B" bench unet --dtype f16 --repeats 1 --out "$RES/ours-unet-profiled.json"
+    CUBECL_DEBUG_LOG="$WORK/cubecl-unet.log" "$B" bench unet --dtype f16 --conv im2col --repeats 1 --out "$RES/ours-unet-profiled.json"
   phase diffusers-f16 40 "$PY" tools/bench/diffusers_bench.py --dtype f16 --repeats 5 --out "$RES/diffusers-f16.json"
 else
   phase ours-unet-profile 300 env CUBECL_DEBUG_OPTION=profile CUBECL_DEBUG_LOG="$WORK/cubecl-unet.log" \
-    "$B" bench unet --small --model tests/cases/sd/tiny-eps --repeats 1 --out "$RES/ours-unet-profiled.json"
+    "$B" bench unet --small --model tests/cases/sd/tiny-eps --conv im2col --repeats 1 --out "$RES/ours-unet-profiled.json"
   phase diffusers-f16 120 "$PY" tools/bench/diffusers_bench.py --small --model tests/cases/sd/tiny-eps --repeats 2 --out "$RES/diffusers-f16.json"
 fi
 
@@ -286,10 +290,6 @@ if [ -f "$SD/model_index.json" ]; then
 else
   say "no SD 2.1 folder (logs/sd21-random.log): distill skipped"; record ours-distill '"no-model"' 0 0
 fi
-
-# ---- the U-Net with cubecl's autotuning on (the second suspect of docs/perf.md session 20), in
-# whatever time is left: the warm-up holds the tuning, the timed runs show what it buys ----------
-phase ours-unet-f16-autotune 200 env CUBECL_AUTOTUNE_LEVEL=balanced "$B" bench unet --dtype f16 "${NET[@]}" --out "$RES/ours-unet-f16-autotune.json"
 
 # ---- pack ---------------------------------------------------------------------------------------
 pack

@@ -53,7 +53,13 @@ fn fake_run(dir: &Path, prompt: &str, method: &str, colour: [u8; 3], iou: Option
 }
 
 /// A fake run: folder, prompt, method, its image's colour, its IoU (None: not evaluated).
-type FakeRun = (&'static str, &'static str, &'static str, [u8; 3], Option<f64>);
+type FakeRun = (
+    &'static str,
+    &'static str,
+    &'static str,
+    [u8; 3],
+    Option<f64>,
+);
 
 #[test]
 fn gallery_page_shows_every_run_and_renders_in_headless_chromium() {

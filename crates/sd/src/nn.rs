@@ -33,6 +33,50 @@ impl Linear {
     }
 }
 
+/// How [`Conv2d`] computes a stride-1 convolution. Both give the same result (PyTorch
+/// `nn.Conv2d`'s); they differ in which GPU kernels do the work.
+///
+/// Measured on an H200 (docs/perf.md, session 21): with burn's `autotune` feature off, as in
+/// this build, burn runs every convolution as its direct kernel, which took 77 % of the SD 2.1
+/// U-Net's kernel time. `Im2col` moves that work onto the matrix multiply instead.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ConvAlgorithm {
+    /// burn's `conv2d` (its direct kernel in this build).
+    #[default]
+    Direct,
+    /// Lowered to a matrix multiply: the k² shifted copies of the zero-padded input are
+    /// concatenated along channels (`[B, in·k², H·W]`, in row chunks of at most
+    /// [`IM2COL_CHUNK_ELEMENTS`]) and multiplied by the weight as `[out, in·k²]`. Strided
+    /// convolutions (the downsamplers) stay direct.
+    Im2col,
+}
+
+impl std::str::FromStr for ConvAlgorithm {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "direct" => Ok(Self::Direct),
+            "im2col" => Ok(Self::Im2col),
+            other => Err(format!(
+                "unknown convolution `{other}`: expected direct or im2col"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for ConvAlgorithm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Direct => "direct",
+            Self::Im2col => "im2col",
+        })
+    }
+}
+
+/// The most elements one im2col patch matrix holds (16 Mi: 64 MiB in f32, under lavapipe's
+/// 128 MiB storage-binding limit); larger convolutions run in bands of output rows.
+pub const IM2COL_CHUNK_ELEMENTS: usize = 16 << 20;
+
 /// 2-D convolution with square kernel, equal stride and zero padding on both axes
 /// (PyTorch `nn.Conv2d`; weight `[out, in, k, k]`).
 #[derive(Clone, Debug)]
@@ -45,11 +89,16 @@ pub struct Conv2d {
     pub stride: usize,
     /// Zero padding on all four sides.
     pub padding: usize,
+    /// Which kernels compute it.
+    pub algorithm: ConvAlgorithm,
 }
 
 impl Conv2d {
     /// `[B, in, H, W] → [B, out, H', W']`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        if self.algorithm == ConvAlgorithm::Im2col && self.stride == 1 {
+            return self.forward_im2col(x);
+        }
         conv2d(
             x,
             self.weight.clone(),
@@ -61,6 +110,77 @@ impl Conv2d {
                 1,
             ),
         )
+    }
+
+    /// [`conv2d_im2col`] with this layer's weights (stride 1 only).
+    fn forward_im2col(&self, x: Tensor<4>) -> Tensor<4> {
+        conv2d_im2col(
+            x,
+            &self.weight,
+            self.bias.as_ref(),
+            self.padding,
+            IM2COL_CHUNK_ELEMENTS,
+        )
+    }
+}
+
+/// A stride-1 convolution as a matrix multiply (PyTorch `nn.Conv2d` with `stride=1`,
+/// `dilation=1`, `groups=1`, zero padding `padding` on all sides): `x [B, in, H, W]`, `weight
+/// [out, in, k, k]`, `bias [out]` → `[B, out, H + 2p − k + 1, W + 2p − k + 1]`, computed as
+/// `y[b, o, q] = Σ_j W[o, j] · P[b, j, q] + bias[o]` with the patch matrix
+/// `P[b, (c, dy, dx), (y, x)] = x_pad[b, c, y + dy, x + dx]` (the order of the weight's
+/// `[out, in, k, k]` flattened). `P` is built from k² slices of the padded input, in bands of
+/// output rows whose patch matrix holds at most `chunk_elements` elements (at least one row).
+/// Differentiable in `x` through burn's autodiff.
+pub fn conv2d_im2col(
+    x: Tensor<4>,
+    weight: &Tensor<4>,
+    bias: Option<&Tensor<1>>,
+    padding: usize,
+    chunk_elements: usize,
+) -> Tensor<4> {
+    let [b, c_in, h, w] = x.dims();
+    let [c_out, _, k, _] = weight.dims();
+    let p = padding;
+    let x = if p > 0 {
+        x.pad((p, p, p, p), burn::tensor::ops::PadMode::Constant(0.0))
+    } else {
+        x
+    };
+    let (h_out, w_out) = (h + 2 * p + 1 - k, w + 2 * p + 1 - k);
+    let weight = weight.clone().reshape([1, c_out, c_in * k * k]);
+    let rows_per_band = (chunk_elements / (b * c_in * k * k * w_out).max(1)).max(1);
+    let mut bands = Vec::new();
+    let mut y0 = 0;
+    while y0 < h_out {
+        let rows = rows_per_band.min(h_out - y0);
+        let mut shifts = Vec::with_capacity(k * k);
+        for dy in 0..k {
+            for dx in 0..k {
+                shifts.push(
+                    x.clone()
+                        .slice([0..b, 0..c_in, y0 + dy..y0 + dy + rows, dx..dx + w_out])
+                        .reshape([b, c_in, 1, rows * w_out]),
+                );
+            }
+        }
+        let patches = Tensor::cat(shifts, 2).reshape([b, c_in * k * k, rows * w_out]);
+        bands.push(
+            weight
+                .clone()
+                .matmul(patches)
+                .reshape([b, c_out, rows, w_out]),
+        );
+        y0 += rows;
+    }
+    let y = if bands.len() == 1 {
+        bands.pop().expect("one band")
+    } else {
+        Tensor::cat(bands, 2)
+    };
+    match bias {
+        Some(bias) => y + bias.clone().reshape([1, c_out, 1, 1]),
+        None => y,
     }
 }
 

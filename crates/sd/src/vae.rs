@@ -237,9 +237,22 @@ impl Vae {
         device: &Device,
         precision: crate::Precision,
     ) -> Result<Self, crate::SdError> {
+        Self::from_dir_with_conv(dir, device, precision, crate::nn::ConvAlgorithm::Direct)
+    }
+
+    /// [`Self::from_dir`] with its convolutions computed by `conv`.
+    ///
+    /// # Errors
+    /// As [`Self::from_dir`].
+    pub fn from_dir_with_conv(
+        dir: &Path,
+        device: &Device,
+        precision: crate::Precision,
+        conv: crate::nn::ConvAlgorithm,
+    ) -> Result<Self, crate::SdError> {
         let config = VaeConfig::from_file(&dir.join("config.json"))?;
         let file = crate::model::component_weights(dir, "diffusion_pytorch_model")?;
-        let w = WeightFile::open(&file, device, precision)?;
+        let w = WeightFile::open(&file, device, precision)?.with_conv(conv);
         Ok(Self::load(config, &w)?)
     }
 

@@ -18,7 +18,7 @@ use half::{bf16, f16};
 use memmap2::Mmap;
 use safetensors::{Dtype, SafeTensors};
 
-use crate::nn::{Conv2d, GroupNorm, LayerNorm, Linear};
+use crate::nn::{Conv2d, ConvAlgorithm, GroupNorm, LayerNorm, Linear};
 
 /// The floating-point type weights are uploaded in (and the model computes in).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -125,6 +125,7 @@ pub struct WeightFile {
     index: TensorIndex,
     device: Device,
     precision: Precision,
+    conv: ConvAlgorithm,
 }
 
 impl std::fmt::Debug for WeightFile {
@@ -160,6 +161,7 @@ impl WeightFile {
             index,
             device: device.clone(),
             precision,
+            conv: ConvAlgorithm::Direct,
         })
     }
 
@@ -174,7 +176,15 @@ impl WeightFile {
             index: HashMap::new(),
             device: device.clone(),
             precision,
+            conv: ConvAlgorithm::Direct,
         }
+    }
+
+    /// The same source, building its convolutions with `conv` (default
+    /// [`ConvAlgorithm::Direct`]).
+    pub fn with_conv(mut self, conv: ConvAlgorithm) -> Self {
+        self.conv = conv;
+        self
     }
 
     /// Random values for `name` (see [`WeightFile::random`]).
@@ -352,6 +362,7 @@ impl WeightFile {
             bias: Some(self.tensor(&format!("{prefix}.bias"), [c_out])?),
             stride,
             padding,
+            algorithm: self.conv,
         })
     }
 

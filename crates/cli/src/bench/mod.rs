@@ -125,6 +125,10 @@ pub struct BenchOpts {
     /// unet, vae, distill: compute precision, f32 or f16.
     #[arg(long, default_value = "f32")]
     dtype: String,
+    /// unet, vae: how the convolutions run, `direct` (burn's kernel) or `im2col` (lowered to a
+    /// matrix multiply; `sd::nn::ConvAlgorithm`).
+    #[arg(long, default_value = "direct")]
+    conv: sd::nn::ConvAlgorithm,
     /// unet: latents per call (default 8: 4 views × CFG's two branches; --small 1); vae: images
     /// (default 4; --small 1); distill: cameras per step (default 4; --small 1).
     #[arg(long)]

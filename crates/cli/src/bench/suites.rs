@@ -184,7 +184,7 @@ pub(crate) fn bench_unet(ctx: &GpuContext, p: &Plan, out: &mut Vec<CaseResult>) 
         (Some(m), _) => {
             let dir = sd::model::resolve(m)?;
             (
-                sd::UNet::from_dir(&dir.join("unet"), &ctx.burn, prec)?,
+                sd::UNet::from_dir_with_conv(&dir.join("unet"), &ctx.burn, prec, o.conv)?,
                 dir.display().to_string(),
             )
         }
@@ -204,7 +204,7 @@ pub(crate) fn bench_unet(ctx: &GpuContext, p: &Plan, out: &mut Vec<CaseResult>) 
                     )
                 }
             };
-            let w = sd::weights::WeightFile::random(&ctx.burn, prec, 0);
+            let w = sd::weights::WeightFile::random(&ctx.burn, prec, 0).with_conv(o.conv);
             (sd::UNet::load(arch, &w)?, format!("{src} (random weights)"))
         }
     };
@@ -230,7 +230,7 @@ pub(crate) fn bench_unet(ctx: &GpuContext, p: &Plan, out: &mut Vec<CaseResult>) 
     })?;
     let params = json!({
         "model": source, "dtype": prec.to_string(), "batch": b, "latent": s,
-        "text_tokens": 77,
+        "text_tokens": 77, "conv": o.conv.to_string(),
     });
     let passes = [("fwd", fwd), ("fwd+grad", grad)];
     let id = |pass: &str| format!("unet/{pass}/b={b}/{s}x{s}/{prec}");
@@ -252,14 +252,14 @@ pub(crate) fn bench_vae(ctx: &GpuContext, p: &Plan, out: &mut Vec<CaseResult>) -
         Some(m) => {
             let dir = sd::model::resolve(m)?;
             (
-                sd::vae::Vae::from_dir(&dir.join("vae"), &ctx.burn, prec)?,
+                sd::vae::Vae::from_dir_with_conv(&dir.join("vae"), &ctx.burn, prec, o.conv)?,
                 dir.display().to_string(),
             )
         }
         None => {
             let cfg: sd::config::VaeConfig =
                 serde_json::from_str(SD21_VAE_CONFIG).context("SD 2.1 VAE config")?;
-            let w = sd::weights::WeightFile::random(&ctx.burn, prec, 0);
+            let w = sd::weights::WeightFile::random(&ctx.burn, prec, 0).with_conv(o.conv);
             (
                 sd::vae::Vae::load(cfg, &w)?,
                 "SD 2.1 VAE architecture (random weights)".to_string(),
@@ -290,7 +290,10 @@ pub(crate) fn bench_vae(ctx: &GpuContext, p: &Plan, out: &mut Vec<CaseResult>) -
         sync(g.reshape([-1]).slice(0..1), "VAE encoder input gradient")?;
         Ok([fwd, ms(t1)])
     })?;
-    let params = json!({ "model": source, "dtype": prec.to_string(), "batch": b, "resolution": r });
+    let params = json!({
+        "model": source, "dtype": prec.to_string(), "batch": b, "resolution": r,
+        "conv": o.conv.to_string(),
+    });
     let passes = [("enc-fwd", fwd), ("enc-fwd+grad", grad)];
     let id = |pass: &str| format!("vae/{pass}/b={b}/{r}x{r}/{prec}");
     push_passes(out, "vae", passes, id, &params, p.warmup, peak, b);
