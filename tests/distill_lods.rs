@@ -316,7 +316,8 @@ fn lora_forward_equals_merged_weights() {
         for &(scale, tag) in scales {
             let (lora, entries) = random_lora(&unet, 4, 40);
             let dir = merged_unet_dir(name, &unet, &entries, scale, tag);
-            let merged = UNet::from_dir(&dir, dev, Precision::F32).expect("merged unet");
+            let merged = UNet::from_dir(&dir, dev, Precision::F32, sd::nn::ConvAlgorithm::Direct)
+                .expect("merged unet");
             let want = host64(&merged.forward(x.clone(), &t, ctx.clone()));
             let extras = UNetExtras {
                 lora: Some((&lora, scale)),

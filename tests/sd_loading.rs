@@ -139,14 +139,14 @@ fn assert_names(msg: &str, parts: &[&str]) {
 }
 
 fn unet_err(dir: &Path) -> String {
-    match UNet::from_dir(dir, device(), Precision::F32) {
+    match UNet::from_dir(dir, device(), Precision::F32, sd::nn::ConvAlgorithm::Direct) {
         Ok(_) => panic!("{}: U-Net loaded, expected an error", dir.display()),
         Err(e) => e.to_string(),
     }
 }
 
 fn vae_err(dir: &Path) -> String {
-    match Vae::from_dir(dir, device(), Precision::F32) {
+    match Vae::from_dir(dir, device(), Precision::F32, sd::nn::ConvAlgorithm::Direct) {
         Ok(_) => panic!("{}: VAE loaded, expected an error", dir.display()),
         Err(e) => e.to_string(),
     }

@@ -205,8 +205,8 @@ fn unet_matches_diffusers_with_input_gradients_and_cfg() {
 /// One U-Net case: forward, both input gradients and a CFG pair against diffusers.
 fn unet_case(model: &Path, st: &SafeTensors, conv: ConvAlgorithm) -> Result<(), String> {
     {
-        let unet = UNet::from_dir_with_conv(model, &gpu().burn, Precision::F32, conv)
-            .map_err(|e| e.to_string())?;
+        let unet =
+            UNet::from_dir(model, &gpu().burn, Precision::F32, conv).map_err(|e| e.to_string())?;
         let latents = upload::<4>(st, "latents")?.autodiff().require_grad();
         let ctx = upload::<3>(st, "encoder_hidden_states")?
             .autodiff()
@@ -252,8 +252,8 @@ fn vae_matches_diffusers_with_input_gradients() {
 /// diffusers.
 fn vae_case(model: &Path, st: &SafeTensors, conv: ConvAlgorithm) -> Result<(), String> {
     {
-        let vae = Vae::from_dir_with_conv(model, &gpu().burn, Precision::F32, conv)
-            .map_err(|e| e.to_string())?;
+        let vae =
+            Vae::from_dir(model, &gpu().burn, Precision::F32, conv).map_err(|e| e.to_string())?;
         let image = upload::<4>(st, "image")?.autodiff().require_grad();
         let post = vae.encode(image.clone());
         check(st, model, "mean", &post.mean)?;
@@ -274,19 +274,22 @@ fn vae_case(model: &Path, st: &SafeTensors, conv: ConvAlgorithm) -> Result<(), S
     }
 }
 
+/// Deterministic values in [−1, 1) of `shape` (a multiplicative hash of the index and `seed`).
+fn pattern<const D: usize>(seed: u64, shape: [usize; D]) -> TensorData {
+    let n: usize = shape.iter().product();
+    let v: Vec<f32> = (0..n)
+        .map(|i| (((i as u64 * 2654435761 + seed * 97) % 1000) as f32 / 500.0) - 1.0)
+        .collect();
+    TensorData::new(v, shape)
+}
+
 /// A convolution lowered to im2col in bands of output rows gives the result of one band and of
 /// burn's direct `conv2d` (odd sizes, padding 1 and 0, 3×3 and 1×1 kernels).
 #[test]
 fn im2col_bands_equal_one_band_and_the_direct_convolution() {
     use burn::tensor::{module::conv2d, ops::ConvOptions};
     let dev = &gpu().burn;
-    let mk = |seed: u64, shape: [usize; 4]| {
-        let n: usize = shape.iter().product();
-        let v: Vec<f32> = (0..n)
-            .map(|i| (((i as u64 * 2654435761 + seed * 97) % 1000) as f32 / 500.0) - 1.0)
-            .collect();
-        Tensor::<4>::from_data(TensorData::new(v, shape), dev)
-    };
+    let mk = |seed: u64, shape: [usize; 4]| Tensor::<4>::from_data(pattern(seed, shape), dev);
     let bias = Tensor::<1>::from_data(TensorData::new(vec![0.5f32, -0.25, 0.0, 1.0], [4]), dev);
     let x = mk(1, [2, 5, 9, 7]);
     for (k, pad) in [(3, 1), (3, 0), (1, 0)] {
@@ -331,13 +334,7 @@ fn im2col_bands_equal_one_band_and_the_direct_convolution() {
 #[test]
 fn blocked_attention_equals_single_block() {
     let dev = &gpu().burn;
-    let mk = |seed: u64, shape: [usize; 3]| {
-        let n: usize = shape.iter().product();
-        let v: Vec<f32> = (0..n)
-            .map(|i| (((i as u64 * 2654435761 + seed * 97) % 1000) as f32 / 500.0) - 1.0)
-            .collect();
-        Tensor::<3>::from_data(TensorData::new(v, shape), dev)
-    };
+    let mk = |seed: u64, shape: [usize; 3]| Tensor::<3>::from_data(pattern(seed, shape), dev);
     let (q, k, v) = (mk(1, [2, 77, 32]), mk(2, [2, 77, 32]), mk(3, [2, 77, 32]));
     let mask = sd::nn::causal_mask(77, dev);
     let full = sd::nn::attention(
@@ -432,7 +429,8 @@ fn f16_compute_is_close_to_reference() {
         )
     });
     run_all("unet", |model, st| {
-        let unet = UNet::from_dir(model, &gpu().burn, Precision::F16).map_err(|e| e.to_string())?;
+        let unet = UNet::from_dir(model, &gpu().burn, Precision::F16, ConvAlgorithm::Direct)
+            .map_err(|e| e.to_string())?;
         let out = unet.forward(
             upload::<4>(st, "latents")?,
             &f64s(st, "timesteps")?.0,
@@ -441,7 +439,8 @@ fn f16_compute_is_close_to_reference() {
         close(model, "out", &host(&out)?, &reference(st, "out")?)
     });
     run_all("vae", |model, st| {
-        let vae = Vae::from_dir(model, &gpu().burn, Precision::F16).map_err(|e| e.to_string())?;
+        let vae = Vae::from_dir(model, &gpu().burn, Precision::F16, ConvAlgorithm::Direct)
+            .map_err(|e| e.to_string())?;
         let post = vae.encode(upload::<4>(st, "image")?);
         close(model, "mean", &host(&post.mean)?, &reference(st, "mean")?)?;
         let dec = vae.decode(upload::<4>(st, "z")?);

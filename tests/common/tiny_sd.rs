@@ -16,8 +16,13 @@ pub fn model_dir(name: &str) -> std::path::PathBuf {
 /// The tiny model `name`'s U-Net (f32), noise schedule and text-embedding width.
 pub fn load(name: &str) -> (UNet, NoiseSchedule, usize) {
     let dir = model_dir(name);
-    let unet = UNet::from_dir(&dir.join("unet"), &gpu().burn, Precision::F32)
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let unet = UNet::from_dir(
+        &dir.join("unet"),
+        &gpu().burn,
+        Precision::F32,
+        sd::nn::ConvAlgorithm::Direct,
+    )
+    .unwrap_or_else(|e| panic!("{name}: {e}"));
     let schedule = NoiseSchedule::from_file(dir.join("scheduler/scheduler_config.json"))
         .unwrap_or_else(|e| panic!("{name}: {e}"));
     let d = unet.arch.config.cross_attention_dim;

@@ -84,8 +84,18 @@ impl StableDiffusion {
             dir: dir.to_path_buf(),
             tokenizer: ClipTokenizer::for_model_dir(dir)?,
             text_encoder: TextEncoder::from_dir(&dir.join("text_encoder"), device, precision)?,
-            unet: UNet::from_dir(&dir.join("unet"), device, precision)?,
-            vae: Vae::from_dir(&dir.join("vae"), device, precision)?,
+            unet: UNet::from_dir(
+                &dir.join("unet"),
+                device,
+                precision,
+                crate::nn::ConvAlgorithm::Direct,
+            )?,
+            vae: Vae::from_dir(
+                &dir.join("vae"),
+                device,
+                precision,
+                crate::nn::ConvAlgorithm::Direct,
+            )?,
             schedule,
             device: device.clone(),
         })

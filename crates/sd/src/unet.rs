@@ -393,23 +393,11 @@ impl UNet {
         })
     }
 
-    /// Load `unet/` of a diffusers folder.
+    /// Load `unet/` of a diffusers folder, its convolutions computed by `conv`.
     ///
     /// # Errors
     /// Config and weight errors naming the file.
     pub fn from_dir(
-        dir: &Path,
-        device: &Device,
-        precision: crate::Precision,
-    ) -> Result<Self, crate::SdError> {
-        Self::from_dir_with_conv(dir, device, precision, crate::nn::ConvAlgorithm::Direct)
-    }
-
-    /// [`Self::from_dir`] with its convolutions computed by `conv`.
-    ///
-    /// # Errors
-    /// As [`Self::from_dir`].
-    pub fn from_dir_with_conv(
         dir: &Path,
         device: &Device,
         precision: crate::Precision,

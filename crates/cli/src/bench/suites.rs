@@ -184,7 +184,7 @@ pub(crate) fn bench_unet(ctx: &GpuContext, p: &Plan, out: &mut Vec<CaseResult>) 
         (Some(m), _) => {
             let dir = sd::model::resolve(m)?;
             (
-                sd::UNet::from_dir_with_conv(&dir.join("unet"), &ctx.burn, prec, o.conv)?,
+                sd::UNet::from_dir(&dir.join("unet"), &ctx.burn, prec, o.conv)?,
                 dir.display().to_string(),
             )
         }
@@ -252,7 +252,7 @@ pub(crate) fn bench_vae(ctx: &GpuContext, p: &Plan, out: &mut Vec<CaseResult>) -
         Some(m) => {
             let dir = sd::model::resolve(m)?;
             (
-                sd::vae::Vae::from_dir_with_conv(&dir.join("vae"), &ctx.burn, prec, o.conv)?,
+                sd::vae::Vae::from_dir(&dir.join("vae"), &ctx.burn, prec, o.conv)?,
                 dir.display().to_string(),
             )
         }
