@@ -1,5 +1,5 @@
-//! INRIA 3D Gaussian Splatting PLY files (binary little-endian), read and written with the
-//! `ply-rs-bw` crate.
+//! INRIA 3D Gaussian Splatting PLY files (binary little-endian), read with the `ply-rs-bw` crate
+//! and written by a streaming writer of our own (byte-identical to that crate's writer).
 //!
 //! Vertex properties: `x, y, z, [nx, ny, nz], f_dc_0..2, f_rest_0..(3(K−1)−1), opacity,
 //! scale_0..2, rot_0..3`. `f_rest` is channel-major (all red coefficients 1..K−1, then green,
@@ -10,11 +10,7 @@ use std::io::{BufRead, Read, Write};
 use std::path::Path;
 
 use ply_rs_bw::parser::{Parser, Reader};
-use ply_rs_bw::ply::{
-    Addable, DefaultElement, ElementDef, Encoding, Ply, Property, PropertyDef, PropertyType,
-    ScalarType,
-};
-use ply_rs_bw::writer::Writer;
+use ply_rs_bw::ply::{DefaultElement, Encoding, Property, PropertyType, ScalarType};
 
 use crate::scene::{SplatData, sh_coeffs};
 
@@ -393,15 +389,10 @@ fn check_counts(bytes: &[u8], p: &str) -> Result<(), PlyError> {
     Ok(())
 }
 
-/// Write an INRIA splat PLY (binary little-endian, float32), atomically: the file appears
-/// complete or not at all (written to a temporary file in the same folder, then renamed).
-///
-/// # Errors
-/// [`PlyError::Io`] naming the file.
-pub fn write_ply(path: &Path, data: &SplatData) -> Result<(), PlyError> {
-    let p = path.display().to_string();
-    let k = sh_coeffs(data.sh_degree);
-    let n = data.len();
+/// The INRIA layout's property names at SH degree `deg`, in file order: `x y z nx ny nz
+/// f_dc_0..2 f_rest_0..3(K−1)−1 opacity scale_0..2 rot_0..3` (K = (deg + 1)²).
+fn inria_property_names(deg: u32) -> Vec<String> {
+    let k = sh_coeffs(deg);
     let mut names: Vec<String> = [
         "x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2",
     ]
@@ -416,62 +407,50 @@ pub fn write_ply(path: &Path, data: &SplatData) -> Result<(), PlyError> {
         .iter()
         .map(|s| s.to_string()),
     );
-    let mut ply = Ply::<DefaultElement>::new();
-    ply.header.encoding = Encoding::BinaryLittleEndian;
-    ply.header.comments.push("written by splatdream".into());
-    let mut el = ElementDef::new("vertex".into());
-    for name in &names {
-        el.properties.add(PropertyDef::new(
-            name.clone(),
-            PropertyType::Scalar(ScalarType::Float),
-        ));
-    }
-    ply.header.elements.add(el);
-    let mut verts = Vec::with_capacity(n);
-    for i in 0..n {
-        let mut v = DefaultElement::new();
-        let mut put = |name: &str, x: f32| {
-            v.insert(name.to_string(), Property::Float(x));
-        };
-        for (a, name) in ["x", "y", "z"].iter().enumerate() {
-            put(name, data.means[3 * i + a]);
-        }
-        for name in ["nx", "ny", "nz"] {
-            put(name, 0.0);
-        }
-        let sh = &data.sh[i * k * 3..(i + 1) * k * 3];
-        for (c, v) in sh[..3].iter().enumerate() {
-            put(&format!("f_dc_{c}"), *v);
-        }
+    names
+}
+
+/// Splat `i`'s record in the INRIA layout (`inria_property_names` order), into `rec`
+/// (`len = 17 + 3K`): normals are 0, `f_rest` channel-major.
+fn inria_record(data: &SplatData, i: usize, rec: &mut [f32]) {
+    let k = sh_coeffs(data.sh_degree);
+    rec[..3].copy_from_slice(&data.means[3 * i..3 * i + 3]);
+    rec[3..6].fill(0.0);
+    let sh = &data.sh[i * k * 3..(i + 1) * k * 3];
+    rec[6..9].copy_from_slice(&sh[..3]);
+    for c in 0..3 {
         for coeff in 1..k {
-            for c in 0..3 {
-                put(
-                    &format!("f_rest_{}", c * (k - 1) + coeff - 1),
-                    sh[3 * coeff + c],
-                );
-            }
+            rec[9 + c * (k - 1) + coeff - 1] = sh[3 * coeff + c];
         }
-        put("opacity", data.opacity_logits[i]);
-        for a in 0..3 {
-            put(&format!("scale_{a}"), data.log_scales[3 * i + a]);
-        }
-        for a in 0..4 {
-            put(&format!("rot_{a}"), data.quats[4 * i + a]);
-        }
-        verts.push(v);
     }
-    ply.payload.insert("vertex".into(), verts);
+    let o = 9 + 3 * (k - 1);
+    rec[o] = data.opacity_logits[i];
+    rec[o + 1..o + 4].copy_from_slice(&data.log_scales[3 * i..3 * i + 3]);
+    rec[o + 4..o + 8].copy_from_slice(&data.quats[4 * i..4 * i + 4]);
+}
+
+/// Write an INRIA splat PLY (binary little-endian, float32), atomically: the file appears
+/// complete or not at all (written to a temporary file in the same folder, then renamed).
+/// Streams one record per splat through a buffered writer (no per-splat maps, no whole-file
+/// buffer); the bytes are those `ply-rs-bw`'s writer produces for the same data (tested).
+///
+/// # Errors
+/// [`PlyError::Io`] naming the file.
+pub fn write_ply(path: &Path, data: &SplatData) -> Result<(), PlyError> {
+    let p = path.display().to_string();
     let io = |source| PlyError::Io {
         path: p.clone(),
         source,
     };
-    let mut buf = Vec::new();
-    Writer::new()
-        .write_ply(&mut buf, &mut ply)
-        .map_err(|e| PlyError::Io {
-            path: p.clone(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
+    let names = inria_property_names(data.sh_degree);
+    let mut header = format!(
+        "ply\nformat binary_little_endian 1.0\ncomment written by splatdream\nelement vertex {}\n",
+        data.len()
+    );
+    for name in &names {
+        header.push_str(&format!("property float {name}\n"));
+    }
+    header.push_str("end_header\n");
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -481,10 +460,25 @@ pub fn write_ply(path: &Path, data: &SplatData) -> Result<(), PlyError> {
         path.file_name().and_then(|s| s.to_str()).unwrap_or("out"),
         std::process::id()
     ));
-    let mut f = std::fs::File::create(&tmp).map_err(io)?;
-    f.write_all(&buf).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    drop(f);
+    let write = || -> std::io::Result<()> {
+        let f = std::fs::File::create(&tmp)?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+        w.write_all(header.as_bytes())?;
+        let mut rec = vec![0.0f32; names.len()];
+        for i in 0..data.len() {
+            inria_record(data, i, &mut rec);
+            for x in &mut rec {
+                *x = f32::from_bits(x.to_bits().to_le());
+            }
+            w.write_all(bytemuck::cast_slice(&rec))?;
+        }
+        let f = w.into_inner().map_err(|e| e.into_error())?;
+        f.sync_all()
+    };
+    if let Err(e) = write() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io(e));
+    }
     std::fs::rename(&tmp, path).map_err(io)?;
     Ok(())
 }
@@ -492,6 +486,8 @@ pub fn write_ply(path: &Path, data: &SplatData) -> Result<(), PlyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ply_rs_bw::ply::{Addable, ElementDef, Ply, PropertyDef};
+    use ply_rs_bw::writer::Writer;
     use std::io::BufReader;
 
     fn sample(deg: u32) -> SplatData {
@@ -516,6 +512,46 @@ mod tests {
             let path = dir.join(format!("s{deg}.ply"));
             write_ply(&path, &d).unwrap();
             assert_eq!(read_ply(&path).unwrap(), d, "degree {deg}");
+        }
+    }
+
+    /// The streaming writer's bytes equal what `ply-rs-bw`'s writer makes of the same splats
+    /// (an outside implementation of the format), at every SH degree.
+    #[test]
+    fn streamed_bytes_equal_ply_rs_writer() {
+        for deg in 0..=3 {
+            let d = sample(deg);
+            let names = inria_property_names(deg);
+            let mut ply = Ply::<DefaultElement>::new();
+            ply.header.encoding = Encoding::BinaryLittleEndian;
+            ply.header.comments.push("written by splatdream".into());
+            let mut el = ElementDef::new("vertex".into());
+            for name in &names {
+                el.properties.add(PropertyDef::new(
+                    name.clone(),
+                    PropertyType::Scalar(ScalarType::Float),
+                ));
+            }
+            ply.header.elements.add(el);
+            let mut rec = vec![0.0f32; names.len()];
+            let verts = (0..d.len())
+                .map(|i| {
+                    inria_record(&d, i, &mut rec);
+                    let mut v = DefaultElement::new();
+                    for (name, x) in names.iter().zip(&rec) {
+                        v.insert(name.clone(), Property::Float(*x));
+                    }
+                    v
+                })
+                .collect();
+            ply.payload.insert("vertex".into(), verts);
+            let mut want = Vec::new();
+            Writer::new().write_ply(&mut want, &mut ply).unwrap();
+            let path = std::env::temp_dir()
+                .join(format!("splat-ply-bytes-{}-{deg}.ply", std::process::id()));
+            write_ply(&path, &d).unwrap();
+            assert_eq!(std::fs::read(&path).unwrap(), want, "degree {deg}");
+            let _ = std::fs::remove_file(&path);
         }
     }
 
