@@ -151,6 +151,7 @@ impl Plan {
             match suite {
                 "raster" | "sort" => 10,
                 "fit" => 100,
+                "ply" => 3,
                 _ => 5,
             }
         })

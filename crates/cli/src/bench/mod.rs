@@ -11,6 +11,7 @@
 
 mod compare;
 mod measure;
+mod ply;
 mod suites;
 
 use compare::compare;
@@ -28,7 +29,7 @@ use serde_json::json;
 pub const SCHEMA: &str = "splatdream-bench/1";
 
 /// Every suite, in the order `bench all` runs them.
-pub const SUITES: &[&str] = &["raster", "sort", "unet", "vae", "distill", "fit"];
+pub const SUITES: &[&str] = &["raster", "sort", "unet", "vae", "distill", "fit", "ply"];
 
 /// `splatdream bench`: a suite, or `--compare A B`.
 #[derive(Args)]
@@ -59,6 +60,9 @@ enum Suite {
     Distill(BenchOpts),
     /// `fit` optimiser steps per second on a dataset (default configs/spot-cow.toml).
     Fit(BenchOpts),
+    /// Writing and reading INRIA PLYs of --splats random splats at --sh-degree on the host
+    /// (time, file size and the resident memory they add).
+    Ply(BenchOpts),
     /// Every suite (or --suites) with one set of options; --small for a CI-sized run.
     All(BenchOpts),
     /// Compare two result files; see `bench --compare`.
@@ -80,7 +84,7 @@ pub struct BenchOpts {
     /// first step, whose start cannot be timed; the JSON records the count used).
     #[arg(long)]
     warmup: Option<usize>,
-    /// Timed runs per case (default: raster/sort 10, unet/vae/distill 5, fit 100; --small 2).
+    /// Timed runs per case (default: raster/sort 10, unet/vae/distill 5, fit 100, ply 3; --small 2).
     #[arg(long)]
     repeats: Option<usize>,
     /// CI preset: tiny workloads that finish on a software adapter (lavapipe) in a debug build.
@@ -96,7 +100,7 @@ pub struct BenchOpts {
     /// all: the suites to run, comma-separated (default: all of them).
     #[arg(long, value_delimiter = ',')]
     suites: Vec<String>,
-    /// raster: splat counts, comma-separated (default 10000,100000,1000000; --small 2000).
+    /// raster, ply: splat counts, comma-separated (default 10000,100000,1000000; --small 2000).
     #[arg(long, value_delimiter = ',')]
     splats: Vec<usize>,
     /// raster: square image sides in pixels, comma-separated (default 256,512,1024; --small 64).
@@ -105,7 +109,7 @@ pub struct BenchOpts {
     /// raster: cameras per call.
     #[arg(long, default_value_t = 1)]
     cameras: usize,
-    /// raster: SH degree of the random splats.
+    /// raster, ply: SH degree of the random splats.
     #[arg(long, default_value_t = 3)]
     sh_degree: u32,
     /// sort: pair counts, comma-separated (default 100000,1000000,10000000; --small 10000).
@@ -176,6 +180,7 @@ pub fn cmd_bench(ctx: impl FnOnce() -> Result<GpuContext>, a: BenchArgs) -> Resu
             Suite::Vae(o) => (o, vec!["vae"]),
             Suite::Distill(o) => (o, vec!["distill"]),
             Suite::Fit(o) => (o, vec!["fit"]),
+            Suite::Ply(o) => (o, vec!["ply"]),
             Suite::All(o) => (o, vec![]),
             Suite::Compare(_) => unreachable!("handled above"),
         },
@@ -209,6 +214,7 @@ pub fn cmd_bench(ctx: impl FnOnce() -> Result<GpuContext>, a: BenchArgs) -> Resu
             "vae" => bench_vae(&ctx, &plan, &mut results)?,
             "distill" => bench_distill(&ctx, &plan, &mut results)?,
             "fit" => bench_fit(&ctx, &plan, &mut results)?,
+            "ply" => ply::bench_ply(&plan, &mut results)?,
             other => bail!("unknown suite `{other}`"),
         }
         for r in &results[before..] {
