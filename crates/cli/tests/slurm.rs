@@ -9,7 +9,10 @@
 //! the task that owns it).
 //!
 //! Slurm needs root here (slurmd starts the jobs). Without root or without the programs, the
-//! test fails under CI (`CI` set) and is skipped with a message elsewhere.
+//! test fails under CI (`CI` set) and is skipped with a message elsewhere; when the programs
+//! are there but the daemons cannot start (or the node does not come up in 60 s), it is
+//! skipped with the daemon's message (issue 29: "skips with a clear message only where Slurm
+//! cannot start"); the started daemons are stopped either way.
 
 mod common;
 
@@ -60,7 +63,9 @@ struct Cluster {
 }
 
 impl Cluster {
-    fn start(dir: &Path) -> Cluster {
+    /// Start the daemons; `Err` (with the daemon's output or the logs' folder) when Slurm
+    /// cannot start on this machine.
+    fn start(dir: &Path) -> Result<Cluster, String> {
         let host = output(Command::new("hostname").arg("-s"));
         let conf = dir.join("slurm.conf");
         for d in ["state", "spool"] {
@@ -98,7 +103,15 @@ impl Cluster {
             dir: dir.to_path_buf(),
             conf: conf.clone(),
         };
-        output(
+        let daemon = |c: &mut Command| -> Result<(), String> {
+            let out = c.output().map_err(|e| format!("{c:?}: {e}"))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(format!("{c:?} failed:\n{}", common::text(&out)))
+            }
+        };
+        daemon(
             Command::new(find("munged").unwrap())
                 .arg("--force")
                 .arg(format!("--key-file={}", key_file.display()))
@@ -106,27 +119,28 @@ impl Cluster {
                 .arg(format!("--pid-file={d}/munged.pid"))
                 .arg(format!("--log-file={d}/munged.log"))
                 .arg(format!("--seed-file={d}/munge.seed")),
-        );
-        output(
+        )?;
+        daemon(
             Command::new(find("slurmctld").unwrap())
                 .arg("-f")
                 .arg(&conf)
                 .arg("-i"),
-        );
-        output(Command::new(find("slurmd").unwrap()).arg("-f").arg(&conf));
+        )?;
+        daemon(Command::new(find("slurmd").unwrap()).arg("-f").arg(&conf))?;
         let t0 = Instant::now();
         loop {
             let state = cluster.client("sinfo").args(["-h", "-o", "%T"]).output();
             if state.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "idle") {
                 break;
             }
-            assert!(
-                t0.elapsed() < Duration::from_secs(60),
-                "the node did not come up idle in 60 s; logs in {d}"
-            );
+            if t0.elapsed() > Duration::from_secs(60) {
+                return Err(format!(
+                    "the node did not come up idle in 60 s; logs in {d}"
+                ));
+            }
             std::thread::sleep(Duration::from_millis(500));
         }
-        cluster
+        Ok(cluster)
     }
 
     /// A Slurm client command for this cluster, run in the repository root.
@@ -230,7 +244,16 @@ fn slurm_array_runs_a_suite_and_a_cancelled_task_resumes() {
     }
     // A short path: munge's socket path must fit a Unix socket address.
     let tmp = common::tmp("slurm", "c");
-    let cluster = Cluster::start(&tmp);
+    let cluster = match Cluster::start(&tmp) {
+        Ok(c) => c,
+        // The one skip issue 29 allows: the programs are there but Slurm cannot start here
+        // (a container without what slurmd needs, say); CI installs them, so a skip there is
+        // visible in its log.
+        Err(why) => {
+            eprintln!("SKIPPED: Slurm cannot start on this machine: {why}");
+            return;
+        }
+    };
     let out = tmp.join("runs");
     let suite = tmp.join("suite.txt");
     let prompts: Vec<&str> = include_str!("../../../configs/toyworld-prompts.txt")
