@@ -80,22 +80,14 @@ impl StableDiffusion {
             }
         }
         let schedule = NoiseSchedule::from_file(dir.join("scheduler/scheduler_config.json"))?;
+        // The pipeline keeps burn's convolution until the GPU kit has measured im2col.
+        let conv = crate::nn::ConvAlgorithm::Direct;
         Ok(Self {
             dir: dir.to_path_buf(),
             tokenizer: ClipTokenizer::for_model_dir(dir)?,
             text_encoder: TextEncoder::from_dir(&dir.join("text_encoder"), device, precision)?,
-            unet: UNet::from_dir(
-                &dir.join("unet"),
-                device,
-                precision,
-                crate::nn::ConvAlgorithm::Direct,
-            )?,
-            vae: Vae::from_dir(
-                &dir.join("vae"),
-                device,
-                precision,
-                crate::nn::ConvAlgorithm::Direct,
-            )?,
+            unet: UNet::from_dir(&dir.join("unet"), device, precision, conv)?,
+            vae: Vae::from_dir(&dir.join("vae"), device, precision, conv)?,
             schedule,
             device: device.clone(),
         })
