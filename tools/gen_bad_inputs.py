@@ -14,6 +14,7 @@ Cases whose inputs are a broken copy of the tiny SD model are described here onl
 `model_base` / `remove` / `[[safetensors]]` edits; the test assembles the copy at run time.
 """
 
+import gzip
 import json
 import math
 import shutil
@@ -338,6 +339,57 @@ def define():
     case("render-zero-size", "render --width 0 (a zero-size image)",
          ["render", "--ply", "assets/donut.ply", "--width", "0", "--height", "16", "--out",
           "{tmp}/out.png"], ["--width"])
+    # ---------------------------------------------------------------- compressed scene files
+    def spz_legacy(version, points, sh_degree, body):
+        head = struct.pack("<IIIBBBB", 0x5053474E, version, points, sh_degree, 12, 0, 0)
+        return gzip.compress(head + body, mtime=0)
+    RENDER16 = ["render", "--width", "16", "--height", "16", "--out", "{tmp}/out.png", "--ply"]
+    case("spz-version-unsupported", "an SPZ whose gzip header says version 7",
+         RENDER16 + ["{case}/scene.spz"], ["scene.spz", "version", "7"],
+         {"scene.spz": spz_legacy(7, 1, 0, bytes(19))})
+    case("spz-sh-degree-4", "an SPZ 3 of SH degree 4 (we hold 0–3)",
+         RENDER16 + ["{case}/scene.spz"], ["scene.spz", "shDegree"],
+         {"scene.spz": spz_legacy(3, 1, 4, bytes(20 + 72))})
+    case("spz-gzip-short", "an SPZ 3 whose gzip body holds 2 of the 10 points it declares",
+         RENDER16 + ["{case}/scene.spz"], ["scene.spz", "numPoints"],
+         {"scene.spz": spz_legacy(3, 10, 0, bytes(2 * 20))})
+    ngsp = struct.pack("<IIIBBBBI12x", 0x5053474E, 4, 10, 0, 12, 0, 6, 32)
+    ngsp += b"".join(struct.pack("<QQ", 1000, n) for n in [90, 10, 30, 30, 40, 0])
+    case("spz-v4-truncated", "an SPZ 4 whose streams end at the table of contents",
+         RENDER16 + ["{case}/scene.spz"], ["scene.spz", "stream 0", "past the file end"],
+         {"scene.spz": ngsp})
+    chunk_header = ("ply\nformat binary_little_endian 1.0\nelement chunk 2\n"
+                    + "".join(f"property float {p}\n" for p in
+                              ["min_x", "min_y", "min_z", "max_x", "max_y", "max_z",
+                               "min_scale_x", "min_scale_y", "min_scale_z",
+                               "max_scale_x", "max_scale_y", "max_scale_z"])
+                    + "element vertex 300\n"
+                    + "".join(f"property uint {p}\n" for p in
+                              ["packed_position", "packed_rotation", "packed_scale",
+                               "packed_color"])
+                    + "end_header\n").encode()
+    case("compressed-ply-truncated", "a compressed PLY cut after 100 of its 300 splats",
+         RENDER16 + ["{case}/scene.compressed.ply"],
+         ["scene.compressed.ply", "vertex", "truncated"],
+         {"scene.compressed.ply": chunk_header + bytes(2 * 48 + 100 * 16)})
+    case("splat-odd-length", "a .splat file of 33 bytes",
+         RENDER16 + ["{case}/scene.splat"], ["scene.splat", "32-byte"],
+         {"scene.splat": bytes(33)})
+    case("convert-unknown-output", "convert to a name of no scene format",
+         ["convert", "assets/donut.ply", "{tmp}/donut.obj"], ["donut.obj", ".spz"])
+    case("convert-spz-version", "convert --spz-version 5",
+         ["convert", "assets/donut.ply", "{tmp}/donut.spz", "--spz-version", "5"],
+         ["--spz-version", "5"])
+    case("render-path-empty", "render --path with an empty camera list",
+         ["render", "--ply", "assets/donut.ply", "--path", "{case}/cams.json", "--out",
+          "{tmp}/out.mp4"], ["cams.json", "no cameras"], {"cams.json": "[]\n"})
+    case("render-path-bad-camera", "render --path whose second camera has width 0",
+         ["render", "--ply", "assets/donut.ply", "--path", "{case}/cams.json", "--out",
+          "{tmp}/out.mp4"], ["cams.json[1]", "width"],
+         {"cams.json": "[" + good + "," + good.replace('"width": 16', '"width": 0') + "]\n"})
+    case("render-out-unknown-type", "render --out with an extension that is no image or video",
+         ["render", "--ply", "assets/donut.ply", "--out", "{tmp}/out.webm"],
+         ["out.webm", ".mp4"])
     case("render-out-not-a-dir", "render --out inside a regular file (ENOTDIR)",
          ["render", "--ply", "assets/donut.ply", "--width", "16", "--height", "16", "--out",
           "{case}/not_a_dir.txt/out.png"], ["not_a_dir.txt"],
@@ -597,6 +649,10 @@ def define():
     case("generate-resume-missing", "generate --resume of a folder with no config.toml",
          ["generate", "--resume", "{case}/nothing", "--out", "{tmp}/run"], ["nothing"],
          {"nothing/README": "not a run folder\n"})
+    case("model-unknown-builtin",
+         "--model names no built-in model (a bare name that is not a folder)",
+         ["generate", "--prompt", "a red chair", "--model", "toyword", "--out", "{tmp}/run"],
+         ["toyword", "unknown built-in model", "toyworld"])
     case("distill2d-init-image-zero-byte", "distill2d --init-image of an empty file",
          DISTILL2D + ["--prompt", "a corgi", "--init-image", "{case}/init.png"], ["init.png"],
          {"init.png": b""})

@@ -69,7 +69,7 @@ pub fn evaluate_ply(
 ) -> Result<EvalReport> {
     world.parse_prompt(prompt)?;
     let judge = Judge::load(&world.judge_path(), &ctx.burn)?;
-    let splats = splat::ply::read_ply(ply)?.to_splats(&ctx.burn);
+    let splats = splat::formats::read_scene(ply)?.to_splats(&ctx.burn);
     Ok(eval::evaluate(
         &splats,
         world,

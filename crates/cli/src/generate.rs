@@ -271,7 +271,8 @@ fn run_is_finished(cfg: &GenerateConfig) -> bool {
         .join(train::checkpoint::file_name(cfg.steps));
     last.is_file()
         && dir.join("point_cloud.ply").is_file()
-        && (cfg.output.turntable_frames == 0 || dir.join("turntable.gif").is_file())
+        && (cfg.output.turntable_frames == 0
+            || dir.join(cfg.output.turntable.file_name()).is_file())
         && (cfg.output.views == 0 || dir.join("views.png").is_file())
 }
 

@@ -162,9 +162,7 @@ fn option_error(e: distill::DistillError) -> anyhow::Error {
 /// Write `net` with `meta` to `path` atomically.
 fn save(path: &Path, net: &BlurNet, meta: &BlurMeta) -> Result<()> {
     let bytes = net.to_safetensors(meta)?;
-    train::output::write_atomic(path, |tmp| {
-        std::fs::write(tmp, &bytes).map_err(|e| e.to_string())
-    })?;
+    files::write_bytes(path, &bytes)?;
     Ok(())
 }
 

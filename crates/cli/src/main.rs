@@ -1,27 +1,28 @@
 //! `splatdream`: the command-line tool. Argument parsing and I/O only; the work lives in the
 //! library crates.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use glam::Vec3;
 use gpu::{BackendChoice, GpuContext, GpuOptions};
-use splat::{Camera, RasterizeMode, RenderOptions, SplatData, render};
-use train::output::{to_rgb8, write_gif, write_png};
+use splat::SplatData;
 
 mod bench;
 mod compare;
+mod convert;
 mod diffusion;
 mod distill2d;
 mod evaluate;
 mod evaluate_prior;
+mod export;
 mod fit;
 mod gallery;
 mod generate;
 mod lmc;
 mod lock;
+mod render;
 mod shard;
 mod view;
 
@@ -49,8 +50,8 @@ struct GpuArgs {
 enum Command {
     /// Print the adapter, backend, driver and the limits that matter.
     Info,
-    /// Render a splat PLY from a camera JSON, or a turntable around it.
-    Render(RenderArgs),
+    /// Render a splat PLY from a camera JSON, a camera path or a turntable: PNG, GIF or MP4.
+    Render(render::RenderArgs),
     /// Open a splat PLY in the interactive viewer (orbit/fly camera, RGB/depth/alpha/centres).
     View(view::ViewArgs),
     /// Fit splats to posed photographs (3DGS): NeRF-synthetic, instant-ngp or COLMAP.
@@ -74,6 +75,11 @@ enum Command {
     /// Pre-train LMC-SDS's blur model b̂ψ for a diffusion model on a set of images (for
     /// `generate --method lmc`).
     LmcTrain(lmc::LmcTrainArgs),
+    /// Write a `fit` or `generate` checkpoint (or a run folder's latest) as a splat file (PLY,
+    /// compressed PLY or SPZ), on the host (no GPU).
+    Export(export::ExportArgs),
+    /// Convert a scene file between formats: PLY, compressed PLY, SPZ, `.splat` (read only).
+    Convert(convert::ConvertArgs),
     /// Text-to-image with a Stable Diffusion 2.x model (DDIM + CFG): the sanity check that
     /// weights load and the port is right.
     Sample(diffusion::SampleArgs),
@@ -83,44 +89,6 @@ enum Command {
     /// Benchmark suites (raster, sort, unet, vae, distill, fit, all) as median milliseconds of
     /// repeats, one JSON document with --json/--out; `--compare A B` compares two result files.
     Bench(bench::BenchArgs),
-}
-
-#[derive(Args)]
-struct RenderArgs {
-    /// INRIA 3DGS PLY file.
-    #[arg(long)]
-    ply: PathBuf,
-    /// Camera JSON (OpenCV `viewmat` world→camera, `K`, `width`, `height`; see README).
-    /// Without it, a camera looking at the scene from its bounds is used.
-    #[arg(long)]
-    camera: Option<PathBuf>,
-    /// Output image (.png); with --orbit, a .gif turntable or a .png pattern (frames numbered).
-    #[arg(long)]
-    out: PathBuf,
-    /// Render a turntable of this many frames around the scene centre.
-    #[arg(long)]
-    orbit: Option<usize>,
-    /// Up axis of the scene for automatic and orbit cameras: x, y, z, -x, -y or -z.
-    #[arg(long, default_value = "-y")]
-    up: String,
-    /// Orbit elevation in degrees.
-    #[arg(long, default_value_t = 20.0)]
-    elevation: f32,
-    /// Image size for automatic and orbit cameras.
-    #[arg(long, default_value_t = 512)]
-    width: u32,
-    /// Image height for automatic and orbit cameras.
-    #[arg(long, default_value_t = 512)]
-    height: u32,
-    /// Background colour, r,g,b in [0,1].
-    #[arg(long, default_value = "0,0,0")]
-    background: String,
-    /// SH degree to evaluate (default: the file's).
-    #[arg(long)]
-    sh_degree: Option<u32>,
-    /// gsplat's antialiased mode.
-    #[arg(long)]
-    antialiased: bool,
 }
 
 fn main() -> ExitCode {
@@ -211,7 +179,7 @@ fn run(cli: Cli, control: &train::control::Control) -> Result<()> {
             println!("{}", ctx()?.report());
             Ok(())
         }
-        Command::Render(args) => cmd_render(ctx, args),
+        Command::Render(args) => render::cmd_render(ctx, args),
         Command::View(args) => view::cmd_view(ctx, args),
         Command::Fit(args) => fit::cmd_fit(ctx, args, control),
         Command::Generate(args) => generate::cmd_generate(ctx, args, control),
@@ -223,6 +191,8 @@ fn run(cli: Cli, control: &train::control::Control) -> Result<()> {
         Command::Sample(args) => diffusion::cmd_sample(ctx, args),
         Command::Bench(args) => bench::cmd_bench(ctx, args),
         Command::Gallery(args) => gallery::cmd_gallery(args),
+        Command::Export(args) => export::cmd_export(args),
+        Command::Convert(args) => convert::cmd_convert(args),
     }
 }
 
@@ -325,79 +295,4 @@ fn framing(data: &SplatData) -> (Vec3, f32) {
     let mut d: Vec<f32> = pts.iter().map(|p| (*p - c).length()).collect();
     d.sort_by(f32::total_cmp);
     (c, d[(d.len() * 9 / 10).min(d.len() - 1)].max(1e-3))
-}
-
-fn cmd_render(ctx: impl FnOnce() -> Result<GpuContext>, a: RenderArgs) -> Result<()> {
-    ensure!(
-        a.width > 0 && a.height > 0,
-        "--width/--height: the image size {}×{} is empty",
-        a.width,
-        a.height
-    );
-    check_out_file("--out", &a.out)?;
-    let data = splat::ply::read_ply(&a.ply)?;
-    ensure!(
-        !data.is_empty(),
-        "{}: element `vertex` has 0 vertices; nothing to render",
-        a.ply.display()
-    );
-    let up = parse_axis(&a.up)?;
-    let opts = RenderOptions {
-        background: parse_rgb(&a.background, "--background")?,
-        sh_degree: a.sh_degree,
-        mode: if a.antialiased {
-            RasterizeMode::Antialiased
-        } else {
-            RasterizeMode::Classic
-        },
-        ..Default::default()
-    };
-    let (centre, radius) = framing(&data);
-    let fov = 50f32.to_radians();
-    let distance = radius / (0.5 * fov).tan() * 1.1;
-    let cameras: Vec<Camera> = match (a.orbit, &a.camera) {
-        (Some(_), Some(_)) => bail!("--orbit and --camera are exclusive"),
-        (Some(0), _) => bail!("--orbit needs at least one frame"),
-        (None, Some(path)) => vec![Camera::load(path)?],
-        // A turntable, or its first frame as the automatic camera.
-        (frames, None) => Camera::orbit(
-            centre,
-            up,
-            distance,
-            a.elevation.to_radians(),
-            frames.unwrap_or(1),
-            fov,
-            a.width,
-            a.height,
-        ),
-    };
-    let ctx = ctx()?;
-    let splats = data.to_splats(&ctx.burn);
-    let mut frames = vec![];
-    for cam in &cameras {
-        let out = render(&splats, std::slice::from_ref(cam), &opts)?;
-        let [_, h, w, _] = out.rgb.dims();
-        frames.push(to_rgb8(out.rgb.reshape([h, w, 3]))?);
-    }
-    let is_gif = a
-        .out
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("gif"));
-    if is_gif {
-        write_gif(&a.out, &frames, 50)?;
-    } else if frames.len() == 1 {
-        write_png(&a.out, &frames[0])?;
-    } else {
-        let stem = a.out.with_extension("");
-        for (i, f) in frames.iter().enumerate() {
-            write_png(&PathBuf::from(format!("{}_{i:03}.png", stem.display())), f)?;
-        }
-    }
-    eprintln!(
-        "rendered {} splats, {} frame(s) → {}",
-        data.len(),
-        frames.len(),
-        a.out.display()
-    );
-    Ok(())
 }

@@ -11,7 +11,7 @@ use train::live::Status;
 
 #[derive(Args)]
 pub struct ViewArgs {
-    /// Splat PLY (INRIA layout).
+    /// Scene file: INRIA PLY, compressed PLY, SPZ or `.splat`.
     ply: PathBuf,
     /// Up axis of the scene: x, y, z, -x, -y or -z.
     #[arg(long, default_value = "-y")]
@@ -59,7 +59,7 @@ pub fn cmd_view(ctx: impl FnOnce() -> Result<GpuContext>, a: ViewArgs) -> Result
     if let Some(p) = &a.screenshot {
         crate::check_out_file("--screenshot", p)?;
     }
-    let data = splat::ply::read_ply(&a.ply)?;
+    let data = splat::formats::read_scene(&a.ply)?;
     ensure!(
         !data.is_empty(),
         "{}: element `vertex` has 0 vertices; nothing to show",

@@ -65,10 +65,16 @@ fn generate_tiny_model_outputs_and_resume() {
     let _ = std::fs::remove_dir_all(&out);
     let t0 = std::time::Instant::now();
     // 6 steps with a checkpoint every 3.
-    run(tiny(&mut bin(), &out).args(["--steps", "6", "--set", "output.checkpoint_every=3"]));
+    run(tiny(&mut bin(), &out)
+        .args(["--steps", "6", "--set", "output.checkpoint_every=3"])
+        .args(["--set", "output.ply_every=3"]));
     let first = t0.elapsed();
     let ck = out.join("checkpoints");
     assert!(ck.join("step-0000003.safetensors").is_file());
+    // A PLY snapshot at step 3 (not at the end, where `point_cloud.ply` is the output).
+    let snap = splat::ply::read_ply(&out.join("point_cloud_3.ply")).unwrap();
+    assert!(!snap.is_empty());
+    assert!(!out.join("point_cloud_6.ply").exists());
     assert_eq!(checkpoint_step(&ck.join("step-0000006.safetensors")), 6);
     let m = metrics(&out);
     assert_eq!(m.len(), 6, "{m:?}");
@@ -136,7 +142,7 @@ fn generate_tiny_model_outputs_and_resume() {
 }
 
 /// DreamMapping's VDM + DCA for two dozen steps: ℳψ trains online (its loss is logged every
-/// step and stays finite), the run writes its PLY and turntable.
+/// step and stays finite), the run writes its PLY and an MP4 turntable.
 #[test]
 fn generate_vdm_two_dozen_steps() {
     let out = std::env::temp_dir().join(format!("splatdream-gen-vdm-{}", std::process::id()));
@@ -145,7 +151,8 @@ fn generate_vdm_two_dozen_steps() {
     // 8×8 latents: three U-Lite levels fit without padding.
     run(tiny_with(&mut bin(), &out, "vdm")
         .args(["--steps", "24"])
-        .args(["--set", "guidance.vdm.ulite.levels=3"]));
+        .args(["--set", "guidance.vdm.ulite.levels=3"])
+        .args(["--set", "output.turntable=\"mp4\""]));
     let m = metrics(&out);
     assert_eq!(m.len(), 24);
     let ulite: Vec<f64> = m
@@ -164,7 +171,13 @@ fn generate_vdm_two_dozen_steps() {
     }
     let data = splat::ply::read_ply(&out.join("point_cloud.ply")).unwrap();
     assert_eq!(data.len() as u64, m[23]["splats"].as_u64().unwrap());
-    assert!(out.join("turntable.gif").is_file());
+    // `output.turntable = "mp4"`: an H.264 turntable of the configured frames, read by ffprobe.
+    let probe = common::ffprobe(&out.join("turntable.mp4"));
+    assert_eq!(
+        (probe.codec.as_str(), probe.frames, probe.size),
+        ("h264", 6, (64, 64))
+    );
+    assert!(!out.join("turntable.gif").exists());
     eprintln!("generate vdm: 24 steps {:.1} s", t0.elapsed().as_secs_f64());
     std::fs::remove_dir_all(&out).ok();
 }

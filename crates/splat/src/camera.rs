@@ -244,6 +244,36 @@ impl Camera {
         Ok(cam)
     }
 
+    /// Read and validate a camera path: a JSON array of cameras in [`Camera::load`]'s form,
+    /// one per video frame, in order.
+    ///
+    /// # Errors
+    /// [`CameraError`] naming the file; an invalid camera's field is named with its index
+    /// (`cams.json[3]`); an empty array is [`CameraError::Invalid`] with field `[]`.
+    pub fn load_path(path: &Path) -> Result<Vec<Self>, CameraError> {
+        let p = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| CameraError::Io {
+            path: p.clone(),
+            source,
+        })?;
+        let cams: Vec<Camera> =
+            serde_json::from_str(&text).map_err(|source| CameraError::Json {
+                path: p.clone(),
+                source,
+            })?;
+        if cams.is_empty() {
+            return Err(CameraError::Invalid {
+                path: p,
+                field: "[]",
+                message: "the camera path has no cameras".into(),
+            });
+        }
+        for (i, cam) in cams.iter().enumerate() {
+            cam.validate(&format!("{p}[{i}]"))?;
+        }
+        Ok(cams)
+    }
+
     /// The kernel-side mirror.
     pub(crate) fn to_gpu(self) -> crate::kernels::Camera {
         let (fx, fy) = self.focal();

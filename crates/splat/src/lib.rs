@@ -5,11 +5,14 @@
 //! - [`render()`]: the rasterizer as a differentiable burn function (forward and backward WGSL
 //!   kernels in `shaders/`, backward registered with burn autodiff), following gsplat.
 //! - [`raster`]: the kernel pipeline (projection, GPU radix sort, tiles, compositing).
-//! - [`ply`]: INRIA 3DGS PLY read/write.
+//! - [`ply`]: INRIA 3DGS PLY read/write; [`formats`]: every scene format (compressed PLY, SPZ,
+//!   `.splat`) behind one `read_scene` / `write_scene`.
 //!
 //! Knows nothing of diffusion.
 
 pub mod camera;
+pub mod extract;
+pub mod formats;
 pub mod kernels;
 pub mod ply;
 pub mod raster;

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::adam::Moments;
 use crate::densify::Densifier;
-use crate::output::{OutputError, write_atomic, write_text};
+use crate::output::{OutputError, write_text};
 use crate::params::{GROUPS, Gaussians, Param, host};
 
 /// A named host tensor: name, shape, values (row-major).
@@ -185,6 +185,63 @@ impl Checkpoint {
             .collect()
     }
 
+    /// The splats of this checkpoint on the host, as a PLY holds them (the parameter groups
+    /// `params.*` only; no device needed): means `[N, 3]`, quats wxyz `[N, 4]`, log_scales
+    /// `[N, 3]`, opacity logits `[N]`, SH `[N, K, 3]` from `sh_dc` `[N, 3]` and `sh_rest`
+    /// `[N, 3(K−1)]` at the checkpoint's SH degree.
+    ///
+    /// # Errors
+    /// [`CheckpointError::Read`] (with `path` for the message) when a group is missing,
+    /// mis-shaped, or holds a non-finite value.
+    pub fn splat_data(&self, path: &Path) -> Result<splat::SplatData, CheckpointError> {
+        let bad = |message: String| CheckpointError::Read {
+            path: path.to_path_buf(),
+            message,
+        };
+        let k = splat::scene::sh_coeffs(self.meta.sh_degree);
+        let widths = [3, 4, 3, 1, 3, 3 * (k - 1)];
+        let mut n = None;
+        let mut groups: Vec<&[f32]> = vec![];
+        for (name, width) in GROUPS.iter().zip(widths) {
+            let key = format!("params.{name}");
+            let (_, shape, v) = self
+                .get(&key)
+                .ok_or_else(|| bad(format!("tensor `{key}` is missing")))?;
+            let rows = shape.first().copied().unwrap_or(0);
+            let cols: usize = shape.iter().skip(1).product();
+            if shape.len() != 2 || n.is_some_and(|n| n != rows) || (cols != width && rows > 0) {
+                return Err(bad(format!(
+                    "tensor `{key}` has shape {shape:?}; expected [{}, {width}] at SH degree {}",
+                    n.map_or("N".to_string(), |n: usize| n.to_string()),
+                    self.meta.sh_degree
+                )));
+            }
+            if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+                return Err(bad(format!(
+                    "tensor `{key}`: splat {}: value {} is not finite",
+                    i / width.max(1),
+                    v[i]
+                )));
+            }
+            n = Some(rows);
+            groups.push(v);
+        }
+        let n = n.unwrap_or(0);
+        let mut sh = Vec::with_capacity(n * 3 * k);
+        for i in 0..n {
+            sh.extend_from_slice(&groups[4][3 * i..3 * i + 3]);
+            sh.extend_from_slice(&groups[5][3 * (k - 1) * i..3 * (k - 1) * (i + 1)]);
+        }
+        Ok(splat::SplatData {
+            means: groups[0].to_vec(),
+            quats: groups[1].to_vec(),
+            log_scales: groups[2].to_vec(),
+            opacity_logits: groups[3].to_vec(),
+            sh,
+            sh_degree: self.meta.sh_degree,
+        })
+    }
+
     /// Rebuild the splat parameters and their moments on `device`.
     ///
     /// # Errors
@@ -273,9 +330,7 @@ impl Checkpoint {
                 path: path.to_path_buf(),
                 message: e.to_string(),
             })?;
-        write_atomic(path, |tmp| {
-            std::fs::write(tmp, &data).map_err(|e| e.to_string())
-        })?;
+        files::write_bytes(path, &data).map_err(OutputError::File)?;
         let pretty = serde_json::to_string_pretty(&self.meta).unwrap_or(meta_json);
         write_text(&path.with_extension("json"), &pretty)?;
         Ok(())
@@ -429,5 +484,50 @@ mod tests {
         );
         assert_eq!(back.with_prefix("guidance.")[0].0, "net.w");
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// The host read of a checkpoint's splats gives back, at every SH degree, the scene the
+    /// parameters were made from (`from_data` splits SH into `sh_dc` and `sh_rest`; the
+    /// export must join them in the PLY's order), and a mis-shaped group is named.
+    #[test]
+    fn splat_data_is_the_scene_the_groups_hold() {
+        let device = crate::test_device().clone();
+        for deg in 0..=3 {
+            let k = splat::scene::sh_coeffs(deg);
+            let n = 7;
+            let f = |len: usize, a: f32| (0..len).map(|i| (i as f32 * a).sin()).collect::<Vec<_>>();
+            let data = splat::SplatData {
+                means: f(3 * n, 0.3),
+                quats: f(4 * n, 0.7).iter().map(|x| x + 1.5).collect(),
+                log_scales: f(3 * n, 1.1),
+                opacity_logits: f(n, 1.3),
+                sh: f(3 * k * n, 0.9),
+                sh_degree: deg,
+            };
+            let g = Gaussians::from_data(&data, deg, &device);
+            let ck = Checkpoint {
+                meta: Meta {
+                    step: 3,
+                    seed: 1,
+                    config_hash: hash_text("x"),
+                    splats: n,
+                    method: "sds".into(),
+                    sh_degree: deg,
+                },
+                tensors: gaussian_entries(&g).unwrap(),
+            };
+            assert_eq!(ck.splat_data(Path::new("c")).unwrap(), data, "degree {deg}");
+            assert_eq!(ck.splat_data(Path::new("c")).unwrap(), g.to_data().unwrap());
+            let mut broken = ck.clone();
+            broken.tensors.retain(|e| e.0 != "params.quats");
+            let e = broken
+                .splat_data(Path::new("c.safetensors"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("c.safetensors") && e.contains("params.quats"),
+                "{e}"
+            );
+        }
     }
 }

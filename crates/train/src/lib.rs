@@ -24,6 +24,7 @@ pub mod output;
 pub mod params;
 pub mod rng;
 pub mod stop;
+pub mod video;
 
 /// The device the crate's unit tests share: one context per test process, fresh buffers filled
 /// with garbage (kernels must not rely on zeroed memory). Panics when no adapter opens, so a

@@ -9,15 +9,11 @@ use burn::tensor::Tensor;
 /// Errors writing an output.
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
-    /// The destination folder does not exist.
-    #[error("{path}: output folder {dir} does not exist")]
-    NoFolder {
-        /// Destination file.
-        path: PathBuf,
-        /// Its folder.
-        dir: PathBuf,
-    },
-    /// Writing or renaming failed.
+    /// The atomic write failed (missing folder, full disk, file-size limit, rename); names
+    /// the file, the stage and the cause.
+    #[error(transparent)]
+    File(#[from] files::WriteError),
+    /// Preparing the content failed (serialising a checkpoint).
     #[error("writing {path}: {message}")]
     Write {
         /// Destination file.
@@ -68,42 +64,6 @@ pub fn grid(images: &[image::RgbImage], columns: usize) -> Option<image::RgbImag
     Some(out)
 }
 
-/// Write `path` atomically: `write` fills a temporary file next to it, which is then renamed
-/// over `path`.
-///
-/// # Errors
-/// [`OutputError::NoFolder`] when the folder is missing, [`OutputError::Write`] with the cause.
-pub fn write_atomic(
-    path: &Path,
-    write: impl FnOnce(&Path) -> Result<(), String>,
-) -> Result<(), OutputError> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    if !dir.is_dir() {
-        return Err(OutputError::NoFolder {
-            path: path.to_path_buf(),
-            dir: dir.to_path_buf(),
-        });
-    }
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("tmp");
-    let tmp = dir.join(format!(
-        ".{}.{}.{ext}",
-        path.file_stem().and_then(|s| s.to_str()).unwrap_or("out"),
-        std::process::id()
-    ));
-    let fail = |message: String| OutputError::Write {
-        path: path.to_path_buf(),
-        message,
-    };
-    if let Err(e) = write(&tmp) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(fail(e));
-    }
-    std::fs::rename(&tmp, path).map_err(|e| fail(e.to_string()))
-}
-
 /// A `[H, W, 3]` image tensor (values in [0, 1], clamped) as 8-bit RGB.
 ///
 /// # Errors
@@ -119,31 +79,37 @@ pub fn to_rgb8(rgb: Tensor<3>) -> Result<image::RgbImage, OutputError> {
         .ok_or_else(|| OutputError::Device("image size mismatch".into()))
 }
 
-/// Write a PNG atomically.
+/// The file name of the PLY snapshot at step `step` (`output.ply_every`):
+/// `point_cloud_<step>.ply`.
+pub fn snapshot_name(step: u64) -> String {
+    format!("point_cloud_{step}.ply")
+}
+
+/// Write a PNG atomically ([`files::write_atomic`]).
 ///
 /// # Errors
-/// See [`write_atomic`].
+/// [`OutputError::File`] naming the file.
 pub fn write_png(path: &Path, img: &image::RgbImage) -> Result<(), OutputError> {
-    write_atomic(path, |tmp| {
-        img.save_with_format(tmp, image::ImageFormat::Png)
-            .map_err(|e| e.to_string())
-    })
+    files::write_atomic(path, |w| {
+        img.write_to(w, image::ImageFormat::Png)
+            .map_err(std::io::Error::other)
+    })?;
+    Ok(())
 }
 
 /// Write an endlessly looping GIF of `frames` at `delay_ms` per frame, atomically.
 ///
 /// # Errors
-/// See [`write_atomic`].
+/// [`OutputError::File`] naming the file.
 pub fn write_gif(
     path: &Path,
     frames: &[image::RgbImage],
     delay_ms: u32,
 ) -> Result<(), OutputError> {
-    write_atomic(path, |tmp| {
-        let file = std::fs::File::create(tmp).map_err(|e| e.to_string())?;
-        let mut enc = image::codecs::gif::GifEncoder::new_with_speed(file, 10);
+    files::write_atomic(path, |w| {
+        let mut enc = image::codecs::gif::GifEncoder::new_with_speed(w, 10);
         enc.set_repeat(image::codecs::gif::Repeat::Infinite)
-            .map_err(|e| e.to_string())?;
+            .map_err(std::io::Error::other)?;
         for f in frames {
             let rgba = image::DynamicImage::ImageRgb8(f.clone()).to_rgba8();
             enc.encode_frame(image::Frame::from_parts(
@@ -152,18 +118,60 @@ pub fn write_gif(
                 0,
                 image::Delay::from_numer_denom_ms(delay_ms, 1),
             ))
-            .map_err(|e| e.to_string())?;
+            .map_err(std::io::Error::other)?;
         }
         Ok(())
-    })
+    })?;
+    Ok(())
+}
+
+/// A compressed scene format written beside `point_cloud.ply` (`output.formats`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ExtraFormat {
+    /// `point_cloud.spz`: Niantic SPZ version 4.
+    #[serde(rename = "spz")]
+    Spz,
+    /// `point_cloud.compressed.ply`: PlayCanvas compressed PLY.
+    #[serde(rename = "compressed.ply")]
+    CompressedPly,
+}
+
+impl ExtraFormat {
+    /// The scene format it names.
+    #[must_use]
+    pub fn scene_format(self) -> splat::formats::SceneFormat {
+        match self {
+            Self::Spz => splat::formats::SceneFormat::Spz(splat::formats::SpzVersion::V4),
+            Self::CompressedPly => splat::formats::SceneFormat::CompressedPly,
+        }
+    }
+}
+
+/// Write `data` as `dir/point_cloud<suffix>` in each of `formats`, atomically; returns the
+/// paths written.
+///
+/// # Errors
+/// [`splat::formats::SceneError`] naming the file.
+pub fn write_extra_formats(
+    dir: &Path,
+    data: &splat::SplatData,
+    formats: &[ExtraFormat],
+) -> Result<Vec<PathBuf>, splat::formats::SceneError> {
+    let mut out = Vec::with_capacity(formats.len());
+    for f in formats {
+        let format = f.scene_format();
+        let path = dir.join(format!("point_cloud{}", format.suffix()));
+        splat::formats::write_scene_as(&path, data, format)?;
+        out.push(path);
+    }
+    Ok(out)
 }
 
 /// Write text atomically.
 ///
 /// # Errors
-/// See [`write_atomic`].
+/// [`OutputError::File`] naming the file.
 pub fn write_text(path: &Path, text: &str) -> Result<(), OutputError> {
-    write_atomic(path, |tmp| {
-        std::fs::write(tmp, text).map_err(|e| e.to_string())
-    })
+    files::write_bytes(path, text.as_bytes())?;
+    Ok(())
 }

@@ -727,19 +727,15 @@ fn save_screenshot(
     }
     let img = image::RgbaImage::from_raw(w as u32, h as u32, rgba)
         .ok_or_else(|| "screenshot size does not match its pixels".to_string())?;
-    let tmp = path.with_extension("png.tmp");
-    img.save_with_format(&tmp, image::ImageFormat::Png)
-        .map_err(|e| e.to_string())?;
-    std::fs::rename(&tmp, path).map_err(|e| e.to_string())?;
+    files::write_atomic(path, |w| {
+        img.write_to(w, image::ImageFormat::Png)
+            .map_err(std::io::Error::other)
+    })
+    .map_err(|e| e.to_string())?;
     let mut side = sidecar.clone();
     side["width"] = w.into();
     side["height"] = h.into();
     let json_path = PathBuf::from(format!("{}.json", path.display()));
-    let tmp = PathBuf::from(format!("{}.json.tmp", path.display()));
-    std::fs::write(
-        &tmp,
-        serde_json::to_string_pretty(&side).map_err(|e| e.to_string())?,
-    )
-    .map_err(|e| e.to_string())?;
-    std::fs::rename(&tmp, &json_path).map_err(|e| e.to_string())
+    let text = serde_json::to_string_pretty(&side).map_err(|e| e.to_string())?;
+    files::write_bytes(&json_path, text.as_bytes()).map_err(|e| e.to_string())
 }

@@ -18,9 +18,9 @@ use compare::compare;
 use measure::*;
 use suites::*;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 use gpu::GpuContext;
 use serde_json::json;
@@ -236,7 +236,7 @@ pub fn cmd_bench(ctx: impl FnOnce() -> Result<GpuContext>, a: BenchArgs) -> Resu
     });
     let text = serde_json::to_string_pretty(&doc)?;
     if let Some(out) = &plan.opts.out {
-        write_atomic(out, &text)?;
+        files::write_bytes(out, text.as_bytes())?;
         eprintln!("wrote {}", out.display());
     }
     if plan.opts.json {
@@ -266,46 +266,13 @@ pub fn cmd_bench(ctx: impl FnOnce() -> Result<GpuContext>, a: BenchArgs) -> Resu
     Ok(())
 }
 
-/// Write `text` to `path` through a temporary file in the same folder and a rename, so a
-/// reader never sees a partial file.
-fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    let name = path
-        .file_name()
-        .with_context(|| format!("--out {}: not a file name", path.display()))?;
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| {
-        let _ = std::fs::remove_file(&tmp);
-        format!("renaming {} to {}", tmp.display(), path.display())
-    })
-}
-
-/// The current UTC time as RFC 3339 (`2026-11-21T18:51:38Z`).
+/// The current UTC time as RFC 3339 to the second (`2026-11-21T18:51:38Z`).
 fn utc_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs()) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let now = time::OffsetDateTime::now_utc();
+    now.replace_nanosecond(0)
+        .unwrap_or(now)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 #[cfg(test)]

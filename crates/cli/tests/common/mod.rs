@@ -61,3 +61,46 @@ pub fn tmp(prefix: &str, tag: &str) -> TempDir {
     std::fs::create_dir_all(&d).unwrap();
     TempDir(d)
 }
+
+/// What ffprobe (FFmpeg, a third-party reader) finds in a video's first video stream.
+#[derive(Debug, PartialEq)]
+pub struct Probe {
+    /// `codec_name`, e.g. `h264`.
+    pub codec: String,
+    /// Frames counted by decoding (`-count_frames`).
+    pub frames: u64,
+    /// Width and height in pixels.
+    pub size: (u32, u32),
+    /// `r_frame_rate`, e.g. `20/1`.
+    pub rate: String,
+}
+
+/// Run `ffprobe` on `path`. Panics naming what to install when ffprobe is missing (`.ci/run`
+/// installs FFmpeg).
+pub fn ffprobe(path: &Path) -> Probe {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-count_frames"])
+        .args([
+            "-show_entries",
+            "stream=codec_name,width,height,r_frame_rate,nb_read_frames",
+        ])
+        .args(["-of", "json"])
+        .arg(path)
+        .output()
+        .unwrap_or_else(|e| panic!("ffprobe (FFmpeg; .ci/run installs it) did not start: {e}"));
+    let t = text(&out);
+    assert!(out.status.success(), "ffprobe {}: {t}", path.display());
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = &j["streams"][0];
+    let num = |k: &str| -> u64 {
+        s[k].as_u64()
+            .or_else(|| s[k].as_str()?.parse().ok())
+            .unwrap_or_else(|| panic!("ffprobe: no {k} in {t}"))
+    };
+    Probe {
+        codec: s["codec_name"].as_str().unwrap_or_default().to_string(),
+        frames: num("nb_read_frames"),
+        size: (num("width") as u32, num("height") as u32),
+        rate: s["r_frame_rate"].as_str().unwrap_or_default().to_string(),
+    }
+}

@@ -161,23 +161,7 @@ impl BlurNet {
             path: path.to_path_buf(),
             detail,
         };
-        let dir = path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .ok_or_else(|| fail("not a file name".into()))?;
-        let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-        if let Err(e) = std::fs::write(&tmp, &bytes) {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(fail(format!("writing: {e}")));
-        }
-        std::fs::rename(&tmp, path).map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            fail(format!("renaming the temporary file: {e}"))
-        })
+        files::write_bytes(path, &bytes).map_err(|e| fail(format!("{}: {}", e.stage, e.source)))
     }
 
     /// Read a blur model written by [`BlurNet::save`] onto `device` (plain, frozen use).

@@ -12,8 +12,9 @@ use crate::data::Dataset;
 use crate::densify::Strategy;
 use crate::guard::Diverged;
 use crate::init::{InitConfig, InitKind};
-use crate::output::OutputError;
+use crate::output::{ExtraFormat, OutputError};
 use crate::stop::Interrupted;
+use crate::video::TurntableFormat;
 
 /// Dataset settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -154,11 +155,21 @@ pub struct OutputConfig {
     pub turntable_size: u32,
     /// Path of the turntable camera: see [`TurntablePath`].
     pub turntable_path: TurntablePath,
+    /// Container of the turntable: `"gif"` (`turntable.gif`) or `"mp4"` (`turntable.mp4`,
+    /// H.264).
+    pub turntable: TurntableFormat,
+    /// Compressed copies of the final scene beside `point_cloud.ply`: `"spz"`
+    /// (`point_cloud.spz`, SPZ 4) and/or `"compressed.ply"` (`point_cloud.compressed.ply`).
+    pub formats: Vec<ExtraFormat>,
     /// Save a checkpoint (`checkpoints/step-*.safetensors`) every this many steps (0 = only
     /// on SIGINT/SIGTERM); `--resume` continues from the latest.
     pub checkpoint_every: u64,
     /// Keep this many newest checkpoints (older ones are deleted after a save; 0 = keep all).
     pub keep_checkpoints: usize,
+    /// Write a snapshot `point_cloud_<step>.ply` every this many steps (0 = none; the final
+    /// `point_cloud.ply` is always written). A snapshot due inside an opacity reset's recovery
+    /// window is written when the window has passed, named by that step.
+    pub ply_every: u64,
 }
 
 /// Where the turntable camera goes.
@@ -182,8 +193,11 @@ impl Default for OutputConfig {
             turntable_frames: 60,
             turntable_size: 320,
             turntable_path: TurntablePath::Auto,
+            turntable: TurntableFormat::Gif,
+            formats: vec![],
             checkpoint_every: 1_000,
             keep_checkpoints: 2,
+            ply_every: 0,
         }
     }
 }
@@ -227,6 +241,10 @@ pub enum FitError {
     /// Reading the initial PLY failed.
     #[error(transparent)]
     Ply(#[from] splat::ply::PlyError),
+    /// A scene file in another format (compressed PLY, SPZ, `.splat`) could not be read or
+    /// written; names the file and field.
+    #[error(transparent)]
+    Scene(#[from] splat::formats::SceneError),
     /// Rendering failed.
     #[error(transparent)]
     Render(#[from] splat::RenderError),

@@ -16,6 +16,7 @@ pub use framing::*;
 pub use record::*;
 
 pub use crate::background::{Background, NamedBackground};
+pub use crate::video::TurntableFormat;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -32,10 +33,11 @@ use crate::densify::Densifier;
 use crate::guard::{StepGuard, fault_nan, non_finite};
 use crate::init::{InitConfig, InitKind, from_points, random_points};
 use crate::loss::{photometric, psnr, ssim};
-use crate::output::{to_rgb8, write_gif, write_png, write_text};
+use crate::output::{to_rgb8, write_png, write_text};
 use crate::params::{Gaussians, host};
 use crate::rng::step_seed;
 use crate::stop::Interrupted;
+use crate::video::write_turntable;
 
 /// The device copy of one view's photo, `[H, W, 4]` straight RGBA in [0, 1].
 struct Photo {
@@ -137,7 +139,7 @@ pub fn initial_splats(
                 .ply
                 .as_ref()
                 .ok_or_else(|| config_err("init.ply", "missing"))?;
-            splat::ply::read_ply(path)?
+            splat::formats::read_scene(path)?
         }
         InitKind::Points => {
             let pc = dataset.points.as_ref().ok_or_else(|| {
@@ -448,6 +450,7 @@ pub fn fit(
         live.set_cameras(dataset.train.iter().map(|v| v.camera).collect());
     }
     let mut eval_due = false;
+    let mut ply_due = false;
     for step in start + 1..=steps {
         control.pause_point();
         if control.stop_requested() {
@@ -587,6 +590,14 @@ pub fn fit(
             report.train_seconds = train_time;
             write_metrics(&metrics_path, &report)?;
         }
+        let ply_every = cfg.output.ply_every;
+        ply_due |= ply_every > 0 && step % ply_every == 0 && step != steps;
+        if ply_due && !densifier.recovering(step) {
+            ply_due = false;
+            let data = gaussians.to_data().map_err(FitError::Device)?;
+            let path = out_dir.join(crate::output::snapshot_name(step));
+            splat::ply::write_ply(&path, &data)?;
+        }
         control.offer_scene(step, steps, sh_degree, || gaussians.splats());
         let every = cfg.output.checkpoint_every;
         let periodic = every > 0 && step % every == 0 && step != steps;
@@ -618,6 +629,11 @@ pub fn fit(
     let ply = out_dir.join("point_cloud.ply");
     splat::ply::write_ply(&ply, &data)?;
     report.outputs.push(ply);
+    report.outputs.extend(crate::output::write_extra_formats(
+        out_dir,
+        &data,
+        &cfg.output.formats,
+    )?);
     let bg = cfg.data.background.eval();
     let final_opts = RenderOptions {
         background: bg,
@@ -660,8 +676,7 @@ pub fn fit(
             cfg.output.turntable_path,
         );
         let frames = crate::output::render_frames(&gaussians.splats(), &orbit, &final_opts)?;
-        let path = out_dir.join("turntable.gif");
-        write_gif(&path, &frames, 50)?;
+        let path = write_turntable(out_dir, &frames, cfg.output.turntable)?;
         report.outputs.push(path);
     }
     write_metrics(&metrics_path, &report)?;

@@ -16,7 +16,8 @@ use crate::background::{Background, NamedBackground};
 use crate::checkpoint::{CheckpointError, hash_text};
 use crate::densify::{DefaultStrategy, Strategy};
 use crate::mesh::GeometryError;
-use crate::output::OutputError;
+use crate::output::{ExtraFormat, OutputError};
+use crate::video::TurntableFormat;
 
 /// LucidDreamer's negative prompt (docs/methods.md §5.4, [EXT]).
 pub const LUCID_NEGATIVE: &str = "unrealistic, blurry, low quality, out of focus, ugly, low contrast, dull, dark, low-resolution, oversaturation.";
@@ -183,8 +184,18 @@ pub struct OutputConfig {
     pub turntable_frames: usize,
     /// Side of the turntable frames and grid views in pixels.
     pub turntable_size: u32,
+    /// Container of the turntable: `"gif"` (`turntable.gif`) or `"mp4"` (`turntable.mp4`,
+    /// H.264).
+    pub turntable: TurntableFormat,
+    /// Compressed copies of the final scene beside `point_cloud.ply`: `"spz"`
+    /// (`point_cloud.spz`, SPZ 4) and/or `"compressed.ply"` (`point_cloud.compressed.ply`).
+    pub formats: Vec<ExtraFormat>,
     /// Views in `views.png` (0 = none), four per row.
     pub views: usize,
+    /// Write a snapshot `point_cloud_<step>.ply` every this many steps (0 = none; the final
+    /// `point_cloud.ply` is always written). A snapshot due inside an opacity reset's recovery
+    /// window is written when the window has passed, named by that step.
+    pub ply_every: u64,
 }
 
 impl Default for OutputConfig {
@@ -195,7 +206,10 @@ impl Default for OutputConfig {
             log_every: 10,
             turntable_frames: 60,
             turntable_size: 256,
+            turntable: TurntableFormat::Gif,
+            formats: vec![],
             views: 8,
+            ply_every: 0,
         }
     }
 }
@@ -316,6 +330,10 @@ pub enum GenerateError {
     /// Reading an initial splat PLY failed.
     #[error(transparent)]
     Ply(#[from] splat::ply::PlyError),
+    /// A scene file in another format (compressed PLY, SPZ, `.splat`) could not be read or
+    /// written; names the file and field.
+    #[error(transparent)]
+    Scene(#[from] splat::formats::SceneError),
     /// Reading a mesh or point cloud failed.
     #[error(transparent)]
     Geometry(#[from] GeometryError),

@@ -47,10 +47,12 @@ use splat::RenderOptions;
 
 use crate::checkpoint::{Checkpoint, Meta, training_entries};
 use crate::densify::Densifier;
-use crate::output::{grid, render_frames, write_gif, write_png, write_text};
+use crate::output::{grid, render_frames, write_png, write_text};
 use crate::params::{Gaussians, host};
+use crate::video::write_turntable;
 
 pub use crate::rng::step_seed;
+pub use crate::video::TurntableFormat;
 
 /// Run `generate` with a loaded model. With `resume` (a checkpoint file or a run folder), the
 /// splats, their Adam moments, the densifier's accumulators and the guidance state are
@@ -117,6 +119,7 @@ pub fn generate(
     let steps = cfg.steps;
     let t_loop = Instant::now();
     let mut last_log = (Instant::now(), start);
+    let mut ply_due = false;
     for step in start..steps {
         control.pause_point();
         if control.stop_requested() {
@@ -208,6 +211,14 @@ pub fn generate(
             step: done,
         });
         control.offer_scene(done, steps, 0, || trainer.gaussians.splats());
+        let ply_every = cfg.output.ply_every;
+        ply_due |= ply_every > 0 && done.is_multiple_of(ply_every) && done != steps;
+        if ply_due && !trainer.densifier.recovering(done) {
+            ply_due = false;
+            let data = trainer.gaussians.to_data().map_err(GenerateError::Device)?;
+            let path = out_dir.join(crate::output::snapshot_name(done));
+            splat::ply::write_ply(&path, &data)?;
+        }
         let every = cfg.output.checkpoint_every;
         let periodic = every > 0 && done.is_multiple_of(every) && done != steps;
         // A save asked for from the viewer joins the periodic checkpoints.
@@ -226,6 +237,11 @@ pub fn generate(
     let ply = out_dir.join("point_cloud.ply");
     splat::ply::write_ply(&ply, &data)?;
     report.outputs.push(ply);
+    report.outputs.extend(crate::output::write_extra_formats(
+        out_dir,
+        &data,
+        &cfg.output.formats,
+    )?);
     let opts = RenderOptions {
         background: cfg.background.colour.eval(),
         sh_degree: Some(0),
@@ -236,8 +252,7 @@ pub fn generate(
     if cfg.output.turntable_frames > 0 {
         let cams = turntable_cameras(&cfg.cameras, cfg.output.turntable_frames, size);
         let frames = render_frames(&splats, &cams, &opts)?;
-        let path = out_dir.join("turntable.gif");
-        write_gif(&path, &frames, 50)?;
+        let path = write_turntable(out_dir, &frames, cfg.output.turntable)?;
         report.outputs.push(path);
     }
     if cfg.output.views > 0 {

@@ -72,6 +72,7 @@ pub fn rescale_steps(cfg: &GenerateConfig, steps: u64) -> GenerateConfig {
     }
     out.guidance.bridge.stage_two_start = at_us(cfg.guidance.bridge.stage_two_start);
     out.output.checkpoint_every = every(cfg.output.checkpoint_every);
+    out.output.ply_every = every(cfg.output.ply_every);
     out
 }
 

@@ -42,7 +42,7 @@ pub fn initial_splats(cfg: &InitConfig, seed: u64) -> Result<splat::SplatData, G
     let (mut pos, mut col) = match cfg.kind {
         InitKind::Sphere => sphere_points(cfg.count, cfg.radius, cfg.colour, seed),
         InitKind::Ply => {
-            let mut data = splat::ply::read_ply(&path()?)?;
+            let mut data = splat::formats::read_scene(&path()?)?;
             if data.sh_degree > 0 {
                 // Keep the DC term only (generation runs at SH degree 0).
                 let k = splat::scene::sh_coeffs(data.sh_degree);

@@ -6,13 +6,16 @@
 //! then blue), `opacity` is the logit, `scale_*` are log scales, `rot_*` is the quaternion wxyz.
 //! Reading accepts any scalar property type and any property order; writing uses float32.
 
-use std::io::{BufRead, Read, Write};
+use std::io::Write;
 use std::path::Path;
 
 use ply_rs_bw::parser::{Parser, Reader};
 use ply_rs_bw::ply::{DefaultElement, Encoding, Property, PropertyType, ScalarType};
 
 use crate::scene::{SplatData, sh_coeffs};
+
+pub(crate) mod header;
+mod records;
 
 /// Errors reading or writing a splat PLY; each names the file.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +44,9 @@ pub enum PlyError {
         /// What is missing.
         message: String,
     },
+    /// The atomic write failed (missing folder, full disk, rename); names the file and stage.
+    #[error(transparent)]
+    Write(#[from] files::WriteError),
     /// A value is unusable (NaN/Inf, zero quaternion).
     #[error("{path}: vertex {index}, property `{property}`: {message}")]
     Value {
@@ -69,164 +75,63 @@ fn scalar(p: &Property) -> Option<f32> {
     })
 }
 
-/// The longest header [`check_header`] reads before giving up on finding `end_header`.
-const MAX_HEADER_BYTES: u64 = 1 << 20;
-
-/// Bytes of one scalar PLY type, `None` for an unknown type name.
-fn scalar_size(ty: &str) -> Option<u64> {
-    Some(match ty {
-        "char" | "uchar" | "int8" | "uint8" => 1,
-        "short" | "ushort" | "int16" | "uint16" => 2,
-        "int" | "uint" | "float" | "int32" | "uint32" | "float32" => 4,
-        "double" | "float64" => 8,
-        _ => return None,
-    })
-}
-
-/// Check a PLY header before the parser sees the file: the `ply` magic, a known format, an
-/// `end_header` line, and — for binary files whose elements have only scalar properties — that
-/// the declared element counts match the bytes that follow the header (so a truncated body, a
-/// wrong vertex count or an absurd count such as 10^12 is reported as such, and nothing is
-/// allocated for it). Returns the message of the first problem.
-fn check_header(reader: &mut impl BufRead, file_len: u64) -> Result<(), String> {
-    let mut header_len = 0u64;
-    let mut line = Vec::new();
-    let mut binary = false;
-    // (element name, count, bytes per element or None when it has list properties)
-    let mut elements: Vec<(String, u64, Option<u64>)> = vec![];
-    let mut n = 0usize;
-    loop {
-        line.clear();
-        let got = reader
-            .by_ref()
-            .take(MAX_HEADER_BYTES.saturating_sub(header_len))
-            .read_until(b'\n', &mut line)
-            .map_err(|e| format!("reading the header: {e}"))?;
-        if got == 0 {
-            return Err(if header_len == 0 {
-                "the file is empty".into()
-            } else {
-                "the header has no `end_header` line".into()
-            });
-        }
-        header_len += got as u64;
-        n += 1;
-        let text = String::from_utf8_lossy(&line);
-        let text = text.trim_end_matches(['\n', '\r']);
-        let words: Vec<&str> = text.split_whitespace().collect();
-        if n == 1 {
-            if text != "ply" {
-                return Err(format!(
-                    "the first line is `{}`, expected the `ply` magic",
-                    text.chars().take(40).collect::<String>()
-                ));
-            }
-            continue;
-        }
-        match words.as_slice() {
-            ["end_header"] => break,
-            ["format", f, ..] => match *f {
-                "ascii" => binary = false,
-                "binary_little_endian" | "binary_big_endian" => binary = true,
-                other => {
-                    return Err(format!(
-                        "header line {n}: unknown format `{other}` (expected ascii, \
-                         binary_little_endian or binary_big_endian)"
-                    ));
-                }
-            },
-            ["element", name, count] => {
-                let count = count.parse::<u64>().map_err(|_| {
-                    format!("header line {n}: element `{name}`: count `{count}` is not a number")
-                })?;
-                elements.push((name.to_string(), count, Some(0)));
-            }
-            ["property", "list", ..] => {
-                if let Some(e) = elements.last_mut() {
-                    e.2 = None;
-                }
-            }
-            ["property", ty, name] => {
-                let size = scalar_size(ty).ok_or_else(|| {
-                    format!("header line {n}: property `{name}` has unknown type `{ty}`")
-                })?;
-                if let Some((_, _, Some(stride))) = elements.last_mut() {
-                    *stride += size;
-                }
-            }
-            _ => {}
-        }
-        if header_len >= MAX_HEADER_BYTES {
-            return Err(format!(
-                "no `end_header` line in the first {MAX_HEADER_BYTES} bytes"
-            ));
-        }
-    }
-    if !binary {
-        return Ok(());
-    }
-    let body = file_len.saturating_sub(header_len);
-    let mut need = 0u64;
-    for (name, count, stride) in &elements {
-        let Some(stride) = stride else {
-            return Ok(()); // list properties: sizes vary, the parser checks
-        };
-        let bytes = count.checked_mul(*stride).and_then(|b| b.checked_add(need));
-        match bytes {
-            Some(b) if b <= body => need = b,
-            _ => {
-                let fits = if *stride > 0 {
-                    (body - need.min(body)) / stride
-                } else {
-                    0
-                };
-                return Err(format!(
-                    "element `{name}`: the header declares {count} elements of {stride} bytes \
-                     but the file holds data for {fits} (truncated file or wrong count)"
-                ));
-            }
-        }
-    }
-    if let Some((name, count, Some(stride))) = elements.last()
-        && *stride > 0
-        && body - need >= *stride
-    {
-        return Err(format!(
-            "element `{name}`: the header declares {count} elements but {} more bytes follow \
-             them (wrong count)",
-            body - need
-        ));
-    }
-    Ok(())
-}
-
 /// Read an INRIA splat PLY. Degree is inferred from the number of `f_rest_*` properties
 /// (0, 9, 24 or 45).
+///
+/// Binary little-endian files whose vertex properties are all `float` (what splat trainers
+/// write) stream through typed records: the cost is the returned [`SplatData`] plus a 1 MiB
+/// chunk. Any other layout (ASCII, big-endian, other scalar types, list properties) goes
+/// through the general `ply-rs-bw` parser, which holds the whole file.
 ///
 /// # Errors
 /// [`PlyError`] naming the file: unreadable, malformed, missing properties, or non-finite
 /// values / zero quaternions (with the vertex and property).
 pub fn read_ply(path: &Path) -> Result<SplatData, PlyError> {
-    let bytes = std::fs::read(path).map_err(|source| PlyError::Io {
-        path: path.display().to_string(),
+    let p = path.display().to_string();
+    let io = |source| PlyError::Io {
+        path: p.clone(),
         source,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let len = file.metadata().map_err(io)?.len();
+    let mut reader = std::io::BufReader::with_capacity(1 << 16, file);
+    let header = header::read_header(&mut reader, len).map_err(|message| PlyError::Parse {
+        path: p.clone(),
+        message,
     })?;
+    if let Some(layout) = records::RecordLayout::new(&header) {
+        return layout.read(&mut reader, &p);
+    }
+    drop(reader);
+    let bytes = std::fs::read(path).map_err(io)?;
     parse_ply(&bytes, path)
 }
 
-/// Parse the bytes of an INRIA splat PLY (see [`read_ply`]); `path` only names the file in
-/// errors. The header is checked against the byte count first, so a count no file could hold
-/// is refused before anything is allocated. On success every array of the [`SplatData`] has
-/// the length its splat count and SH degree imply and every value is finite.
+/// Parse the bytes of an INRIA splat PLY (see [`read_ply`], whose two paths this takes too);
+/// `path` only names the file in errors. The header is checked against the byte count first,
+/// so a count no file could hold is refused before anything is allocated. On success every
+/// array of the [`SplatData`] has the length its splat count and SH degree imply and every
+/// value is finite.
 ///
 /// # Errors
 /// As [`read_ply`], except [`PlyError::Io`].
 pub fn parse_ply(bytes: &[u8], path: &Path) -> Result<SplatData, PlyError> {
     let p = path.display().to_string();
-    check_header(&mut &bytes[..], bytes.len() as u64).map_err(|message| PlyError::Parse {
-        path: p.clone(),
-        message,
-    })?;
+    let mut body = bytes;
+    let header =
+        header::read_header(&mut body, bytes.len() as u64).map_err(|message| PlyError::Parse {
+            path: p.clone(),
+            message,
+        })?;
+    if let Some(layout) = records::RecordLayout::new(&header) {
+        return layout.read(&mut body, &p);
+    }
+    parse_general(bytes, path)
+}
+
+/// [`parse_ply`] through `ply-rs-bw`'s parser: any encoding, scalar type and property order.
+fn parse_general(bytes: &[u8], path: &Path) -> Result<SplatData, PlyError> {
+    let p = path.display().to_string();
     check_counts(bytes, &p)?;
     let mut reader = bytes;
     let ply = Parser::<DefaultElement>::new()
@@ -430,18 +335,13 @@ fn inria_record(data: &SplatData, i: usize, rec: &mut [f32]) {
 }
 
 /// Write an INRIA splat PLY (binary little-endian, float32), atomically: the file appears
-/// complete or not at all (written to a temporary file in the same folder, then renamed).
-/// Streams one record per splat through a buffered writer (no per-splat maps, no whole-file
-/// buffer); the bytes are those `ply-rs-bw`'s writer produces for the same data (tested).
+/// complete or not at all ([`files::write_atomic`]). Streams one record per splat through a
+/// buffered writer (no per-splat maps, no whole-file buffer); the bytes are those
+/// `ply-rs-bw`'s writer produces for the same data (tested).
 ///
 /// # Errors
-/// [`PlyError::Io`] naming the file.
+/// [`PlyError::Write`] naming the file.
 pub fn write_ply(path: &Path, data: &SplatData) -> Result<(), PlyError> {
-    let p = path.display().to_string();
-    let io = |source| PlyError::Io {
-        path: p.clone(),
-        source,
-    };
     let names = inria_property_names(data.sh_degree);
     let mut header = format!(
         "ply\nformat binary_little_endian 1.0\ncomment written by splatdream\nelement vertex {}\n",
@@ -451,18 +351,7 @@ pub fn write_ply(path: &Path, data: &SplatData) -> Result<(), PlyError> {
         header.push_str(&format!("property float {name}\n"));
     }
     header.push_str("end_header\n");
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        path.file_name().and_then(|s| s.to_str()).unwrap_or("out"),
-        std::process::id()
-    ));
-    let write = || -> std::io::Result<()> {
-        let f = std::fs::File::create(&tmp)?;
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+    files::write_atomic(path, |w| {
         w.write_all(header.as_bytes())?;
         let mut rec = vec![0.0f32; names.len()];
         for i in 0..data.len() {
@@ -472,14 +361,8 @@ pub fn write_ply(path: &Path, data: &SplatData) -> Result<(), PlyError> {
             }
             w.write_all(bytemuck::cast_slice(&rec))?;
         }
-        let f = w.into_inner().map_err(|e| e.into_error())?;
-        f.sync_all()
-    };
-    if let Err(e) = write() {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io(e));
-    }
-    std::fs::rename(&tmp, path).map_err(io)?;
+        Ok(())
+    })?;
     Ok(())
 }
 
@@ -632,7 +515,7 @@ mod tests {
              end_header\n12345678",
         ] {
             let e = parse_ply(body.as_bytes(), path).unwrap_err().to_string();
-            // Refused by the size check (`check_header`) or the count check (`check_counts`).
+            // Refused by the size check (`header::read_header`) or the count check (`check_counts`).
             assert!(
                 e.starts_with("bad.ply: ") && e.contains("header declares"),
                 "{e}"
