@@ -380,6 +380,18 @@ def define():
     case("convert-spz-version", "convert --spz-version 5",
          ["convert", "assets/donut.ply", "{tmp}/donut.spz", "--spz-version", "5"],
          ["--spz-version", "5"])
+    # ---------------------------------------------------------------- mesh
+    case("mesh-grid-too-large", "mesh --resolution 4096 (a grid of ~2^36 cells)",
+         ["mesh", "assets/donut.ply", "--out", "{tmp}/donut.glb", "--resolution", "4096"],
+         ["donut.ply", "resolution 4096", "exceeds"])
+    case("mesh-unknown-format", "mesh --out of an extension we do not write",
+         ["mesh", "assets/donut.ply", "--out", "{tmp}/donut.stl"], ["donut.stl", ".glb"])
+    case("mesh-no-surface", "mesh --iso above every density of the scene",
+         ["mesh", "assets/donut.ply", "--out", "{tmp}/donut.glb", "--resolution", "16",
+          "--iso", "1e9"], ["donut.ply", "iso", "no surface"])
+    case("mesh-out-not-a-dir", "mesh --out inside a regular file (ENOTDIR)",
+         ["mesh", "assets/donut.ply", "--out", "{case}/not_a_dir.txt/donut.glb"],
+         ["not_a_dir.txt"], {"not_a_dir.txt": "a regular file\n"})
     case("render-path-empty", "render --path with an empty camera list",
          ["render", "--ply", "assets/donut.ply", "--path", "{case}/cams.json", "--out",
           "{tmp}/out.mp4"], ["cams.json", "no cameras"], {"cams.json": "[]\n"})

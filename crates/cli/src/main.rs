@@ -22,6 +22,7 @@ mod gallery;
 mod generate;
 mod lmc;
 mod lock;
+mod mesh;
 mod render;
 mod shard;
 mod view;
@@ -80,6 +81,9 @@ enum Command {
     Export(export::ExportArgs),
     /// Convert a scene file between formats: PLY, compressed PLY, SPZ, `.splat` (read only).
     Convert(convert::ConvertArgs),
+    /// A coloured triangle mesh (GLB or OBJ) from a splat scene: density grid → surface nets
+    /// → splat colours, optional decimation. No GPU.
+    Mesh(mesh::MeshArgs),
     /// Text-to-image with a Stable Diffusion 2.x model (DDIM + CFG): the sanity check that
     /// weights load and the port is right.
     Sample(diffusion::SampleArgs),
@@ -193,6 +197,7 @@ fn run(cli: Cli, control: &train::control::Control) -> Result<()> {
         Command::Gallery(args) => gallery::cmd_gallery(args),
         Command::Export(args) => export::cmd_export(args),
         Command::Convert(args) => convert::cmd_convert(args),
+        Command::Mesh(args) => mesh::cmd_mesh(args),
     }
 }
 

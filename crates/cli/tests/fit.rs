@@ -54,7 +54,7 @@ fn fit_spot_cow_improves_and_exports_a_reloadable_ply() {
             "output.turntable_frames=6",
         ])
         .args(["--set", "densify.start=50", "--set", "densify.stop=120"])
-        .args(["--set", "lr.sh_dc=0.02"]));
+        .args(["--set", "lr.sh_dc=0.02", "--set", "output.mesh=true"]));
     assert!(log.contains("PSNR"), "no PSNR reported:\n{log}");
 
     // Metrics: evaluation at step 0 and at the end; loss and PSNR improved.
@@ -129,6 +129,162 @@ fn fit_spot_cow_improves_and_exports_a_reloadable_ply() {
     );
 
     third_party_reads(&out.join("point_cloud.ply"), &out.join("splats.csv"));
+    mesh_matches_the_splats(&out);
+}
+
+/// `splatdream mesh` of the fitted cow (issue 28, item 1), equal to the run's own `mesh.glb`
+/// (`output.mesh = true`): the GLB passes the Khronos
+/// glTF-Validator and loads in Python trimesh with vertex colours, and its silhouette at every
+/// evaluation camera matches the splats' alpha (rendered over black and over white) with
+/// IoU ≥ 0.8.
+fn mesh_matches_the_splats(out: &Path) {
+    let glb = out.join("cow.glb");
+    let log = run(bin().arg("mesh").arg(out).arg("--out").arg(&glb));
+    eprintln!("{log}");
+    // `output.mesh = true` wrote the same mesh at the end of the run.
+    assert!(
+        std::fs::read(out.join("mesh.glb")).unwrap() == std::fs::read(&glb).unwrap(),
+        "the run's mesh.glb differs from `splatdream mesh` of its point_cloud.ply"
+    );
+    for tool in ["tools/gltf_validator.sh", "tools/trimesh_load.sh"] {
+        let o = Command::new("bash")
+            .arg(root().join(tool))
+            .arg(&glb)
+            .output()
+            .expect("bash");
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(
+            o.status.success(),
+            "{tool} rejected the mesh (it needs node + npm / python3-venv, which .ci/run \
+             installs):\n{text}{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        eprintln!("{tool}: {text}");
+        if tool.contains("trimesh") {
+            let j: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+            assert!(j["faces"].as_u64().unwrap() > 500, "{j}");
+            assert_eq!(j["vertex_colors"], true, "{j}");
+            assert!(j["volume"].as_f64().unwrap() > 0.0, "{j}");
+        }
+    }
+    let (doc, buffers, _) = gltf::import(&glb).unwrap();
+    let prim = doc.meshes().next().unwrap().primitives().next().unwrap();
+    let reader = prim.reader(|b| Some(&buffers[b.index()]));
+    let pos: Vec<[f32; 3]> = reader.read_positions().unwrap().collect();
+    let idx: Vec<u32> = reader.read_indices().unwrap().into_u32().collect();
+    let mut ious = vec![];
+    for entry in std::fs::read_dir(out.join("renders")).unwrap() {
+        let cam_path = entry.unwrap().path();
+        if !cam_path.to_string_lossy().ends_with(".camera.json") {
+            continue;
+        }
+        // The evaluation camera at 4× the pixels (64² views would make the IoU mostly a
+        // matter of boundary pixels).
+        let mut cam = splat::Camera::load(&cam_path).unwrap();
+        for r in 0..2 {
+            for c in 0..3 {
+                cam.k[r][c] *= 4.0;
+            }
+        }
+        cam.width *= 4;
+        cam.height *= 4;
+        let big = out.join("mesh-check.camera.json");
+        std::fs::write(&big, serde_json::to_string(&cam).unwrap()).unwrap();
+        let mut planes = vec![];
+        for bg in ["0,0,0", "1,1,1"] {
+            let png = out.join(format!("alpha-{bg}.png"));
+            run(bin()
+                .arg("render")
+                .arg("--ply")
+                .arg(out.join("point_cloud.ply"))
+                .arg("--camera")
+                .arg(&big)
+                .args(["--background", bg, "--out"])
+                .arg(&png));
+            planes.push(image::open(&png).unwrap().to_rgb8());
+        }
+        // Over black: α·c; over white: α·c + (1 − α). So α = 1 − (white − black).
+        let (w, h) = planes[0].dimensions();
+        let splat_mask: Vec<bool> = planes[0]
+            .pixels()
+            .zip(planes[1].pixels())
+            .map(|(b, wh)| {
+                let d: f32 = (0..3)
+                    .map(|c| f32::from(wh[c]) - f32::from(b[c]))
+                    .sum::<f32>()
+                    / (3.0 * 255.0);
+                1.0 - d > 0.5
+            })
+            .collect();
+        let mesh_mask = silhouette(&pos, &idx, &cam, w, h);
+        let inter = splat_mask
+            .iter()
+            .zip(&mesh_mask)
+            .filter(|(a, b)| **a && **b)
+            .count();
+        let union = splat_mask
+            .iter()
+            .zip(&mesh_mask)
+            .filter(|(a, b)| **a || **b)
+            .count();
+        let iou = inter as f64 / union.max(1) as f64;
+        eprintln!(
+            "mesh vs splat alpha at {}: IoU {iou:.3}",
+            cam_path.display()
+        );
+        ious.push(iou);
+    }
+    assert!(!ious.is_empty(), "no evaluation cameras in renders/");
+    let worst = ious.iter().copied().fold(f64::INFINITY, f64::min);
+    assert!(
+        worst >= 0.8,
+        "mesh silhouette IoU {worst:.3} < 0.8 at some camera: {ious:?}"
+    );
+}
+
+/// Pixels covered by the triangles `idx` of `pos` seen from `cam` (pixel centres inside a
+/// projected triangle, either winding).
+fn silhouette(pos: &[[f32; 3]], idx: &[u32], cam: &splat::Camera, w: u32, h: u32) -> Vec<bool> {
+    let view = cam.view_matrix();
+    let (fx, fy) = cam.focal();
+    let (cx, cy) = cam.principal();
+    let px: Vec<Option<[f32; 2]>> = pos
+        .iter()
+        .map(|p| {
+            let c = view.transform_point3(glam::Vec3::from_array(*p));
+            (c.z > 1e-4).then(|| [fx * c.x / c.z + cx, fy * c.y / c.z + cy])
+        })
+        .collect();
+    let mut mask = vec![false; (w * h) as usize];
+    for t in idx.chunks_exact(3) {
+        let (Some(a), Some(b), Some(c)) = (px[t[0] as usize], px[t[1] as usize], px[t[2] as usize])
+        else {
+            continue;
+        };
+        let area = (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0]);
+        if area.abs() < 1e-12 {
+            continue;
+        }
+        let x0 = a[0].min(b[0]).min(c[0]).floor().max(0.0) as u32;
+        let x1 = (a[0].max(b[0]).max(c[0]).ceil() as u32).min(w);
+        let y0 = a[1].min(b[1]).min(c[1]).floor().max(0.0) as u32;
+        let y1 = (a[1].max(b[1]).max(c[1]).ceil() as u32).min(h);
+        for y in y0..y1 {
+            for x in x0..x1 {
+                let p = [x as f32 + 0.5, y as f32 + 0.5];
+                let e = |u: [f32; 2], v: [f32; 2]| {
+                    (v[0] - u[0]) * (p[1] - u[1]) - (v[1] - u[1]) * (p[0] - u[0])
+                };
+                let (e0, e1, e2) = (e(a, b), e(b, c), e(c, a));
+                let inside =
+                    (e0 >= 0.0 && e1 >= 0.0 && e2 >= 0.0) || (e0 <= 0.0 && e1 <= 0.0 && e2 <= 0.0);
+                if inside {
+                    mask[(y * w + x) as usize] = true;
+                }
+            }
+        }
+    }
+    mask
 }
 
 /// PlayCanvas splat-transform converts the PLY to CSV; every column it reports must equal our

@@ -167,6 +167,35 @@ pub fn write_extra_formats(
     Ok(out)
 }
 
+/// Write `dir/mesh.glb`, the scene's mesh with [`splat::extract::MeshOptions`]'s defaults
+/// (`output.mesh = true`); a z-up scene (`generate`'s world) is turned to glTF's y-up. When
+/// the scene has no surface to extract (no opaque splat, no density above the iso level) a
+/// warning is printed and `None` returned: the run's other outputs stand.
+///
+/// # Errors
+/// The write failed (names the file).
+pub fn write_mesh_output(
+    dir: &Path,
+    data: &splat::SplatData,
+    z_up: bool,
+) -> Result<Option<PathBuf>, splat::extract::write::MeshWriteError> {
+    let opts = splat::extract::MeshOptions::default();
+    let mut mesh = match splat::extract::extract_mesh(data, &opts) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!("no mesh.glb: {e}");
+            eprintln!("warning: no mesh.glb: {e}");
+            return Ok(None);
+        }
+    };
+    if z_up {
+        mesh.z_up_to_y_up();
+    }
+    let path = dir.join("mesh.glb");
+    splat::extract::write::write_mesh(&path, &mesh)?;
+    Ok(Some(path))
+}
+
 /// Write text atomically.
 ///
 /// # Errors

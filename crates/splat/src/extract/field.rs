@@ -31,8 +31,8 @@ fn quantile(v: &mut [f32], q: f32) -> f32 {
 
 impl Grid {
     /// The grid over the opaque splats' means (their 0.5–99.5 % range per axis, so a few
-    /// floaters do not stretch it, plus 10 % margin), `opts.resolution` cells along the
-    /// longest side.
+    /// floaters do not stretch it, plus a margin of 10 % or three typical splat radii, whichever
+    /// is larger), `opts.resolution` cells along the longest side.
     ///
     /// # Errors
     /// [`ExtractError::Empty`], [`ExtractError::GridTooLarge`].
@@ -52,7 +52,17 @@ impl Grid {
             lo[a] = quantile(&mut v, 0.005);
             hi[a] = quantile(&mut v, 0.995);
         }
-        let margin = 0.1 * (hi - lo).max_element().max(1e-6);
+        // Room for the splats' own extent (3σ of the 95th-percentile largest axis) so that the
+        // surface does not run into the empty outer layer.
+        let mut sizes: Vec<f32> = opaque
+            .iter()
+            .map(|&i| {
+                let s = &data.log_scales[3 * i..3 * i + 3];
+                s[0].max(s[1]).max(s[2]).exp()
+            })
+            .collect();
+        let extent = (hi - lo).max_element().max(1e-6);
+        let margin = (0.1 * extent).max((3.0 * quantile(&mut sizes, 0.95)).min(extent));
         let (lo, hi) = (lo - margin, hi + margin);
         let h = (hi - lo).max_element() / opts.resolution as f32;
         // One empty layer on each side.
@@ -163,8 +173,8 @@ impl Field {
                 .product();
             let at = g.index(base[0] + o[0], base[1] + o[1], base[2] + o[2]);
             w_sum += wt * self.density[at];
-            for k in 0..3 {
-                c_sum[k] += wt * self.colour[at][k];
+            for (c, v) in c_sum.iter_mut().zip(self.colour[at]) {
+                *c += wt * v;
             }
         }
         if w_sum > 1e-8 {

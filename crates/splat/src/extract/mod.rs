@@ -164,6 +164,7 @@ pub fn extract_mesh(data: &SplatData, opts: &MeshOptions) -> Result<TriMesh, Ext
     let grid = Grid::around(data, opts)?;
     let field = grid.splat(data, opts.min_opacity);
     let mut mesh = field.surface(opts.iso)?;
+    compact(&mut mesh);
     if mesh.signed_volume() < 0.0 {
         for t in mesh.indices.chunks_exact_mut(3) {
             t.swap(1, 2);
@@ -191,9 +192,16 @@ fn decimate(mesh: &mut TriMesh, ratio: f32) {
         meshopt::SimplifyOptions::empty(),
         None,
     );
+    mesh.indices = kept;
+    compact(mesh);
+}
+
+/// Drop the vertices no triangle uses (surface nets places one in every cell the surface
+/// crosses, including cells whose quads fall outside the grid), renumbering the rest.
+fn compact(mesh: &mut TriMesh) {
     let mut remap = vec![u32::MAX; mesh.positions.len()];
     let mut out = TriMesh::default();
-    for &i in &kept {
+    for &i in &mesh.indices {
         let r = &mut remap[i as usize];
         if *r == u32::MAX {
             *r = out.positions.len() as u32;
@@ -214,4 +222,160 @@ pub(crate) fn dc_colour(data: &SplatData, i: usize) -> [f32; 3] {
     let k = sh_coeffs(data.sh_degree);
     let s = &data.sh[i * k * 3..i * k * 3 + 3];
     [0, 1, 2].map(|c| (0.5 + SH_C0 * s[c]).clamp(0.0, 1.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A ball of radius ≈ 1 filled with small opaque splats of one colour.
+    fn ball(colour_dc: [f32; 3]) -> SplatData {
+        let mut d = SplatData::default();
+        let step = 0.1f32;
+        let n = (1.0 / step) as i32;
+        for x in -n..=n {
+            for y in -n..=n {
+                for z in -n..=n {
+                    let p = Vec3Like([x as f32 * step, y as f32 * step, z as f32 * step]);
+                    if p.len() > 1.0 {
+                        continue;
+                    }
+                    d.means.extend(p.0);
+                    d.quats.extend([1.0, 0.0, 0.0, 0.0]);
+                    d.log_scales.extend([step.ln(); 3]);
+                    d.opacity_logits.push(4.0);
+                    d.sh.extend(colour_dc);
+                }
+            }
+        }
+        d
+    }
+
+    struct Vec3Like([f32; 3]);
+    impl Vec3Like {
+        fn len(&self) -> f32 {
+            self.0.iter().map(|c| c * c).sum::<f32>().sqrt()
+        }
+    }
+
+    #[test]
+    fn a_ball_of_splats_meshes_to_a_ball() {
+        // Red: 0.5 + C0·dc = 0.9 → dc = 0.4 / C0.
+        let dc = [0.4 / SH_C0, -0.3 / SH_C0, -0.3 / SH_C0];
+        let mesh = extract_mesh(&ball(dc), &MeshOptions::default()).unwrap();
+        let radii: Vec<f32> = mesh
+            .positions
+            .iter()
+            .map(|p| (p[0] * p[0] + p[1] * p[1] + p[2] * p[2]).sqrt())
+            .collect();
+        let mean = radii.iter().sum::<f32>() / radii.len() as f32;
+        let spread = radii
+            .iter()
+            .map(|r| (r - mean).abs())
+            .fold(0.0f32, f32::max);
+        // The surface lies a little outside the outermost centres (radius 1).
+        assert!((1.0..1.25).contains(&mean), "mean radius {mean}");
+        assert!(spread < 0.1, "radius spread {spread}");
+        let mut edges = std::collections::HashMap::new();
+        for t in mesh.indices.chunks_exact(3) {
+            for (a, b) in [(t[0], t[1]), (t[1], t[2]), (t[2], t[0])] {
+                *edges.entry((a.min(b), a.max(b))).or_insert(0) += 1;
+            }
+        }
+        let open = edges.values().filter(|&&c| c != 2).count();
+        let used: std::collections::HashSet<u32> = mesh.indices.iter().copied().collect();
+        // Closed: every edge has two triangles, every vertex is used.
+        assert_eq!(open, 0, "{open} edges with other than two triangles");
+        assert_eq!(used.len(), mesh.positions.len());
+        let v = mesh.signed_volume();
+        let sphere = 4.0 / 3.0 * std::f64::consts::PI * f64::from(mean).powi(3);
+        assert!((v / sphere - 1.0).abs() < 0.05, "volume {v} vs {sphere}");
+        // Normals point outwards; colours are the splats' own.
+        for (p, n) in mesh.positions.iter().zip(&mesh.normals) {
+            let dot = p[0] * n[0] + p[1] * n[1] + p[2] * n[2];
+            assert!(dot > 0.0, "inward normal {n:?} at {p:?}");
+        }
+        for c in &mesh.colors {
+            assert!(
+                (c[0] - 0.9).abs() < 0.01 && (c[1] - 0.2).abs() < 0.01,
+                "{c:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn decimation_keeps_the_shape_with_fewer_triangles() {
+        let data = ball([0.0; 3]);
+        let full = extract_mesh(&data, &MeshOptions::default()).unwrap();
+        let opts = MeshOptions {
+            decimate: Some(0.25),
+            ..MeshOptions::default()
+        };
+        let small = extract_mesh(&data, &opts).unwrap();
+        let ratio = small.triangles() as f64 / full.triangles() as f64;
+        assert!((0.2..0.3).contains(&ratio), "kept {ratio}");
+        assert!((small.signed_volume() / full.signed_volume() - 1.0).abs() < 0.03);
+        assert!(
+            small
+                .indices
+                .iter()
+                .all(|&i| (i as usize) < small.positions.len())
+        );
+    }
+
+    #[test]
+    fn settings_and_sizes_are_checked() {
+        let data = ball([0.0; 3]);
+        let too_big = MeshOptions {
+            resolution: 4096,
+            ..MeshOptions::default()
+        };
+        assert!(matches!(
+            extract_mesh(&data, &too_big),
+            Err(ExtractError::GridTooLarge { .. })
+        ));
+        let high = MeshOptions {
+            iso: 1e9,
+            resolution: 16,
+            ..MeshOptions::default()
+        };
+        assert!(matches!(
+            extract_mesh(&data, &high),
+            Err(ExtractError::NoSurface { .. })
+        ));
+        let faded = MeshOptions {
+            min_opacity: 0.999,
+            ..MeshOptions::default()
+        };
+        assert!(matches!(
+            extract_mesh(&data, &faded),
+            Err(ExtractError::Empty { .. })
+        ));
+    }
+
+    #[test]
+    fn glb_is_a_well_formed_container() {
+        let mesh = extract_mesh(
+            &ball([0.0; 3]),
+            &MeshOptions {
+                resolution: 16,
+                ..MeshOptions::default()
+            },
+        )
+        .unwrap();
+        let b = write::glb_bytes(&mesh);
+        let u = |at: usize| u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]) as usize;
+        assert_eq!(&b[..4], b"glTF");
+        assert_eq!(u(4), 2);
+        assert_eq!(u(8), b.len());
+        let json_len = u(12);
+        assert_eq!(&b[16..20], b"JSON");
+        assert_eq!(json_len % 4, 0);
+        let bin_at = 20 + json_len;
+        assert_eq!(&b[bin_at + 4..bin_at + 8], b"BIN\0");
+        assert_eq!(bin_at + 8 + u(bin_at), b.len());
+        let json: serde_json::Value = serde_json::from_slice(&b[20..bin_at]).unwrap();
+        assert_eq!(json["accessors"][0]["count"], mesh.positions.len());
+        assert_eq!(json["accessors"][3]["count"], mesh.indices.len());
+    }
 }

@@ -33,7 +33,7 @@ pub fn glb_bytes(mesh: &TriMesh) -> Vec<u8> {
     let mut push = |bin: &mut Vec<u8>, data: &[u8], target: u32| {
         let offset = bin.len();
         bin.extend_from_slice(data);
-        while bin.len() % 4 != 0 {
+        while !bin.len().is_multiple_of(4) {
             bin.push(0);
         }
         views.push(serde_json::json!({
@@ -74,7 +74,7 @@ pub fn glb_bytes(mesh: &TriMesh) -> Vec<u8> {
         ]
     });
     let mut text = json.to_string().into_bytes();
-    while text.len() % 4 != 0 {
+    while !text.len().is_multiple_of(4) {
         text.push(b' ');
     }
     let total = 12 + 8 + text.len() + 8 + bin.len();

@@ -28,7 +28,7 @@ fn invalid(path: &str, field: impl Into<String>, message: String) -> SceneError 
 /// [`SceneError::Invalid`]: a length that is not a multiple of 32 bytes, a non-positive or
 /// non-finite scale, a non-finite position (naming the splat), a zero rotation.
 pub fn decode(bytes: &[u8], path: &str) -> Result<SplatData, SceneError> {
-    if bytes.len() % RECORD != 0 {
+    if !bytes.len().is_multiple_of(RECORD) {
         return Err(invalid(
             path,
             "length",

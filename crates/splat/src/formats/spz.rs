@@ -439,7 +439,7 @@ pub fn encode(data: &SplatData, version: SpzVersion, path: &str) -> Result<Vec<u
     let mut blocks: Vec<Vec<u8>> = sizes.iter().map(|&s| Vec::with_capacity(s)).collect();
     for (i, m) in data.means.iter().enumerate() {
         let f = (m * unit).round();
-        if !(f.abs() < 8_388_608.0) {
+        if f.is_nan() || f.abs() >= 8_388_608.0 {
             return Err(invalid(
                 path,
                 "positions",

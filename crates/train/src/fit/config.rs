@@ -161,6 +161,9 @@ pub struct OutputConfig {
     /// Compressed copies of the final scene beside `point_cloud.ply`: `"spz"`
     /// (`point_cloud.spz`, SPZ 4) and/or `"compressed.ply"` (`point_cloud.compressed.ply`).
     pub formats: Vec<ExtraFormat>,
+    /// Also write `mesh.glb`: the scene's surface as a coloured triangle mesh (`splatdream
+    /// mesh`'s defaults; y-up).
+    pub mesh: bool,
     /// Save a checkpoint (`checkpoints/step-*.safetensors`) every this many steps (0 = only
     /// on SIGINT/SIGTERM); `--resume` continues from the latest.
     pub checkpoint_every: u64,
@@ -195,6 +198,7 @@ impl Default for OutputConfig {
             turntable_path: TurntablePath::Auto,
             turntable: TurntableFormat::Gif,
             formats: vec![],
+            mesh: false,
             checkpoint_every: 1_000,
             keep_checkpoints: 2,
             ply_every: 0,
@@ -245,6 +249,9 @@ pub enum FitError {
     /// written; names the file and field.
     #[error(transparent)]
     Scene(#[from] splat::formats::SceneError),
+    /// Writing `mesh.glb` failed; names the file.
+    #[error(transparent)]
+    Mesh(#[from] splat::extract::write::MeshWriteError),
     /// Rendering failed.
     #[error(transparent)]
     Render(#[from] splat::RenderError),

@@ -634,6 +634,11 @@ pub fn fit(
         &data,
         &cfg.output.formats,
     )?);
+    if cfg.output.mesh {
+        report
+            .outputs
+            .extend(crate::output::write_mesh_output(out_dir, &data, false)?);
+    }
     let bg = cfg.data.background.eval();
     let final_opts = RenderOptions {
         background: bg,

@@ -190,6 +190,9 @@ pub struct OutputConfig {
     /// Compressed copies of the final scene beside `point_cloud.ply`: `"spz"`
     /// (`point_cloud.spz`, SPZ 4) and/or `"compressed.ply"` (`point_cloud.compressed.ply`).
     pub formats: Vec<ExtraFormat>,
+    /// Also write `mesh.glb`: the scene's surface as a coloured triangle mesh (`splatdream
+    /// mesh`'s defaults; y-up).
+    pub mesh: bool,
     /// Views in `views.png` (0 = none), four per row.
     pub views: usize,
     /// Write a snapshot `point_cloud_<step>.ply` every this many steps (0 = none; the final
@@ -208,6 +211,7 @@ impl Default for OutputConfig {
             turntable_size: 256,
             turntable: TurntableFormat::Gif,
             formats: vec![],
+            mesh: false,
             views: 8,
             ply_every: 0,
         }
@@ -334,6 +338,9 @@ pub enum GenerateError {
     /// written; names the file and field.
     #[error(transparent)]
     Scene(#[from] splat::formats::SceneError),
+    /// Writing `mesh.glb` failed; names the file.
+    #[error(transparent)]
+    Mesh(#[from] splat::extract::write::MeshWriteError),
     /// Reading a mesh or point cloud failed.
     #[error(transparent)]
     Geometry(#[from] GeometryError),

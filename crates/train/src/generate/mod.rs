@@ -242,6 +242,11 @@ pub fn generate(
         &data,
         &cfg.output.formats,
     )?);
+    if cfg.output.mesh {
+        report
+            .outputs
+            .extend(crate::output::write_mesh_output(out_dir, &data, true)?);
+    }
     let opts = RenderOptions {
         background: cfg.background.colour.eval(),
         sh_degree: Some(0),
