@@ -665,6 +665,11 @@ def define():
          "--model names no built-in model (a bare name that is not a folder)",
          ["generate", "--prompt", "a red chair", "--model", "toyword", "--out", "{tmp}/run"],
          ["toyword", "unknown built-in model", "toyworld"])
+    case("model-offline-missing",
+         "--offline with a Hugging Face id that is not in the cache",
+         ["--offline", "generate", "--prompt", "a red chair", "--model",
+          "splatdream-test/never-cached", "--out", "{tmp}/run"],
+         ["splatdream-test/never-cached", "offline"])
     case("distill2d-init-image-zero-byte", "distill2d --init-image of an empty file",
          DISTILL2D + ["--prompt", "a corgi", "--init-image", "{case}/init.png"], ["init.png"],
          {"init.png": b""})

@@ -50,7 +50,7 @@ pub struct CompareArgs {
     config: Option<PathBuf>,
     /// Diffusers folder, built-in name (`toyworld`) or Hugging Face model id.
     #[arg(long)]
-    model: Option<String>,
+    pub(crate) model: Option<String>,
     /// Steps per method.
     #[arg(long)]
     steps: Option<u64>,
@@ -439,6 +439,7 @@ pub fn cmd_compare(
     ctx: impl FnOnce() -> Result<GpuContext>,
     a: CompareArgs,
     control: &train::control::Control,
+    net: sd::download::Network,
 ) -> Result<()> {
     for m in &a.methods {
         if !distill::METHODS.contains(&m.as_str()) {
@@ -469,6 +470,7 @@ pub fn cmd_compare(
         );
     };
     let (model_id, dtype) = first.model_and_dtype();
+    sd::download::resolve_or_download(&model_id, net)?;
     let ctx = ctx()?;
     let model = load_model(&model_id, &dtype, &ctx.burn)
         .with_context(|| format!("loading the diffusion model `{model_id}`"))?;

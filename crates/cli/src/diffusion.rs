@@ -16,7 +16,7 @@ pub struct SampleArgs {
     /// A diffusers folder, or a Hugging Face model id found in the local HF cache
     /// (e.g. stabilityai/stable-diffusion-2-1-base).
     #[arg(long)]
-    model: String,
+    pub(crate) model: String,
     /// The prompt.
     #[arg(long)]
     prompt: String,
@@ -63,7 +63,11 @@ pub(crate) fn precision(ctx: &GpuContext, dtype: &str) -> Result<Precision> {
     Ok(p)
 }
 
-pub fn cmd_sample(ctx: impl FnOnce() -> Result<GpuContext>, a: SampleArgs) -> Result<()> {
+pub fn cmd_sample(
+    ctx: impl FnOnce() -> Result<GpuContext>,
+    a: SampleArgs,
+    net: sd::download::Network,
+) -> Result<()> {
     if a.prompt.trim().is_empty() {
         bail!("--prompt: the prompt is empty");
     }
@@ -75,6 +79,7 @@ pub fn cmd_sample(ctx: impl FnOnce() -> Result<GpuContext>, a: SampleArgs) -> Re
             ("--prompt".into(), a.prompt.clone()),
             ("--negative".into(), a.negative.clone()),
         ],
+        net,
     )?;
     let ctx = &ctx()?;
     let p = precision(ctx, &a.dtype)?;
@@ -127,8 +132,12 @@ pub fn cmd_sample(ctx: impl FnOnce() -> Result<GpuContext>, a: SampleArgs) -> Re
 ///
 /// # Errors
 /// The model cannot be resolved, its tokenizer cannot be built, or a prompt is refused.
-pub(crate) fn check_prompts(model: &str, prompts: &[(String, String)]) -> Result<()> {
-    let dir = sd::model::resolve(model)?;
+pub(crate) fn check_prompts(
+    model: &str,
+    prompts: &[(String, String)],
+    net: sd::download::Network,
+) -> Result<()> {
+    let dir = sd::download::resolve_or_download(model, net)?;
     let tokenizer = sd::tokenizer::ClipTokenizer::for_model_dir(&dir)?;
     for (label, prompt) in prompts {
         sd::pipeline::check_prompt(&tokenizer, prompt).with_context(|| label.clone())?;

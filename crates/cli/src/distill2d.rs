@@ -21,7 +21,7 @@ pub struct Distill2dArgs {
     config: Option<PathBuf>,
     /// Diffusers folder or Hugging Face model id in the local HF cache.
     #[arg(long)]
-    model: Option<String>,
+    pub(crate) model: Option<String>,
     /// Guidance method: sds, vdm, sdi, bridge, lmc, lods or vsd.
     #[arg(long)]
     method: Option<String>,
@@ -99,7 +99,11 @@ fn bar(total: u64) -> Result<ProgressBar> {
     Ok(bar)
 }
 
-pub fn cmd_distill2d(ctx: impl FnOnce() -> Result<GpuContext>, a: Distill2dArgs) -> Result<()> {
+pub fn cmd_distill2d(
+    ctx: impl FnOnce() -> Result<GpuContext>,
+    a: Distill2dArgs,
+    net: sd::download::Network,
+) -> Result<()> {
     let cfg = resolve(&a)?;
     match &a.config {
         Some(f) => train::distill2d::validate(&cfg).with_context(|| f.display().to_string())?,
@@ -130,6 +134,7 @@ pub fn cmd_distill2d(ctx: impl FnOnce() -> Result<GpuContext>, a: Distill2dArgs)
             (label, cfg.prompt.clone()),
             ("negative_prompt".into(), cfg.negative_prompt.clone()),
         ],
+        net,
     )?;
     let ctx = ctx()?;
     let model = load_model(&cfg.model, &cfg.dtype, &ctx.burn)

@@ -34,7 +34,7 @@ pub struct GenerateArgs {
     config: Option<PathBuf>,
     /// Diffusers folder or Hugging Face model id in the local HF cache.
     #[arg(long)]
-    model: Option<String>,
+    pub(crate) model: Option<String>,
     /// Guidance method: sds, vdm, sdi, bridge, lmc, lods or vsd.
     #[arg(long)]
     method: Option<String>,
@@ -153,6 +153,7 @@ pub fn cmd_generate(
     ctx: impl FnOnce() -> Result<GpuContext>,
     a: GenerateArgs,
     control: &train::control::Control,
+    net: sd::download::Network,
 ) -> Result<()> {
     let base = resolve(&a)?;
     let mut labels: Vec<String> = vec![];
@@ -235,7 +236,7 @@ pub fn cmd_generate(
         prompts.push(("negative_prompt".into(), c.negative_prompt.clone()));
     }
     if !a.print_config {
-        crate::diffusion::check_prompts(&runs[0].model, &prompts)?;
+        crate::diffusion::check_prompts(&runs[0].model, &prompts, net)?;
     }
     if a.print_config {
         for c in &runs {

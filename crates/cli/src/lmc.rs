@@ -28,7 +28,7 @@ pub struct LmcTrainArgs {
     /// The diffusion model whose blur b̂ψ learns: a diffusers folder or a Hugging Face model id
     /// in the local HF cache (as for `generate`). b̂ψ only fits this model.
     #[arg(long)]
-    model: String,
+    pub(crate) model: String,
     /// Training images: a folder of PNG/JPEG files (not recursive) or one image file;
     /// repeatable. The paper used random OpenImages photographs.
     #[arg(long, required = true)]
@@ -170,6 +170,7 @@ pub fn cmd_lmc_train(
     ctx: impl FnOnce() -> Result<GpuContext>,
     a: LmcTrainArgs,
     control: &train::control::Control,
+    net: sd::download::Network,
 ) -> Result<()> {
     ensure!(a.steps > 0, "--steps must be at least 1");
     let net_cfg = BlurNetConfig {
@@ -200,7 +201,7 @@ pub fn cmd_lmc_train(
 
     let ctx = ctx()?;
     let p = precision(&ctx, &a.dtype)?;
-    let dir = sd::model::resolve(&a.model)?;
+    let dir = sd::download::resolve_or_download(&a.model, net)?;
     let t0 = Instant::now();
     let model = StableDiffusion::load(&dir, &ctx.burn, p, false)
         .with_context(|| format!("loading the diffusion model `{}`", a.model))?;

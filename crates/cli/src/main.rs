@@ -45,6 +45,10 @@ struct GpuArgs {
     /// Graphics API: auto, vulkan, metal, dx12 or gl.
     #[arg(long, global = true, default_value = "auto")]
     backend: String,
+    /// Never download: a `--model org/name` missing from the Hugging Face cache is an error
+    /// (as with `HF_HUB_OFFLINE=1`). Without it such a model is downloaded into the cache.
+    #[arg(long, global = true)]
+    offline: bool,
 }
 
 #[derive(Subcommand)]
@@ -170,6 +174,13 @@ fn message(e: &anyhow::Error) -> String {
 
 fn run(cli: Cli, control: &train::control::Control) -> Result<()> {
     let backend: BackendChoice = cli.gpu.backend.parse().context("--backend")?;
+    // A `--model org/name` missing from the Hugging Face cache is downloaded where each
+    // command first needs the model (after its own inputs are checked), unless --offline.
+    let net = if cli.gpu.offline {
+        sd::download::Network::Offline
+    } else {
+        sd::download::Network::Allowed
+    };
     let ctx = || -> Result<GpuContext> {
         let ctx = GpuContext::new(&GpuOptions {
             backend,
@@ -186,13 +197,13 @@ fn run(cli: Cli, control: &train::control::Control) -> Result<()> {
         Command::Render(args) => render::cmd_render(ctx, args),
         Command::View(args) => view::cmd_view(ctx, args),
         Command::Fit(args) => fit::cmd_fit(ctx, args, control),
-        Command::Generate(args) => generate::cmd_generate(ctx, args, control),
+        Command::Generate(args) => generate::cmd_generate(ctx, args, control, net),
         Command::Evaluate(args) => evaluate::cmd_evaluate(ctx, args),
         Command::EvaluatePrior(args) => evaluate_prior::cmd_evaluate_prior(ctx, args),
-        Command::Distill2d(args) => distill2d::cmd_distill2d(ctx, args),
-        Command::Compare(args) => compare::cmd_compare(ctx, args, control),
-        Command::LmcTrain(args) => lmc::cmd_lmc_train(ctx, args, control),
-        Command::Sample(args) => diffusion::cmd_sample(ctx, args),
+        Command::Distill2d(args) => distill2d::cmd_distill2d(ctx, args, net),
+        Command::Compare(args) => compare::cmd_compare(ctx, args, control, net),
+        Command::LmcTrain(args) => lmc::cmd_lmc_train(ctx, args, control, net),
+        Command::Sample(args) => diffusion::cmd_sample(ctx, args, net),
         Command::Bench(args) => bench::cmd_bench(ctx, args),
         Command::Gallery(args) => gallery::cmd_gallery(args),
         Command::Export(args) => export::cmd_export(args),

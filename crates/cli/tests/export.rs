@@ -3,34 +3,13 @@
 
 mod common;
 
-use common::{bin, run, text, tmp};
+use common::{bin, run, short_fit, text, tmp};
 
 #[test]
 fn snapshots_and_export_match_the_run_outputs() {
     let dir = tmp("export", "fit");
     let run_dir = dir.join("run");
-    run(bin()
-        .args([
-            "fit",
-            "--config",
-            "configs/spot-cow.toml",
-            "--downscale",
-            "4",
-        ])
-        .args(["--steps", "12", "--eval-every", "0", "--out"])
-        .arg(&run_dir)
-        .args([
-            "--set",
-            "init.random_points=600",
-            "--set",
-            "output.turntable_frames=0",
-        ])
-        .args([
-            "--set",
-            "eval.save_renders=false",
-            "--set",
-            "eval.max_views=2",
-        ])
+    run(short_fit(&run_dir, 12, 600)
         .args([
             "--set",
             "output.checkpoint_every=5",

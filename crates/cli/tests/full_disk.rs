@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use common::{bin, run, text, tmp};
+use common::{bin, run, short_fit, text, tmp};
 
 /// Whether this machine can mount a tmpfs in a private namespace; `Err` says why not.
 fn namespaces_work(probe: &Path) -> Result<(), String> {
@@ -169,26 +169,8 @@ fn fit_out_of_space_keeps_the_last_checkpoint_and_resumes() {
         return;
     }
     let (src, mnt, after) = (dir.join("run"), dir.join("mnt"), dir.join("after"));
-    let mut first = bin();
-    first
-        .args([
-            "fit",
-            "--config",
-            "configs/spot-cow.toml",
-            "--downscale",
-            "4",
-        ])
-        .args(["--steps", "10", "--eval-every", "0", "--out"])
-        .arg(&src)
-        .args(["--set", "init.random_points=800"])
-        .args(["--set", "output.turntable_frames=0"])
-        .args([
-            "--set",
-            "eval.save_renders=false",
-            "--set",
-            "eval.max_views=2",
-        ])
-        .args(["--set", "output.checkpoint_every=10"]);
+    let mut first = short_fit(&src, 10, 800);
+    first.args(["--set", "output.checkpoint_every=10"]);
     run(&mut first);
     let resume = |run_dir: &Path| {
         let mut c = bin();

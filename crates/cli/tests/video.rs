@@ -10,7 +10,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{Probe, bin, ffprobe, root, run, text, tmp};
+use common::{Probe, bin, ffprobe, root, run, short_fit, text, tmp};
 
 /// PSNR in dB of two 8-bit RGB images of one size.
 fn psnr(a: &image::RgbImage, b: &image::RgbImage) -> f64 {
@@ -153,23 +153,7 @@ fn render_writes_h264_mp4s_that_ffmpeg_reads_back() {
 fn fit_writes_an_mp4_turntable() {
     let dir = tmp("video", "fit");
     let run_dir = dir.join("run");
-    run(bin()
-        .args([
-            "fit",
-            "--config",
-            "configs/spot-cow.toml",
-            "--downscale",
-            "4",
-        ])
-        .args(["--steps", "2", "--eval-every", "0", "--out"])
-        .arg(&run_dir)
-        .args(["--set", "init.random_points=600"])
-        .args([
-            "--set",
-            "eval.save_renders=false",
-            "--set",
-            "eval.max_views=1",
-        ])
+    run(short_fit(&run_dir, 2, 600)
         .args(["--set", "output.turntable_frames=5"])
         .args(["--set", "output.turntable_size=64"])
         .args(["--set", "output.turntable=\"mp4\""]));

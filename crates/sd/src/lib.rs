@@ -20,6 +20,7 @@
 pub mod blocks;
 pub mod clip;
 pub mod config;
+pub mod download;
 pub mod lora;
 pub mod model;
 pub mod nn;

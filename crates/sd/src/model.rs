@@ -74,8 +74,9 @@ pub fn resolve(spec: &str) -> Result<PathBuf, SdError> {
     if p.is_dir() {
         return Ok(p);
     }
-    let how = "download it with `huggingface-cli download stabilityai/stable-diffusion-2-1-base` \
-               (or `hf download …`) or pass the path of a diffusers folder";
+    let how = "commands that take --model download a missing Hugging Face id unless --offline; \
+               or fetch it with `huggingface-cli download stabilityai/stable-diffusion-2-1-base`, \
+               or pass the path of a diffusers folder";
     if p.exists() {
         return Err(SdError::Model(format!(
             "{spec}: is a file; --model expects a diffusers folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/) or a Hugging Face model id"

@@ -32,6 +32,19 @@ pub fn sh_coeffs(degree: u32) -> usize {
 }
 
 impl SplatData {
+    /// An empty scene of SH degree `sh_degree` with room for `n` splats.
+    #[must_use]
+    pub fn with_capacity(n: usize, sh_degree: u32) -> Self {
+        Self {
+            means: Vec::with_capacity(3 * n),
+            quats: Vec::with_capacity(4 * n),
+            log_scales: Vec::with_capacity(3 * n),
+            opacity_logits: Vec::with_capacity(n),
+            sh: Vec::with_capacity(3 * sh_coeffs(sh_degree) * n),
+            sh_degree,
+        }
+    }
+
     /// Number of splats.
     pub fn len(&self) -> usize {
         self.opacity_logits.len()

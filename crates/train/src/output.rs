@@ -167,6 +167,34 @@ pub fn write_extra_formats(
     Ok(out)
 }
 
+/// The final scene files of a run in `dir`: `point_cloud.ply`, then `point_cloud.spz` /
+/// `point_cloud.compressed.ply` for `formats`, then `mesh.glb` when `mesh` (turned from z-up to
+/// y-up when `z_up`). Returns the paths written.
+///
+/// # Errors
+/// The first write that fails, naming its file.
+pub fn write_scene_outputs<E>(
+    dir: &Path,
+    data: &splat::SplatData,
+    formats: &[ExtraFormat],
+    mesh: bool,
+    z_up: bool,
+) -> Result<Vec<PathBuf>, E>
+where
+    E: From<splat::ply::PlyError>
+        + From<splat::formats::SceneError>
+        + From<splat::extract::write::MeshWriteError>,
+{
+    let ply = dir.join("point_cloud.ply");
+    splat::ply::write_ply(&ply, data)?;
+    let mut out = vec![ply];
+    out.extend(write_extra_formats(dir, data, formats)?);
+    if mesh {
+        out.extend(write_mesh_output(dir, data, z_up)?);
+    }
+    Ok(out)
+}
+
 /// Write `dir/mesh.glb`, the scene's mesh with [`splat::extract::MeshOptions`]'s defaults
 /// (`output.mesh = true`); a z-up scene (`generate`'s world) is turned to glTF's y-up. When
 /// the scene has no surface to extract (no opaque splat, no density above the iso level) a

@@ -104,3 +104,28 @@ pub fn ffprobe(path: &Path) -> Probe {
         rate: s["r_frame_rate"].as_str().unwrap_or_default().to_string(),
     }
 }
+
+/// A short `fit` of the shipped Spot-the-cow views into `out`: quarter resolution, `steps`
+/// steps from `points` random splats, no turntable, no periodic evaluation, two evaluation
+/// views without saved renders. Add `--set` options after it (later ones win).
+pub fn short_fit(out: &Path, steps: u32, points: u32) -> Command {
+    let mut c = bin();
+    c.args([
+        "fit",
+        "--config",
+        "configs/spot-cow.toml",
+        "--downscale",
+        "4",
+    ])
+    .args(["--steps", &steps.to_string(), "--eval-every", "0", "--out"])
+    .arg(out)
+    .args(["--set", &format!("init.random_points={points}")])
+    .args(["--set", "output.turntable_frames=0"])
+    .args([
+        "--set",
+        "eval.save_renders=false",
+        "--set",
+        "eval.max_views=2",
+    ]);
+    c
+}

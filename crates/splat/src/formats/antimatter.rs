@@ -39,14 +39,7 @@ pub fn decode(bytes: &[u8], path: &str) -> Result<SplatData, SceneError> {
         ));
     }
     let n = bytes.len() / RECORD;
-    let mut d = SplatData {
-        means: Vec::with_capacity(3 * n),
-        quats: Vec::with_capacity(4 * n),
-        log_scales: Vec::with_capacity(3 * n),
-        opacity_logits: Vec::with_capacity(n),
-        sh: Vec::with_capacity(3 * n),
-        sh_degree: 0,
-    };
+    let mut d = SplatData::with_capacity(n, 0);
     for (i, r) in bytes.chunks_exact(RECORD).enumerate() {
         let f = |at: usize| f32::from_le_bytes([r[at], r[at + 1], r[at + 2], r[at + 3]]);
         for a in 0..3 {

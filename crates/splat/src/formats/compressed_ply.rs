@@ -232,14 +232,7 @@ pub fn decode(bytes: &[u8], path: &str) -> Result<SplatData, SceneError> {
         }
     };
     let k = sh_coeffs(sh_degree);
-    let mut d = SplatData {
-        means: Vec::with_capacity(3 * n),
-        quats: Vec::with_capacity(4 * n),
-        log_scales: Vec::with_capacity(3 * n),
-        opacity_logits: Vec::with_capacity(n),
-        sh: Vec::with_capacity(3 * k * n),
-        sh_degree,
-    };
+    let mut d = SplatData::with_capacity(n, sh_degree);
     let chunk_body = &body[starts[ci]..];
     let vert_body = &body[starts[vi]..];
     let rot_norm = std::f32::consts::SQRT_2;

@@ -305,14 +305,7 @@ fn alpha_logit(a: u8) -> f32 {
 fn unpack(h: &Head, b: &[Vec<u8>], path: &str) -> Result<SplatData, SceneError> {
     let n = h.points;
     let k = sh_coeffs(h.sh_degree);
-    let mut d = SplatData {
-        means: Vec::with_capacity(3 * n),
-        quats: Vec::with_capacity(4 * n),
-        log_scales: Vec::with_capacity(3 * n),
-        opacity_logits: Vec::with_capacity(n),
-        sh: Vec::with_capacity(3 * k * n),
-        sh_degree: h.sh_degree,
-    };
+    let mut d = SplatData::with_capacity(n, h.sh_degree);
     let unit = 1.0 / (1u32 << h.fractional_bits) as f32;
     for p in b[0].chunks_exact(3) {
         let v = i32::from_le_bytes([p[0], p[1], p[2], if p[2] & 0x80 != 0 { 0xff } else { 0 }]);

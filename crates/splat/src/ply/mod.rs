@@ -192,14 +192,7 @@ fn parse_general(bytes: &[u8], path: &Path) -> Result<SplatData, PlyError> {
             message: format!("header declares {} vertices, body has {n}", vdef.count),
         });
     }
-    let mut d = SplatData {
-        means: Vec::with_capacity(3 * n),
-        quats: Vec::with_capacity(4 * n),
-        log_scales: Vec::with_capacity(3 * n),
-        opacity_logits: Vec::with_capacity(n),
-        sh: Vec::with_capacity(3 * k * n),
-        sh_degree,
-    };
+    let mut d = SplatData::with_capacity(n, sh_degree);
     for (index, v) in verts.iter().enumerate() {
         let get = |name: &str| -> Result<f32, PlyError> {
             let x = v

@@ -141,15 +141,7 @@ impl RecordLayout {
                 }
             })?;
         let n = self.count;
-        let k = self.sh.len() / 3;
-        let mut d = SplatData {
-            means: Vec::with_capacity(3 * n),
-            quats: Vec::with_capacity(4 * n),
-            log_scales: Vec::with_capacity(3 * n),
-            opacity_logits: Vec::with_capacity(n),
-            sh: Vec::with_capacity(3 * k * n),
-            sh_degree: self.sh_degree,
-        };
+        let mut d = SplatData::with_capacity(n, self.sh_degree);
         let per_chunk = (CHUNK_BYTES / self.stride.max(1)).max(1);
         let mut buf = vec![0u8; per_chunk * self.stride];
         let mut index = 0usize;

@@ -626,19 +626,15 @@ pub fn fit(
 
     // Outputs.
     let data = gaussians.to_data().map_err(FitError::Device)?;
-    let ply = out_dir.join("point_cloud.ply");
-    splat::ply::write_ply(&ply, &data)?;
-    report.outputs.push(ply);
-    report.outputs.extend(crate::output::write_extra_formats(
-        out_dir,
-        &data,
-        &cfg.output.formats,
-    )?);
-    if cfg.output.mesh {
-        report
-            .outputs
-            .extend(crate::output::write_mesh_output(out_dir, &data, false)?);
-    }
+    report
+        .outputs
+        .extend(crate::output::write_scene_outputs::<FitError>(
+            out_dir,
+            &data,
+            &cfg.output.formats,
+            cfg.output.mesh,
+            false,
+        )?);
     let bg = cfg.data.background.eval();
     let final_opts = RenderOptions {
         background: bg,

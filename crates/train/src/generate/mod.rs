@@ -234,19 +234,15 @@ pub fn generate(
 
     // Outputs.
     let data = trainer.gaussians.to_data().map_err(GenerateError::Device)?;
-    let ply = out_dir.join("point_cloud.ply");
-    splat::ply::write_ply(&ply, &data)?;
-    report.outputs.push(ply);
-    report.outputs.extend(crate::output::write_extra_formats(
-        out_dir,
-        &data,
-        &cfg.output.formats,
-    )?);
-    if cfg.output.mesh {
-        report
-            .outputs
-            .extend(crate::output::write_mesh_output(out_dir, &data, true)?);
-    }
+    report
+        .outputs
+        .extend(crate::output::write_scene_outputs::<GenerateError>(
+            out_dir,
+            &data,
+            &cfg.output.formats,
+            cfg.output.mesh,
+            true,
+        )?);
     let opts = RenderOptions {
         background: cfg.background.colour.eval(),
         sh_degree: Some(0),
