@@ -185,8 +185,11 @@ fn sample_errors_are_clean() {
     let hub = d.join("hub");
     std::fs::create_dir_all(&hub).unwrap();
     let no_unet = sample(&broken, 1, &d.join("x.png"), &[]);
+    // --offline: the cache lookup alone (without it the id would be downloaded;
+    // crates/cli/tests/download.rs).
     let no_id = bin()
         .args([
+            "--offline",
             "sample",
             "--model",
             "org/doesnotexist",
@@ -207,7 +210,9 @@ fn sample_errors_are_clean() {
     );
     let err = failed("unknown HF id", no_id);
     assert!(
-        err.contains("org/doesnotexist") && err.contains("Hugging Face cache"),
+        err.contains("org/doesnotexist")
+            && err.contains("Hugging Face cache")
+            && err.contains("offline"),
         "{err}"
     );
     assert!(err.contains(&hub.display().to_string()), "{err}");

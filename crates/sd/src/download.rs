@@ -184,7 +184,12 @@ pub fn resolve_or_download(spec: &str, network: Network) -> Result<PathBuf, SdEr
         cache.display(),
         endpoint()
     );
-    download(spec, &cache, &endpoint(), true)?;
+    download(spec, &cache, &endpoint(), true).map_err(|e| {
+        SdError::Model(format!(
+            "{e} (the model is not in the Hugging Face cache {}; --offline never downloads)",
+            cache.display()
+        ))
+    })?;
     resolve(spec)
 }
 
