@@ -17,24 +17,8 @@ if [ $# -lt 3 ]; then
   echo "usage: tools/hf_cache_read.sh CACHE_DIR org/name file [file ...]" >&2
   exit 2
 fi
-have() {
-  [ -x "$VENV/bin/python" ] &&
-    "$VENV/bin/python" -c "import huggingface_hub, sys; sys.exit(huggingface_hub.__version__ != '$HFHUB')" 2>/dev/null
-}
-if ! have; then
-  mkdir -p "$(dirname "$VENV")"
-  exec 9>"$VENV.lock"
-  flock 9
-  if ! have; then
-    echo "hf_cache_read.sh: installing huggingface_hub $HFHUB into $VENV" >&2
-    rm -rf "$VENV"
-    python3 -m venv "$VENV"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-      "huggingface_hub==$HFHUB" >&2
-  fi
-  flock -u 9
-  exec 9>&-
-fi
+. "$(dirname "$0")/lib/venv.sh"
+ensure_venv "$VENV" "__import__('huggingface_hub').__version__ == '$HFHUB'" "huggingface_hub==$HFHUB"
 HF_HUB_OFFLINE=1 exec "$VENV/bin/python" - "$@" <<'PY'
 import hashlib, json, sys
 from huggingface_hub import hf_hub_download, scan_cache_dir

@@ -18,24 +18,8 @@ if [ $# -ne 1 ]; then
   echo "usage: tools/trimesh_load.sh model.glb" >&2
   exit 2
 fi
-have() {
-  [ -x "$VENV/bin/python" ] &&
-    "$VENV/bin/python" -c "import trimesh, numpy, sys; sys.exit(trimesh.__version__ != '$TRIMESH' or numpy.__version__ != '$NUMPY')" 2>/dev/null
-}
-if ! have; then
-  mkdir -p "$(dirname "$VENV")"
-  exec 9>"$VENV.lock"
-  flock 9
-  if ! have; then
-    echo "trimesh_load.sh: installing trimesh $TRIMESH, numpy $NUMPY into $VENV" >&2
-    rm -rf "$VENV"
-    python3 -m venv "$VENV"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-      "trimesh==$TRIMESH" "numpy==$NUMPY" >&2
-  fi
-  flock -u 9
-  exec 9>&-
-fi
+. "$(dirname "$0")/lib/venv.sh"
+ensure_venv "$VENV" "__import__('trimesh').__version__ == '$TRIMESH' and __import__('numpy').__version__ == '$NUMPY'" "trimesh==$TRIMESH" "numpy==$NUMPY"
 exec "$VENV/bin/python" - "$1" <<'PY'
 import json, sys
 import trimesh

@@ -15,31 +15,11 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bin, run, text, tmp};
+use common::{bin, run, short_fit, text, tmp};
 
 /// A small, fast fit: 32×32 views, 800 random splats, no turntable or renders.
 fn small_fit(out: &Path, steps: u64) -> Command {
-    let mut c = bin();
-    c.args([
-        "fit",
-        "--config",
-        "configs/spot-cow.toml",
-        "--downscale",
-        "4",
-    ])
-    .args(["--steps", &steps.to_string(), "--eval-every", "0", "--out"])
-    .arg(out)
-    .args([
-        "--set",
-        "init.random_points=800",
-        "--set",
-        "output.turntable_frames=0",
-        "--set",
-        "eval.save_renders=false",
-        "--set",
-        "eval.max_views=2",
-    ]);
-    c
+    short_fit(out, steps, 800)
 }
 
 /// Checkpoint steps present in `<run>/checkpoints`, ascending.

@@ -108,7 +108,7 @@ pub fn ffprobe(path: &Path) -> Probe {
 /// A short `fit` of the shipped Spot-the-cow views into `out`: quarter resolution, `steps`
 /// steps from `points` random splats, no turntable, no periodic evaluation, two evaluation
 /// views without saved renders. Add `--set` options after it (later ones win).
-pub fn short_fit(out: &Path, steps: u32, points: u32) -> Command {
+pub fn short_fit(out: &Path, steps: u64, points: u32) -> Command {
     let mut c = bin();
     c.args([
         "fit",

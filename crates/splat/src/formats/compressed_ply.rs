@@ -420,13 +420,7 @@ pub fn encode(data: &SplatData) -> Vec<u8> {
             let position = p(0, 11) << 21 | p(1, 10) << 11 | p(2, 11);
             let scale = s(0, 11) << 21 | s(1, 10) << 11 | s(2, 11);
             let q = &data.quats[4 * i..4 * i + 4];
-            let norm = q
-                .iter()
-                .map(|c| c * c)
-                .sum::<f32>()
-                .sqrt()
-                .max(f32::MIN_POSITIVE);
-            let mut a = [q[0] / norm, q[1] / norm, q[2] / norm, q[3] / norm];
+            let mut a = super::unit_quat(q);
             let largest = (0..4)
                 .max_by(|&x, &y| a[x].abs().total_cmp(&a[y].abs()))
                 .unwrap_or(0);

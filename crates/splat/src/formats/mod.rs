@@ -22,6 +22,18 @@ use crate::scene::SplatData;
 
 pub use spz::SpzVersion;
 
+/// `q / |q|` (a zero quaternion stays finite: its norm is floored at the smallest positive
+/// float).
+pub(crate) fn unit_quat(q: &[f32]) -> [f32; 4] {
+    let norm = q
+        .iter()
+        .map(|c| c * c)
+        .sum::<f32>()
+        .sqrt()
+        .max(f32::MIN_POSITIVE);
+    [q[0] / norm, q[1] / norm, q[2] / norm, q[3] / norm]
+}
+
 /// Errors reading or writing a scene file; each names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum SceneError {

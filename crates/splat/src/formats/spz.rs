@@ -457,13 +457,7 @@ pub fn encode(data: &SplatData, version: SpzVersion, path: &str) -> Result<Vec<u
     }
     blocks[3].extend(data.log_scales.iter().map(|&s| to_u8((s + 10.0) * 16.0)));
     for q in data.quats.chunks_exact(4) {
-        let norm = q
-            .iter()
-            .map(|c| c * c)
-            .sum::<f32>()
-            .sqrt()
-            .max(f32::MIN_POSITIVE);
-        let [w, x, y, z] = [q[0] / norm, q[1] / norm, q[2] / norm, q[3] / norm];
+        let [w, x, y, z] = super::unit_quat(q);
         if version == SpzVersion::V2 {
             let s = if w < 0.0 { -127.5 } else { 127.5 };
             blocks[4].extend([x, y, z].map(|c| to_u8(c * s + 127.5)));
