@@ -14,7 +14,7 @@ use crate::guard::Diverged;
 use crate::init::{InitConfig, InitKind};
 use crate::output::{ExtraFormat, OutputError};
 use crate::stop::Interrupted;
-use crate::video::TurntableFormat;
+pub use crate::video::TurntableFormat;
 
 /// Dataset settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -2,7 +2,6 @@
 //! device: render a batch of training views, L = (1−λ)·L1 + λ·(1 − SSIM) against the photos,
 //! backpropagate through the rasterizer, Adam with per-group learning rates, densify, and
 //! evaluate PSNR/SSIM on held-out views. Defaults follow gsplat's `simple_trainer.py`.
-
 //!
 //! Settings and errors are in `config.rs`, what a run reports in `record.rs`, the turntable's
 //! framing in `framing.rs`; the loop is here.
@@ -16,7 +15,6 @@ pub use framing::*;
 pub use record::*;
 
 pub use crate::background::{Background, NamedBackground};
-pub use crate::video::TurntableFormat;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -33,7 +31,7 @@ use crate::densify::Densifier;
 use crate::guard::{StepGuard, fault_nan, non_finite};
 use crate::init::{InitConfig, InitKind, from_points, random_points};
 use crate::loss::{photometric, psnr, ssim};
-use crate::output::{to_rgb8, write_png, write_text};
+use crate::output::{to_rgb8, write_png, write_scene_outputs, write_text};
 use crate::params::{Gaussians, host};
 use crate::rng::step_seed;
 use crate::stop::Interrupted;
@@ -626,15 +624,9 @@ pub fn fit(
 
     // Outputs.
     let data = gaussians.to_data().map_err(FitError::Device)?;
-    report
-        .outputs
-        .extend(crate::output::write_scene_outputs::<FitError>(
-            out_dir,
-            &data,
-            &cfg.output.formats,
-            cfg.output.mesh,
-            false,
-        )?);
+    let (formats, mesh) = (&cfg.output.formats, cfg.output.mesh);
+    let written = write_scene_outputs::<FitError>(out_dir, &data, formats, mesh, false)?;
+    report.outputs.extend(written);
     let bg = cfg.data.background.eval();
     let final_opts = RenderOptions {
         background: bg,
