@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
-"""Write the bad-input corpus `tests/bad_inputs/<case>/` (case.toml plus the case's files).
+"""Write the bad-input corpus `crates/cli/tests/bad_inputs/<case>/` (case.toml plus the case's files).
 
 Every case is one malformed input to the `splatdream` CLI; `crates/cli/tests/bad_inputs.rs`
 runs the binary on each and requires a non-zero exit, no panic, no GPU validation error, no
 hang, and a message containing every `expect` string (the file and the field at fault). See
-`tests/bad_inputs/README.md` for the case.toml format.
+`crates/cli/tests/bad_inputs/README.md` for the case.toml format.
 
 Standard library only; deterministic. Run from the repository root:
 
-    python3 tools/gen_bad_inputs.py            # rewrites tests/bad_inputs/ (README kept)
+    python3 tools/gen_bad_inputs.py            # rewrites crates/cli/tests/bad_inputs/ (README kept)
 
 Cases whose inputs are a broken copy of the tiny SD model are described here only by their
 `model_base` / `remove` / `[[safetensors]]` edits; the test assembles the copy at run time.
@@ -24,7 +24,7 @@ import zlib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "tests" / "bad_inputs"
+OUT = ROOT / "crates" / "cli" / "tests" / "bad_inputs"
 TINY = ROOT / "tests" / "cases" / "sd" / "tiny-eps"
 
 CASES = []

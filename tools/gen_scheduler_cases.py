@@ -7,7 +7,7 @@ Stable Diffusion 2.1 scheduler configs and writes one file per config:
     tests/cases/scheduler/base.safetensors   (sd21/base,  prediction_type = epsilon)
     tests/cases/scheduler/768v.safetensors   (sd21/768v,  prediction_type = v_prediction)
 
-read by tests/sd_scheduler.rs. Run from the repository root:
+read by crates/sd/tests/sd_scheduler.rs. Run from the repository root:
 
     python3 tools/gen_scheduler_cases.py [--data /work/shared/data/sd21]
 

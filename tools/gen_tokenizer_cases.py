@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Reference token ids for the SD 2.1 CLIP tokenizer (crates/sd/src/tokenizer.rs).
 
-Writes tests/cases/tokenizer/sd21.json, read by tests/sd_tokenizer.rs (extra case files from
+Writes tests/cases/tokenizer/sd21.json, read by crates/sd/tests/sd_tokenizer.rs (extra case files from
 $SPLATDREAM_TOKENIZER_CASES, same format):
 
     {"source": "...", "cases": [{"prompt": str, "input_ids": [77 ints]}, ...]}

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Reference cases for the fit losses and optimizer, computed with PyTorch (float64).
 
-Writes tests/cases/train/*.safetensors, read by tests/train_reference.rs (extra cases from
+Writes tests/cases/train/*.safetensors, read by crates/optim/tests/train_reference.rs (extra cases from
 $SPLATDREAM_TRAIN_CASES). Two kinds, told apart by the `kind` metadata key:
 
 - "loss": images `in.render`, `in.target` [C,H,W,3]; `out.l1`, `out.ssim`, `out.psnr` [C]

@@ -1,50 +1,31 @@
 //! Composes and validates the rasterizer's WGSL kernels in `shaders/` at build time (a shader
-//! error fails `cargo build`) and generates the host mirrors of the structs in
+//! error fails `cargo build`), generates one typed handle per kernel (its variants as fields:
+//! `kernels::PROJECT_FORWARD.sh_aa`) and the host mirrors of the structs in
 //! `shaders/lib/types.wgsl`.
 
 use gpu::shader::{KernelVariant as V, build_script};
 
 fn main() {
     let variants = [
-        V::new("project_forward", "PROJECT_FORWARD_RGB", &[]),
-        V::new("project_forward", "PROJECT_FORWARD_SH", &["SH"]),
-        V::new(
-            "project_forward",
-            "PROJECT_FORWARD_RGB_AA",
-            &["ANTIALIASED"],
-        ),
-        V::new(
-            "project_forward",
-            "PROJECT_FORWARD_SH_AA",
-            &["SH", "ANTIALIASED"],
-        ),
-        V::new("project_backward", "PROJECT_BACKWARD_RGB", &[]),
-        V::new("project_backward", "PROJECT_BACKWARD_SH", &["SH"]),
-        V::new(
-            "project_backward",
-            "PROJECT_BACKWARD_RGB_AA",
-            &["ANTIALIASED"],
-        ),
-        V::new(
-            "project_backward",
-            "PROJECT_BACKWARD_SH_AA",
-            &["SH", "ANTIALIASED"],
-        ),
-        V::new("fill_u32", "FILL_U32", &[]),
-        V::new("scan_blocks", "SCAN_BLOCKS", &[]),
-        V::new("scan_add", "SCAN_ADD", &[]),
-        V::new("sort_count", "SORT_COUNT", &[]),
-        V::new("sort_scatter", "SORT_SCATTER", &[]),
-        V::new("isect_count", "ISECT_COUNT", &[]),
-        V::new("isect_emit", "ISECT_EMIT", &[]),
-        V::new("tile_ranges", "TILE_RANGES", &[]),
-        V::new("rasterize_forward", "RASTERIZE_FORWARD", &[]),
-        V::new("rasterize_backward", "RASTERIZE_BACKWARD", &[]),
-        V::new(
-            "rasterize_backward",
-            "RASTERIZE_BACKWARD_SUBGROUPS",
-            &["SUBGROUPS"],
-        ),
+        V::new("project_forward", "rgb", &[]),
+        V::new("project_forward", "sh", &["SH"]),
+        V::new("project_forward", "rgb_aa", &["ANTIALIASED"]),
+        V::new("project_forward", "sh_aa", &["SH", "ANTIALIASED"]),
+        V::new("project_backward", "rgb", &[]),
+        V::new("project_backward", "sh", &["SH"]),
+        V::new("project_backward", "rgb_aa", &["ANTIALIASED"]),
+        V::new("project_backward", "sh_aa", &["SH", "ANTIALIASED"]),
+        V::new("fill_u32", "main", &[]),
+        V::new("scan_blocks", "main", &[]),
+        V::new("scan_add", "main", &[]),
+        V::new("sort_count", "main", &[]),
+        V::new("sort_scatter", "main", &[]),
+        V::new("isect_count", "main", &[]),
+        V::new("isect_emit", "main", &[]),
+        V::new("tile_ranges", "main", &[]),
+        V::new("rasterize_forward", "main", &[]),
+        V::new("rasterize_backward", "main", &[]),
+        V::new("rasterize_backward", "subgroups", &["SUBGROUPS"]),
     ];
     build_script(&variants);
 }

@@ -1,4 +1,4 @@
-//! Fuzz the COLMAP sparse-model parsers (`train::data::colmap::read_*_{bin,txt}`). The first
+//! Fuzz the COLMAP sparse-model parsers (`datasets::colmap::read_*_{bin,txt}`). The first
 //! byte picks the file kind (`% 6`: cameras, images, points3D × binary, text); the rest is the
 //! file. Any bytes give a clean result; parsed records satisfy the readers' invariants.
 #![no_main]
@@ -6,8 +6,8 @@
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use train::data::PointCloud;
-use train::data::colmap::{
+use datasets::PointCloud;
+use datasets::colmap::{
     ColmapCamera, ColmapImage, read_cameras_bin, read_cameras_txt, read_images_bin,
     read_images_txt, read_points_bin, read_points_txt,
 };

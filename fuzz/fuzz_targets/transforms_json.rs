@@ -1,4 +1,4 @@
-//! Fuzz `train::data::transforms::parse_transforms` (NeRF-synthetic and instant-ngp
+//! Fuzz `datasets::transforms::parse_transforms` (NeRF-synthetic and instant-ngp
 //! `transforms*.json`) and the camera each frame would give: any bytes give a clean result;
 //! parsed frames have finite poses and positive intrinsics, and the camera built from them for
 //! an image of the declared size (or 64×64) either validates or is refused by
@@ -9,8 +9,8 @@ use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
 use splat::Camera;
-use train::data::Pose;
-use train::data::transforms::parse_transforms;
+use datasets::Pose;
+use datasets::transforms::parse_transforms;
 
 fuzz_target!(|data: &[u8]| {
     // A folder that does not exist: extension-less `file_path`s fall back to `.png`.

@@ -21,9 +21,9 @@ use train::distill2d::{Distill2dConfig, distill2d};
 use train::generate::{GenerateConfig, load_model};
 use train::output::{grid, write_png, write_text};
 
+use crate::generate;
 use crate::lock::{Acquired, RunLock};
 use crate::shard::Shard;
-use crate::{fit, generate};
 
 #[derive(Args)]
 pub struct CompareArgs {
@@ -190,7 +190,7 @@ fn resolve_runs(a: &CompareArgs, prompts: &[String], three_d: bool) -> Result<Ve
         method_files.insert(m.to_string(), PathBuf::from(file));
     }
     let overlay = match &a.overlay {
-        Some(p) => Some(fit::read_settings::<GenerateConfig>(p).context("--overlay")?),
+        Some(p) => Some(train::settings::read_settings::<GenerateConfig>(p).context("--overlay")?),
         None => None,
     };
     let mut runs = vec![];
@@ -224,20 +224,20 @@ fn resolve_runs(a: &CompareArgs, prompts: &[String], three_d: bool) -> Result<Ve
                 }
                 let c: GenerateConfig = match a.steps.filter(|_| a.rescale) {
                     Some(n) => {
-                        let c: GenerateConfig = fit::apply_overrides(table, sets, &[])?;
+                        let c: GenerateConfig = train::settings::apply_overrides(table, sets, &[])?;
                         let c = train::generate::rescale_steps(&c, n);
-                        fit::apply_overrides(toml::Table::try_from(c)?, vec![], &a.set)?
+                        train::settings::apply_overrides(toml::Table::try_from(c)?, vec![], &a.set)?
                     }
-                    None => fit::apply_overrides(table, sets, &a.set)?,
+                    None => train::settings::apply_overrides(table, sets, &a.set)?,
                 };
                 train::generate::validate(&c).with_context(ctx)?;
                 Settings::ThreeD(Box::new(c))
             } else {
                 let table = match &a.config {
-                    Some(p) => fit::read_settings::<Distill2dConfig>(p)?,
+                    Some(p) => train::settings::read_settings::<Distill2dConfig>(p)?,
                     None => toml::Table::try_from(Distill2dConfig::default())?,
                 };
-                let c: Distill2dConfig = fit::apply_overrides(table, sets, &a.set)?;
+                let c: Distill2dConfig = train::settings::apply_overrides(table, sets, &a.set)?;
                 train::distill2d::validate(&c).with_context(ctx)?;
                 Settings::TwoD(Box::new(c))
             });
@@ -252,7 +252,7 @@ fn views(run: &Settings, ctx: &GpuContext) -> Result<Vec<image::RgbImage>> {
     match run {
         Settings::ThreeD(c) => {
             let data = splat::ply::read_ply(&c.output.dir.join("point_cloud.ply"))?;
-            let splats = train::params::Gaussians::from_data(&data, 0, &ctx.burn).splats();
+            let splats = optim::params::Gaussians::from_data(&data, 0, &ctx.burn).splats();
             let size = c.output.turntable_size.max(8);
             let cams = train::generate::grid_cameras(&c.cameras, 4, size);
             let opts = splat::RenderOptions {
@@ -438,7 +438,7 @@ fn markdown(a: &CompareArgs, model_id: &str, rows: &[Row], summary: &[MethodSumm
 pub fn cmd_compare(
     ctx: impl FnOnce() -> Result<GpuContext>,
     a: CompareArgs,
-    control: &train::control::Control,
+    control: &live::control::Control,
     net: sd::download::Network,
 ) -> Result<()> {
     for m in &a.methods {
@@ -539,7 +539,7 @@ pub fn cmd_compare(
                 // A failing method is reported and the table goes on (a stop does not).
                 let (steps, sitting_steps, seconds, peak, evaluation) = match outcome {
                     Ok(v) => v,
-                    Err(e) if e.chain().any(train::stop::is_interrupted) => {
+                    Err(e) if e.chain().any(live::stop::is_interrupted) => {
                         return Err(e.context(format!("method {m}, prompt \"{prompt}\"")));
                     }
                     Err(e) => {

@@ -51,16 +51,7 @@ pub struct SampleArgs {
 
 /// Parse `--dtype` and check the adapter can compute in it.
 pub(crate) fn precision(ctx: &GpuContext, dtype: &str) -> Result<Precision> {
-    let p: Precision = dtype
-        .parse()
-        .map_err(|e: String| anyhow::anyhow!("--dtype: {e}"))?;
-    if p == Precision::F16 && !ctx.shader_f16() {
-        bail!(
-            "--dtype f16: adapter `{}` lacks SHADER_F16; use --dtype f32",
-            ctx.adapter.get_info().name
-        );
-    }
-    Ok(p)
+    Precision::for_device(dtype, ctx).map_err(|e| anyhow::anyhow!("--dtype {e}"))
 }
 
 pub fn cmd_sample(

@@ -9,8 +9,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 use train::distill2d::{Distill2dConfig, distill2d};
 use train::generate::load_model;
 
-use crate::fit;
-
 #[derive(Args)]
 pub struct Distill2dArgs {
     /// The text prompt.
@@ -58,7 +56,7 @@ pub struct Distill2dArgs {
 /// Defaults ← `--config` ← options ← `--set`.
 pub fn resolve(a: &Distill2dArgs) -> Result<Distill2dConfig> {
     let table = match &a.config {
-        Some(p) => fit::read_settings::<Distill2dConfig>(p)?,
+        Some(p) => train::settings::read_settings::<Distill2dConfig>(p)?,
         None => toml::Table::try_from(Distill2dConfig::default())?,
     };
     let mut sets: Vec<(String, toml::Value)> = vec![];
@@ -85,7 +83,7 @@ pub fn resolve(a: &Distill2dArgs) -> Result<Distill2dConfig> {
         "output.dir",
         a.out.as_ref().map(|p| s(&p.display().to_string())),
     );
-    fit::apply_overrides(table, sets, &a.set)
+    Ok(train::settings::apply_overrides(table, sets, &a.set)?)
 }
 
 fn bar(total: u64) -> Result<ProgressBar> {

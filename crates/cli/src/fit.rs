@@ -6,10 +6,11 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use datasets::{LoadOptions, load};
 use gpu::GpuContext;
 use indicatif::{ProgressBar, ProgressStyle};
-use train::data::{LoadOptions, load};
 use train::fit::{Event, FitConfig, fit};
+use train::settings::{apply_overrides, read_settings, resume_dir};
 
 #[derive(Args)]
 pub struct FitArgs {
@@ -67,51 +68,6 @@ pub struct FitArgs {
     viewer: crate::view::ViewerFlags,
 }
 
-/// Set `dotted` in a TOML table, creating tables on the way.
-fn set_key(root: &mut toml::Table, dotted: &str, value: toml::Value) -> Result<()> {
-    let mut parts: Vec<&str> = dotted.split('.').collect();
-    let last = parts.pop().filter(|s| !s.is_empty()).context("empty key")?;
-    let mut table = root;
-    for p in parts {
-        let entry = table
-            .entry(p.to_string())
-            .or_insert_with(|| toml::Value::Table(Default::default()));
-        table = entry
-            .as_table_mut()
-            .with_context(|| format!("`{dotted}`: `{p}` is not a table"))?;
-    }
-    table.insert(last.to_string(), value);
-    Ok(())
-}
-
-/// A TOML value from command-line text: TOML syntax (numbers, booleans, arrays, quoted
-/// strings), else the bare text as a string.
-fn parse_value(raw: &str) -> toml::Value {
-    toml::from_str::<toml::Table>(&format!("v = {raw}"))
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
-}
-
-/// A settings file as a TOML table, checked as `T` on its own first so errors name the file.
-///
-/// # Errors
-/// An unreadable file or settings `T` rejects, naming the file.
-pub fn read_settings<T: serde::de::DeserializeOwned>(path: &Path) -> Result<toml::Table> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    parse_settings::<T>(&text, &path.display().to_string())
-}
-
-/// [`read_settings`] of TOML text already in memory; `name` names it in errors.
-pub fn parse_settings<T: serde::de::DeserializeOwned>(
-    text: &str,
-    name: &str,
-) -> Result<toml::Table> {
-    toml::from_str::<T>(text).with_context(|| format!("{name}: invalid settings"))?;
-    toml::from_str(text).with_context(|| name.to_string())
-}
-
 /// When `e` is a device failure mid-run (device lost, out of memory, a failed read, a scene
 /// grown past the device's limits), point at the latest checkpoint of `run` (a lost device
 /// cannot be read, so the periodic checkpoint is what survives).
@@ -135,21 +91,6 @@ pub fn with_resume_hint(e: anyhow::Error, run: &Path) -> anyhow::Error {
         )),
         _ => e,
     }
-}
-
-/// The run folder of `--resume` (a checkpoint file lies in `<run>/checkpoints/`).
-pub fn resume_dir(p: &Path) -> PathBuf {
-    if p.is_file() {
-        let parent = p.parent().unwrap_or(Path::new("."));
-        if parent.file_name().is_some_and(|n| n == "checkpoints") {
-            return parent.parent().unwrap_or(Path::new(".")).to_path_buf();
-        }
-        return parent.to_path_buf();
-    }
-    if p.file_name().is_some_and(|n| n == "checkpoints") {
-        return p.parent().unwrap_or(Path::new(".")).to_path_buf();
-    }
-    p.to_path_buf()
 }
 
 /// The settings: defaults (or the resumed run's config.toml) ← `--config` file ← options ←
@@ -245,35 +186,10 @@ pub fn resolve(a: &FitArgs) -> Result<FitConfig> {
     Ok(cfg)
 }
 
-/// Apply the options' settings, then every `--set key=value` (later wins), to a settings
-/// table and read it as `T`. Shared by every command with a settings file.
-///
-/// # Errors
-/// A malformed `--set`, a key that cannot be set, or settings `T` rejects.
-pub fn apply_overrides<T: serde::de::DeserializeOwned>(
-    mut table: toml::Table,
-    options: Vec<(String, toml::Value)>,
-    set: &[String],
-) -> Result<T> {
-    let mut all = options;
-    for kv in set {
-        let (k, v) = kv
-            .split_once('=')
-            .with_context(|| format!("--set `{kv}`: expected key=value"))?;
-        all.push((k.trim().to_string(), parse_value(v.trim())));
-    }
-    for (k, v) in all {
-        set_key(&mut table, &k, v).with_context(|| format!("setting `{k}`"))?;
-    }
-    toml::Value::Table(table)
-        .try_into()
-        .context("invalid settings after the command-line overrides")
-}
-
 pub fn cmd_fit(
     ctx: impl FnOnce() -> Result<GpuContext>,
     a: FitArgs,
-    control: &train::control::Control,
+    control: &live::control::Control,
 ) -> Result<()> {
     let cfg = resolve(&a)?;
     if a.print_config {
@@ -384,20 +300,4 @@ pub fn cmd_fit(
     }
     println!("outputs in {}", cfg.output.dir.display());
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn values_parse_as_toml_or_text() {
-        assert_eq!(parse_value("3"), toml::Value::Integer(3));
-        assert_eq!(parse_value("0.5"), toml::Value::Float(0.5));
-        assert_eq!(parse_value("true"), toml::Value::Boolean(true));
-        assert_eq!(parse_value("mcmc"), toml::Value::String("mcmc".into()));
-        let mut t = toml::Table::new();
-        set_key(&mut t, "a.b.c", toml::Value::Integer(1)).unwrap();
-        assert_eq!(t["a"]["b"]["c"], toml::Value::Integer(1));
-    }
 }

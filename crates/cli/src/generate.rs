@@ -10,9 +10,10 @@ use gpu::GpuContext;
 use indicatif::{ProgressBar, ProgressStyle};
 use train::generate::{Event, GenerateConfig, generate, load_model};
 
-use crate::fit::{self, resume_dir};
+use crate::fit;
 use crate::lock::{Acquired, RunLock};
 use crate::shard::Shard;
+use train::settings::resume_dir;
 
 #[derive(Args)]
 pub struct GenerateArgs {
@@ -83,10 +84,12 @@ fn is_toyworld_name(model: &str) -> bool {
 /// The file cannot be read or does not parse as generate settings (the error names it).
 pub(crate) fn base_table(config: Option<&Path>, model: Option<&str>) -> Result<toml::Table> {
     Ok(match config {
-        Some(path) => fit::read_settings::<GenerateConfig>(path)?,
-        None if model.is_some_and(is_toyworld_name) => {
-            fit::parse_settings::<GenerateConfig>(TOYWORLD_CONFIG, "configs/toyworld.toml")?
-        }
+        Some(path) => train::settings::read_settings::<GenerateConfig>(path)?,
+        None if model.is_some_and(is_toyworld_name) => train::settings::parse_settings::<
+            GenerateConfig,
+        >(
+            TOYWORLD_CONFIG, "configs/toyworld.toml"
+        )?,
         None => toml::Table::try_from(GenerateConfig::default())?,
     })
 }
@@ -94,8 +97,10 @@ pub(crate) fn base_table(config: Option<&Path>, model: Option<&str>) -> Result<t
 /// The settings: defaults (`configs/toyworld.toml` for `--model toyworld`) (or the resumed run's config.toml) ← `--config` ← options ← `--set`.
 pub fn resolve(a: &GenerateArgs) -> Result<GenerateConfig> {
     let table: toml::Table = match (&a.config, &a.resume) {
-        (None, Some(r)) => fit::read_settings::<GenerateConfig>(&resume_dir(r).join("config.toml"))
-            .with_context(|| format!("--resume {}", r.display()))?,
+        (None, Some(r)) => {
+            train::settings::read_settings::<GenerateConfig>(&resume_dir(r).join("config.toml"))
+                .with_context(|| format!("--resume {}", r.display()))?
+        }
         (config, _) => base_table(config.as_deref(), a.model.as_deref())?,
     };
     let mut sets: Vec<(String, toml::Value)> = vec![];
@@ -128,7 +133,7 @@ pub fn resolve(a: &GenerateArgs) -> Result<GenerateConfig> {
         (None, Some(r)) => put("output.dir", s(&resume_dir(r).display().to_string())),
         _ => {}
     }
-    let cfg: GenerateConfig = fit::apply_overrides(table, sets, &a.set)?;
+    let cfg: GenerateConfig = train::settings::apply_overrides(table, sets, &a.set)?;
     Ok(cfg)
 }
 
@@ -152,7 +157,7 @@ pub(crate) fn slug(prompt: &str) -> String {
 pub fn cmd_generate(
     ctx: impl FnOnce() -> Result<GpuContext>,
     a: GenerateArgs,
-    control: &train::control::Control,
+    control: &live::control::Control,
     net: sd::download::Network,
 ) -> Result<()> {
     let base = resolve(&a)?;
@@ -284,7 +289,7 @@ fn generate_all(
     runs: &[GenerateConfig],
     resume: Option<&std::path::Path>,
     batch: bool,
-    control: &train::control::Control,
+    control: &live::control::Control,
 ) -> Result<()> {
     let live = || control.live();
     for cfg in runs {

@@ -169,7 +169,7 @@ fn save(path: &Path, net: &BlurNet, meta: &BlurMeta) -> Result<()> {
 pub fn cmd_lmc_train(
     ctx: impl FnOnce() -> Result<GpuContext>,
     a: LmcTrainArgs,
-    control: &train::control::Control,
+    control: &live::control::Control,
     net: sd::download::Network,
 ) -> Result<()> {
     ensure!(a.steps > 0, "--steps must be at least 1");
@@ -227,7 +227,7 @@ pub fn cmd_lmc_train(
     }
     let data = Tensor::cat(latents, 0);
     let (var, mean) = data.clone().reshape([-1]).var_mean_bias(0);
-    let stats = train::params::host(&Tensor::cat(vec![mean, var.sqrt()], 0))
+    let stats = optim::params::host(&Tensor::cat(vec![mean, var.sqrt()], 0))
         .map_err(|e| anyhow::anyhow!("reading the latents back: {e}"))?;
     eprintln!(
         "latents: mean {:.4}, std {:.4} (scaled by {s})",

@@ -9,7 +9,6 @@ use glam::Vec3;
 use gpu::{BackendChoice, GpuContext, GpuOptions};
 use splat::SplatData;
 
-mod bench;
 mod compare;
 mod convert;
 mod diffusion;
@@ -108,7 +107,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let control = train::control::Control::new();
+    let control = live::control::Control::new();
     // Commands whose loops save their state and stop on request; the others have nothing to
     // save and stop at the first signal.
     let graceful = matches!(
@@ -120,7 +119,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", message(&e));
-            if e.chain().any(train::stop::is_interrupted) {
+            if e.chain().any(live::stop::is_interrupted) {
                 // The shell convention for a run ended by SIGINT.
                 ExitCode::from(130)
             } else {
@@ -135,7 +134,7 @@ fn main() -> ExitCode {
 /// (exit 130) and a second exits at once (the last periodic checkpoint is kept); any other
 /// command exits at once (exit 130; its outputs are written atomically, so none is left half
 /// written).
-fn install_stop_handler(control: train::control::Control, graceful: bool) {
+fn install_stop_handler(control: live::control::Control, graceful: bool) {
     let installed = ctrlc::set_handler(move || {
         if !graceful {
             eprintln!("\nstopped by a signal");
@@ -172,7 +171,7 @@ fn message(e: &anyhow::Error) -> String {
     out
 }
 
-fn run(cli: Cli, control: &train::control::Control) -> Result<()> {
+fn run(cli: Cli, control: &live::control::Control) -> Result<()> {
     let backend: BackendChoice = cli.gpu.backend.parse().context("--backend")?;
     // A `--model org/name` missing from the Hugging Face cache is downloaded where each
     // command first needs the model (after its own inputs are checked), unless --offline.
@@ -218,26 +217,7 @@ fn run(cli: Cli, control: &train::control::Control) -> Result<()> {
 /// # Errors
 /// The folder is missing or is not a folder.
 pub(crate) fn check_out_file(option: &str, path: &std::path::Path) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    if !dir.is_dir() {
-        let what = if dir.exists() {
-            "is not a folder"
-        } else {
-            "does not exist"
-        };
-        bail!(
-            "{option} {}: cannot write there: {} {what}",
-            path.display(),
-            dir.display()
-        );
-    }
-    if path.is_dir() {
-        bail!("{option} {}: is a folder, expected a file", path.display());
-    }
-    Ok(())
+    files::check_file_target(path).map_err(|e| anyhow::anyhow!("{option} {e}"))
 }
 
 /// Check before any work that an output folder exists or can be created: the path itself, or
@@ -247,21 +227,7 @@ pub(crate) fn check_out_file(option: &str, path: &std::path::Path) -> Result<()>
 /// # Errors
 /// The path or an ancestor is a regular file.
 pub(crate) fn check_out_dir(option: &str, path: &std::path::Path) -> Result<()> {
-    for p in path.ancestors() {
-        if p.as_os_str().is_empty() {
-            break;
-        }
-        match std::fs::metadata(p) {
-            Ok(m) if m.is_dir() => return Ok(()),
-            Ok(_) => bail!(
-                "{option} {}: cannot create the folder: {} is not a folder",
-                path.display(),
-                p.display()
-            ),
-            Err(_) => continue,
-        }
-    }
-    Ok(())
+    files::check_dir_target(path).map_err(|e| anyhow::anyhow!("{option} {e}"))
 }
 
 fn parse_rgb(s: &str, what: &str) -> Result<[f32; 3]> {

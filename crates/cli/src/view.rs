@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use clap::Args;
 use gpu::GpuContext;
-use train::live::Status;
+use live::live::Status;
 
 #[derive(Args)]
 pub struct ViewArgs {
@@ -104,7 +104,7 @@ pub fn with_viewer<T: Send>(
     flags: &ViewerFlags,
     job: &str,
     background: [f32; 3],
-    control: &train::control::Control,
+    control: &live::control::Control,
     train: impl FnOnce() -> Result<T> + Send,
 ) -> Result<T> {
     if !flags.viewer {
@@ -132,16 +132,19 @@ pub fn with_viewer<T: Send>(
         let worker = std::thread::Builder::new()
             .name(format!("{job}-training"))
             .spawn_scoped(s, move || {
+                // Not before the window's surface is configured (see `wait_for_front_end`).
+                live2.wait_for_front_end(Duration::from_secs(60));
                 let r = train();
                 live2.set_status(match &r {
                     Ok(_) => Status::Finished,
-                    Err(e) if e.chain().any(train::stop::is_interrupted) => Status::Stopped,
+                    Err(e) if e.chain().any(live::stop::is_interrupted) => Status::Stopped,
                     Err(e) => Status::Failed(crate::message(e)),
                 });
                 r
             })
             .context("starting the training thread")?;
         let shown = viewer::run(ctx, viewer::Source::Live(live.clone()), opts);
+        live.set_front_end_ready();
         if let Err(e) = &shown {
             eprintln!("viewer: {e}; training continues without it");
         }

@@ -1,17 +1,15 @@
-//! The bad-input corpus: runs `splatdream` on every case under `tests/bad_inputs/` (and under
+//! The bad-input corpus: runs `splatdream` on every case under `crates/cli/tests/bad_inputs/` (and under
 //! each folder listed in `SPLATDREAM_BAD_INPUTS`, `:`-separated) and requires, for each, a
 //! non-zero exit that is not a panic (exit code 101, `panicked`, `RUST_BACKTRACE`), no wgpu
 //! `Validation Error`, no hang (killed after `timeout_s`, default 120 s), and an error message
 //! containing every `expect` string of the case (the file and the field at fault).
 //!
-//! The case format is described in `tests/bad_inputs/README.md`; `tools/gen_bad_inputs.py`
+//! The case format is described in `crates/cli/tests/bad_inputs/README.md`; `tools/gen_bad_inputs.py`
 //! writes the committed cases. Cases run a few at a time (`SPLATDREAM_BAD_INPUTS_JOBS`, default
 //! the number of cores, 2 to 4); `SPLATDREAM_BAD_INPUTS_ONLY=substring` runs only the cases
 //! whose name contains it. All failures are reported together.
 
 mod common;
-#[path = "../../../tests/common/manifest.rs"]
-mod manifest;
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -370,11 +368,11 @@ fn run_case(case: &Case, scratch: &Path) -> Result<Option<String>, String> {
 
 #[test]
 fn bad_inputs_fail_cleanly() {
-    let corpus = root().join("tests/bad_inputs");
+    let corpus = root().join("crates/cli/tests/bad_inputs");
     let committed = discover(&corpus);
-    // Exactly the folders tests/bad_inputs/MANIFEST lists.
+    // Exactly the folders crates/cli/tests/bad_inputs/MANIFEST lists.
     let names: Vec<String> = committed.iter().map(|c| c.name.clone()).collect();
-    manifest::assert_manifest(&corpus, &names);
+    testkit::assert_manifest(&corpus, &names);
     let mut cases = committed;
     if let Ok(extra) = std::env::var("SPLATDREAM_BAD_INPUTS") {
         for d in extra.split(':').filter(|d| !d.is_empty()) {

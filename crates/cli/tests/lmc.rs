@@ -9,7 +9,7 @@
 //! grows like σ_t/α_t (≈ 0.3 at t = 200): at ordinary timesteps the pre-training loss of this
 //! model is all noise floor within a few steps. At t ≤ 10 (σ/α ≤ 0.05) the learnable part
 //! dominates and the loss visibly falls in 12 steps (the library test
-//! `tests/distill_lmc.rs::blur_trainer_loss_falls` trains on unit-variance latents up to
+//! `crates/distill/tests/distill_lmc.rs::blur_trainer_loss_falls` trains on unit-variance latents up to
 //! t = 200).
 
 use std::path::{Path, PathBuf};

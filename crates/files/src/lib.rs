@@ -99,6 +99,89 @@ pub fn write_bytes(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
     write_atomic(path, |w| w.write_all(bytes))
 }
 
+/// An output path that cannot be written, found before any work starts.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    /// The file's folder is missing or is not a folder.
+    #[error("{}: cannot write there: {} {what}", path.display(), dir.display())]
+    NoFolder {
+        /// The output file.
+        path: PathBuf,
+        /// Its folder.
+        dir: PathBuf,
+        /// `does not exist` or `is not a folder`.
+        what: &'static str,
+    },
+    /// The output file's path is a folder.
+    #[error("{}: is a folder, expected a file", path.display())]
+    IsFolder {
+        /// The output path.
+        path: PathBuf,
+    },
+    /// An output folder cannot be created because an ancestor is a regular file.
+    #[error("{}: cannot create the folder: {} is not a folder", path.display(), blocker.display())]
+    Blocked {
+        /// The output folder.
+        path: PathBuf,
+        /// The ancestor that is a file.
+        blocker: PathBuf,
+    },
+}
+
+/// Check before any work that `path` can be written as a file: its folder exists (the current
+/// folder for a bare name) and `path` is not a folder. Creates nothing.
+///
+/// # Errors
+/// [`TargetError::NoFolder`] or [`TargetError::IsFolder`].
+pub fn check_file_target(path: &Path) -> Result<(), TargetError> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        let what = if dir.exists() {
+            "is not a folder"
+        } else {
+            "does not exist"
+        };
+        return Err(TargetError::NoFolder {
+            path: path.to_path_buf(),
+            dir: dir.to_path_buf(),
+            what,
+        });
+    }
+    if path.is_dir() {
+        return Err(TargetError::IsFolder {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
+/// Check before any work that the folder `path` exists or can be created: the path itself, or
+/// else its nearest existing ancestor, must be a folder. Creates nothing.
+///
+/// # Errors
+/// [`TargetError::Blocked`] naming the ancestor that is a regular file.
+pub fn check_dir_target(path: &Path) -> Result<(), TargetError> {
+    for p in path.ancestors() {
+        if p.as_os_str().is_empty() {
+            break;
+        }
+        match std::fs::metadata(p) {
+            Ok(m) if m.is_dir() => return Ok(()),
+            Ok(_) => {
+                return Err(TargetError::Blocked {
+                    path: path.to_path_buf(),
+                    blocker: p.to_path_buf(),
+                });
+            }
+            Err(_) => continue,
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,3 +22,29 @@ pub mod launch;
 
 #[cfg(feature = "runtime")]
 pub use device::{BackendChoice, GpuContext, GpuError, GpuOptions};
+
+/// The one GPU test fixture every crate's tests share.
+#[cfg(feature = "runtime")]
+pub mod test_support {
+    use std::sync::OnceLock;
+
+    use crate::{GpuContext, GpuOptions};
+
+    /// One context per test process (lavapipe in CI), opened on first use with garbage filling
+    /// of fresh buffers switched on ([`crate::alloc::set_garbage_fill`]: kernels must not rely
+    /// on zeroed memory). Panics when no adapter opens, so a machine without one fails the
+    /// tests instead of skipping them.
+    pub fn shared_context() -> &'static GpuContext {
+        static CTX: OnceLock<GpuContext> = OnceLock::new();
+        CTX.get_or_init(|| {
+            crate::alloc::set_garbage_fill(true);
+            GpuContext::new(&GpuOptions::default())
+                .unwrap_or_else(|e| panic!("no GPU device for the tests: {e}"))
+        })
+    }
+
+    /// The burn device of [`shared_context`].
+    pub fn shared_device() -> &'static burn::tensor::Device {
+        &shared_context().burn
+    }
+}

@@ -25,6 +25,7 @@ pub mod lora;
 pub mod model;
 pub mod nn;
 pub mod pipeline;
+pub mod presets;
 pub mod scheduler;
 pub mod tokenizer;
 pub mod unet;

@@ -42,6 +42,32 @@ impl std::str::FromStr for Precision {
     }
 }
 
+/// Why a compute precision cannot be used on a device.
+#[derive(Debug, thiserror::Error)]
+pub enum PrecisionError {
+    /// Not a precision name ([`Precision`]'s `FromStr` message).
+    #[error("{0}")]
+    Unknown(String),
+    /// f16 asked for on an adapter without `SHADER_F16` (its name).
+    #[error("f16: adapter `{0}` lacks SHADER_F16; use f32")]
+    NoF16(String),
+}
+
+impl Precision {
+    /// `dtype` (`f32`/`fp32`/`float32` or `f16`/`fp16`/`float16`/`half`) checked against
+    /// what the device of `ctx` can compute in.
+    ///
+    /// # Errors
+    /// [`PrecisionError`]: an unknown name, or f16 without `SHADER_F16`.
+    pub fn for_device(dtype: &str, ctx: &gpu::GpuContext) -> Result<Self, PrecisionError> {
+        let p: Self = dtype.parse().map_err(PrecisionError::Unknown)?;
+        if p == Self::F16 && !ctx.shader_f16() {
+            return Err(PrecisionError::NoF16(ctx.adapter.get_info().name));
+        }
+        Ok(p)
+    }
+}
+
 impl std::fmt::Display for Precision {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {

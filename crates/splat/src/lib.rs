@@ -13,6 +13,7 @@
 pub mod camera;
 pub mod extract;
 pub mod formats;
+pub mod framing;
 pub mod kernels;
 pub mod ply;
 pub mod raster;

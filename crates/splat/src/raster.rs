@@ -237,7 +237,7 @@ fn fill(client: &Client, buf: &Handle, count: u32, value: u32) {
     // SAFETY: one thread per element, bounds-checked against params.count (≤ buffer length).
     launch(
         client,
-        k::FILL_U32,
+        k::FILL_U32.main,
         grid_1d(count.div_ceil(256)),
         vec![p, buf.clone()],
     );
@@ -283,7 +283,7 @@ impl ScanPlan {
             // only for block < num_blocks (extra workgroups of the 2-D grid do nothing).
             launch(
                 client,
-                k::SCAN_BLOCKS,
+                k::SCAN_BLOCKS.main,
                 grid_1d(*blocks),
                 vec![p.clone(), input.clone(), out.clone(), sums.clone()],
             );
@@ -294,7 +294,7 @@ impl ScanPlan {
             // entry per block.
             launch(
                 client,
-                k::SCAN_ADD,
+                k::SCAN_ADD.main,
                 grid_1d(*blocks),
                 vec![p.clone(), self.levels[i + 1].2.clone(), out.clone()],
             );
@@ -345,7 +345,7 @@ pub(crate) fn radix_sort(
         // with the kernels' BLOCK = SORT_BLOCK).
         launch(
             client,
-            k::SORT_COUNT,
+            k::SORT_COUNT.main,
             grid_1d(blocks),
             vec![p.clone(), k_in.clone(), hist.clone()],
         );
@@ -355,7 +355,7 @@ pub(crate) fn radix_sort(
         // blocks); threads past count write nothing.
         launch(
             client,
-            k::SORT_SCATTER,
+            k::SORT_SCATTER.main,
             grid_1d(blocks),
             vec![
                 p,
@@ -409,10 +409,10 @@ pub fn forward(inputs: [CubeTensor; 5], cfg: &RasterConfig) -> (CubeTensor, Forw
 
     // 1. Projection, in chunks.
     let (kernel_fwd, color_stride) = match (cfg.color_mode, cfg.antialiased) {
-        (ColorMode::Rgb, false) => (k::PROJECT_FORWARD_RGB, 12u64),
-        (ColorMode::Rgb, true) => (k::PROJECT_FORWARD_RGB_AA, 12),
-        (ColorMode::Sh { num_coeffs }, false) => (k::PROJECT_FORWARD_SH, 12 * num_coeffs as u64),
-        (ColorMode::Sh { num_coeffs }, true) => (k::PROJECT_FORWARD_SH_AA, 12 * num_coeffs as u64),
+        (ColorMode::Rgb, false) => (k::PROJECT_FORWARD.rgb, 12u64),
+        (ColorMode::Rgb, true) => (k::PROJECT_FORWARD.rgb_aa, 12),
+        (ColorMode::Sh { num_coeffs }, false) => (k::PROJECT_FORWARD.sh, 12 * num_coeffs as u64),
+        (ColorMode::Sh { num_coeffs }, true) => (k::PROJECT_FORWARD.sh_aa, 12 * num_coeffs as u64),
     };
     let chunk = cfg.chunk_len(n);
     let mut start = 0usize;
@@ -461,7 +461,7 @@ pub fn forward(inputs: [CubeTensor; 5], cfg: &RasterConfig) -> (CubeTensor, Forw
     // indexes rects.
     launch(
         &client,
-        k::ISECT_COUNT,
+        k::ISECT_COUNT.main,
         grid_1d((nc + 1).div_ceil(256)),
         vec![p, sorted_ids.clone(), rects.clone(), counts.clone()],
     );
@@ -507,7 +507,7 @@ pub fn forward(inputs: [CubeTensor; 5], cfg: &RasterConfig) -> (CubeTensor, Forw
         // num_isects, the lists' length, so a truncated call stays in bounds too.
         launch(
             &client,
-            k::ISECT_EMIT,
+            k::ISECT_EMIT.main,
             grid_1d(nc.div_ceil(256)),
             vec![
                 p,
@@ -541,7 +541,7 @@ pub fn forward(inputs: [CubeTensor; 5], cfg: &RasterConfig) -> (CubeTensor, Forw
         // camera < C and tile < tiles_per_camera, inside ranges.
         launch(
             &client,
-            k::TILE_RANGES,
+            k::TILE_RANGES.main,
             grid_1d(num_isects.div_ceil(256)),
             vec![p, isect_keys.clone(), ranges.clone()],
         );
@@ -556,7 +556,7 @@ pub fn forward(inputs: [CubeTensor; 5], cfg: &RasterConfig) -> (CubeTensor, Forw
     // entries come from ranges within 0..num_isects and ids < N·C.
     launch(
         &client,
-        k::RASTERIZE_FORWARD,
+        k::RASTERIZE_FORWARD.main,
         CubeCount::Static(tiles_x, tiles_y, c as u32),
         vec![
             p,
@@ -608,9 +608,9 @@ pub fn backward(state: ForwardState, v_out: CubeTensor) -> [CubeTensor; 6] {
     if state.num_isects > 0 {
         let p = alloc::upload(&client, &[cfg.params(n as u32, 0, n as u32)]);
         let kernel = if cfg.subgroups {
-            k::RASTERIZE_BACKWARD_SUBGROUPS
+            k::RASTERIZE_BACKWARD.subgroups
         } else {
-            k::RASTERIZE_BACKWARD
+            k::RASTERIZE_BACKWARD.main
         };
         // SAFETY: as the forward; gradients are added at id·10 + k for ids < N·C.
         launch(
@@ -632,10 +632,10 @@ pub fn backward(state: ForwardState, v_out: CubeTensor) -> [CubeTensor; 6] {
     prof.stage(&client, "rasterize backward", &v_projected);
 
     let (kernel, color_stride) = match (cfg.color_mode, cfg.antialiased) {
-        (ColorMode::Rgb, false) => (k::PROJECT_BACKWARD_RGB, 12u64),
-        (ColorMode::Rgb, true) => (k::PROJECT_BACKWARD_RGB_AA, 12),
-        (ColorMode::Sh { num_coeffs }, false) => (k::PROJECT_BACKWARD_SH, 12 * num_coeffs as u64),
-        (ColorMode::Sh { num_coeffs }, true) => (k::PROJECT_BACKWARD_SH_AA, 12 * num_coeffs as u64),
+        (ColorMode::Rgb, false) => (k::PROJECT_BACKWARD.rgb, 12u64),
+        (ColorMode::Rgb, true) => (k::PROJECT_BACKWARD.rgb_aa, 12),
+        (ColorMode::Sh { num_coeffs }, false) => (k::PROJECT_BACKWARD.sh, 12 * num_coeffs as u64),
+        (ColorMode::Sh { num_coeffs }, true) => (k::PROJECT_BACKWARD.sh_aa, 12 * num_coeffs as u64),
     };
     let shapes: Vec<Shape> = state
         .inputs

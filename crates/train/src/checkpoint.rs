@@ -19,10 +19,10 @@ use burn::tensor::{Device, Tensor, TensorData};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
-use crate::adam::Moments;
-use crate::densify::Densifier;
 use crate::output::{OutputError, write_text};
-use crate::params::{GROUPS, Gaussians, Param, host};
+use optim::adam::Moments;
+use optim::densify::Densifier;
+use optim::params::{GROUPS, Gaussians, Param, host};
 
 /// A named host tensor: name, shape, values (row-major).
 pub type Entry = (String, Vec<usize>, Vec<f32>);
@@ -438,7 +438,7 @@ pub fn resolve(path: &Path) -> Result<PathBuf, CheckpointError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::init::{from_points, sphere_points};
+    use datasets::init::{from_points, sphere_points};
 
     #[test]
     fn round_trip_keeps_tensors_and_moments() {

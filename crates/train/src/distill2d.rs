@@ -24,13 +24,13 @@ use rand::{SeedableRng, rngs::StdRng};
 use sd::pipeline::{StableDiffusion, gaussian};
 use serde::{Deserialize, Serialize};
 
-use crate::adam::{Adam, Moments};
 use crate::generate::{
     GenerateError, check_distillation, check_run, check_vae_size, config_err, step_seed,
 };
-use crate::guard::{DEFAULT_MAX_BAD_STEPS, StepGuard, keep_unless_bad, non_finite};
 use crate::output::{to_rgb8, write_gif, write_png, write_text};
-use crate::params::host;
+use optim::adam::{Adam, Moments};
+use optim::guard::{DEFAULT_MAX_BAD_STEPS, StepGuard, keep_unless_bad, non_finite};
+use optim::params::host;
 
 /// What is optimised.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -209,7 +209,7 @@ pub struct Report2d {
     pub peak_reserved_bytes: u64,
 }
 
-pub use crate::guard::reserved_bytes;
+pub use optim::guard::reserved_bytes;
 
 /// Run `distill2d` with a loaded model; `on_step(done, total, record)` after every step.
 ///

@@ -70,7 +70,7 @@ pub fn grid(images: &[image::RgbImage], columns: usize) -> Option<image::RgbImag
 /// [`OutputError::Device`] if the read-back fails.
 pub fn to_rgb8(rgb: Tensor<3>) -> Result<image::RgbImage, OutputError> {
     let [h, w, _] = rgb.dims();
-    let v = crate::params::host(&rgb).map_err(OutputError::Device)?;
+    let v = optim::params::host(&rgb).map_err(OutputError::Device)?;
     let bytes: Vec<u8> = v
         .iter()
         .map(|x| (x.clamp(0.0, 1.0) * 255.0 + 0.5) as u8)

@@ -59,9 +59,7 @@ impl Blit {
     pub fn new(device: &wgpu::Device) -> Self {
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some("viewer_blit"),
-            source: wgpu::ShaderSource::Wgsl(
-                include_str!("../../../shaders/viewer_blit.wgsl").into(),
-            ),
+            source: wgpu::ShaderSource::Wgsl(crate::kernels::VIEWER_BLIT.main.source.into()),
         });
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some("viewer_blit"),

@@ -4,7 +4,7 @@
 //! Each redraw renders the scene with [`splat::render::render`] on the device and turns the
 //! rasterizer output into an egui texture with a compute kernel ([`blit`]), so the splats
 //! never visit the CPU. A viewer shows either a fixed scene (`splatdream view scene.ply`) or a
-//! training run ([`train::live`]): then training runs on its own thread and the UI draws the
+//! training run ([`live::live`]): then training runs on its own thread and the UI draws the
 //! latest snapshot it offered, re-rendering only when the snapshot, the camera or a setting
 //! changed and redrawing at most [`LIVE_REPAINT`] apart.
 //!
@@ -18,6 +18,13 @@ pub mod blit;
 pub mod camera;
 mod panel;
 
+/// The display kernel, composed from `shaders/` by `build.rs` (plus the generated mirrors of
+/// `shaders/lib/types.wgsl`, unused here).
+#[allow(dead_code)]
+mod kernels {
+    include!(concat!(env!("OUT_DIR"), "/kernels.rs"));
+}
+
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -25,9 +32,9 @@ use std::time::{Duration, Instant};
 use burn::tensor::Tensor;
 use glam::Vec3;
 use gpu::GpuContext;
+use live::live::{Live, Snapshot};
 use splat::render::{RenderOptions, render};
 use splat::scene::Splats;
-use train::live::{Live, Snapshot};
 
 use blit::{Blit, BlitMode};
 use camera::{Navigation, ViewCamera};
@@ -176,7 +183,13 @@ pub fn run(gpu: &GpuContext, source: Source, opts: ViewerOptions) -> Result<(), 
     eframe::run_native(
         &title,
         native,
-        Box::new(move |_cc| Ok(Box::new(App::new(gpu, source, opts, fail)))),
+        Box::new(move |_cc| {
+            // eframe calls this after the window's surface is configured: the run may start.
+            if let Source::Live(l) = &source {
+                l.set_front_end_ready();
+            }
+            Ok(Box::new(App::new(gpu, source, opts, fail)))
+        }),
     )
     .map_err(|e| ViewerError::Window(e.to_string()))?;
     match failure.lock().unwrap_or_else(|e| e.into_inner()).take() {
@@ -289,7 +302,7 @@ impl App {
         if self.camera.is_some() || self.live.scene.is_none() {
             return;
         }
-        let home = if let Some(f) = train::fit::Framing::of(&self.live.cameras) {
+        let home = if let Some(f) = splat::framing::Framing::of(&self.live.cameras) {
             let cam0 = self.live.cameras[0].position();
             ViewCamera::looking_at(f.centre, cam0 - f.centre, f.radius, f.up)
         } else if self.live.job == "generate" {
@@ -488,7 +501,7 @@ impl App {
         ];
         let longest = size[0].max(size[1]);
         let training = matches!(&self.source, Source::Live(l) if !l.paused())
-            && matches!(self.live.status, train::live::Status::Running);
+            && matches!(self.live.status, live::live::Status::Running);
         let cap = if training {
             self.opts.training_max_side.min(self.opts.max_side)
         } else {

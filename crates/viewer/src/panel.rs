@@ -1,7 +1,7 @@
 //! The training panel: progress, live plots, guidance view and run controls.
 
 use egui::{Color32, Pos2, Rect, Stroke, Ui, Vec2};
-use train::live::{Live, Snapshot, Status};
+use live::live::{Live, Snapshot, Status};
 
 /// Colour of the loss curve (the screenshot test looks for it).
 pub const LOSS_COLOUR: Color32 = Color32::from_rgb(255, 140, 0);

@@ -4,17 +4,18 @@
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+use splat::framing::TurntablePath;
 
-use crate::adam::Adam;
 use crate::background::{Background, NamedBackground};
 use crate::checkpoint::{CheckpointError, hash_text};
-use crate::data::Dataset;
-use crate::densify::Strategy;
-use crate::guard::Diverged;
-use crate::init::{InitConfig, InitKind};
 use crate::output::{ExtraFormat, OutputError};
-use crate::stop::Interrupted;
 pub use crate::video::TurntableFormat;
+use datasets::Dataset;
+use datasets::init::{InitConfig, InitKind};
+use live::stop::Interrupted;
+use optim::adam::Adam;
+use optim::densify::Strategy;
+use optim::guard::Diverged;
 
 /// Dataset settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -80,7 +81,7 @@ impl Default for TrainConfig {
             seed: 0,
             antialiased: false,
             log_every: 10,
-            max_bad_steps: crate::guard::DEFAULT_MAX_BAD_STEPS,
+            max_bad_steps: optim::guard::DEFAULT_MAX_BAD_STEPS,
         }
     }
 }
@@ -175,20 +176,6 @@ pub struct OutputConfig {
     pub ply_every: u64,
 }
 
-/// Where the turntable camera goes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TurntablePath {
-    /// `orbit` when the training cameras go (nearly) all the way round the scene, else `arc`.
-    #[default]
-    Auto,
-    /// A full circle around the scene.
-    Orbit,
-    /// Back and forth over the arc of azimuths the training cameras cover (captures of one
-    /// side of an object, e.g. a head on a wall): the turntable stays where there is data.
-    Arc,
-}
-
 impl Default for OutputConfig {
     fn default() -> Self {
         Self {
@@ -241,7 +228,7 @@ pub enum FitError {
     },
     /// Loading the dataset failed.
     #[error(transparent)]
-    Data(#[from] crate::data::DataError),
+    Data(#[from] datasets::DataError),
     /// Reading the initial PLY failed.
     #[error(transparent)]
     Ply(#[from] splat::ply::PlyError),

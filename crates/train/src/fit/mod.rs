@@ -3,179 +3,39 @@
 //! backpropagate through the rasterizer, Adam with per-group learning rates, densify, and
 //! evaluate PSNR/SSIM on held-out views. Defaults follow gsplat's `simple_trainer.py`.
 //!
-//! Settings and errors are in `config.rs`, what a run reports in `record.rs`, the turntable's
-//! framing in `framing.rs`; the loop is here.
+//! Settings and errors are in `config.rs`, what a run reports in `record.rs`, one step in
+//! `trainer.rs` ([`FitTrainer`]); the driver around it (resume, evaluation, logging,
+//! checkpoints, outputs) is here. The turntable's framing is `splat::framing`.
 
 mod config;
-mod framing;
 mod record;
+mod trainer;
 
 pub use config::*;
-pub use framing::*;
 pub use record::*;
+pub use splat::framing::{Framing, TurntablePath, covered_arc, turntable_cameras};
+pub use trainer::{FitStep, FitTrainer, initial_splats};
 
 pub use crate::background::{Background, NamedBackground};
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use burn::tensor::{Device, Tensor, TensorData};
-use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
+use burn::tensor::{Device, Tensor};
 use splat::{Camera, RasterizeMode, RenderOptions, render};
 
-use crate::adam::exp_decay;
 use crate::checkpoint::{Checkpoint, CheckpointError, Meta};
-use crate::control::Control;
-use crate::data::{Dataset, View};
-use crate::densify::Densifier;
-use crate::guard::{StepGuard, fault_nan, non_finite};
-use crate::init::{InitConfig, InitKind, from_points, random_points};
-use crate::loss::{photometric, psnr, ssim};
 use crate::output::{to_rgb8, write_png, write_scene_outputs, write_text};
-use crate::params::{Gaussians, host};
-use crate::rng::step_seed;
-use crate::stop::Interrupted;
 use crate::video::write_turntable;
-
-/// The device copy of one view's photo, `[H, W, 4]` straight RGBA in [0, 1].
-struct Photo {
-    rgba: Tensor<3>,
-    camera: Camera,
-    /// Whether alpha is coverage to composite over the background (NeRF-synthetic); photos
-    /// are opaque (their alpha only marks the undistortion border, whose colour is
-    /// edge-clamped, so it is ignored).
-    composite: bool,
-}
-
-fn upload(view: &View, composite: bool, device: &Device) -> Photo {
-    let (w, h) = view.image.dimensions();
-    let v: Vec<f32> = view
-        .image
-        .as_raw()
-        .iter()
-        .map(|&b| b as f32 / 255.0)
-        .collect();
-    Photo {
-        rgba: Tensor::from_data(TensorData::new(v, [h as usize, w as usize, 4]), device),
-        camera: view.camera,
-        composite,
-    }
-}
-
-impl Photo {
-    /// RGB composited over `bg`, `[H, W, 3]`.
-    fn target(&self, bg: [f32; 3]) -> Tensor<3> {
-        let [h, w, _] = self.rgba.dims();
-        let rgb = self.rgba.clone().slice([0..h, 0..w, 0..3]);
-        if !self.composite {
-            return rgb;
-        }
-        let a = self.rgba.clone().slice([0..h, 0..w, 3..4]);
-        let bg = Tensor::<3>::from_data(TensorData::new(bg.to_vec(), [1, 1, 3]), &rgb.device());
-        rgb * a.clone() + bg * (a.neg() + 1.0)
-    }
-}
-
-/// Stage timer for `SPLATDREAM_PROFILE=1`: waits for the device after a stage (by reading one
-/// value of a tensor the stage produced) and prints the stage's wall time to stderr.
-struct StageTimer {
-    on: bool,
-    last: Instant,
-}
-
-impl StageTimer {
-    fn new() -> Self {
-        Self {
-            on: std::env::var("SPLATDREAM_PROFILE").is_ok_and(|v| v == "1"),
-            last: Instant::now(),
-        }
-    }
-
-    fn stage<const D: usize>(&mut self, name: &str, probe: &Tensor<D>) {
-        if !self.on {
-            return;
-        }
-        let flat = probe.clone().inner().reshape([-1]).slice(0..1);
-        let _ = host(&flat);
-        let now = Instant::now();
-        eprintln!(
-            "[profile] fit {name:<14} {:9.3} ms",
-            (now - self.last).as_secs_f64() * 1e3
-        );
-        self.last = now;
-    }
-}
-
-/// The initial splats for `dataset` under `cfg` (SH degree 0 unless read from a PLY).
-///
-/// # Errors
-/// [`FitError::Config`] when `kind = "points"` and the dataset has none, PLY errors.
-pub fn initial_splats(
-    dataset: &Dataset,
-    cfg: &InitConfig,
-    seed: u64,
-) -> Result<splat::SplatData, FitError> {
-    let cams: Vec<Camera> = dataset.train.iter().map(|v| v.camera).collect();
-    let random = || -> Result<splat::SplatData, FitError> {
-        let f = Framing::of(&cams).ok_or_else(|| {
-            config_err(
-                "data.path",
-                format!("{}: no training views", dataset.root.display()),
-            )
-        })?;
-        let (pos, col) = random_points(
-            cfg.random_points,
-            f.centre,
-            cfg.random_extent * f.radius,
-            seed,
-        );
-        Ok(from_points(&pos, &col, cfg.opacity, cfg.scale_factor))
-    };
-    Ok(match cfg.kind {
-        InitKind::Ply => {
-            let path = cfg
-                .ply
-                .as_ref()
-                .ok_or_else(|| config_err("init.ply", "missing"))?;
-            splat::formats::read_scene(path)?
-        }
-        InitKind::Points => {
-            let pc = dataset.points.as_ref().ok_or_else(|| {
-                config_err(
-                    "init.kind",
-                    format!("\"points\": {} has no SfM points", dataset.root.display()),
-                )
-            })?;
-            from_points(&pc.positions, &pc.colors, cfg.opacity, cfg.scale_factor)
-        }
-        InitKind::Auto => match &dataset.points {
-            Some(pc) if !pc.positions.is_empty() => {
-                from_points(&pc.positions, &pc.colors, cfg.opacity, cfg.scale_factor)
-            }
-            _ => random()?,
-        },
-        InitKind::Random => random()?,
-    })
-}
-
-/// The views still to visit in the current epoch, and the epoch. Each epoch is a fresh
-/// permutation drawn from `(seed, epoch)`, so a resumed run visits the same views.
-struct ViewOrder {
-    epoch: u64,
-    left: Vec<usize>,
-}
-
-impl ViewOrder {
-    fn next(&mut self, n: usize, seed: u64) -> usize {
-        if self.left.is_empty() {
-            self.epoch += 1;
-            self.left = (0..n).collect();
-            self.left
-                .shuffle(&mut StdRng::seed_from_u64(step_seed(seed, self.epoch, 11)));
-        }
-        self.left.pop().unwrap_or(0)
-    }
-}
+use datasets::Dataset;
+use live::control::Control;
+use live::stop::Interrupted;
+use optim::densify::Densifier;
+use optim::guard::StepGuard;
+use optim::loss::{psnr, ssim};
+use optim::params::{Gaussians, host};
+use optim::rng::step_seed;
+use trainer::{Photo, ViewOrder, raster_mode, upload};
 
 /// The state a fit checkpoint holds besides the splats: where the loop is.
 struct LoopState<'a> {
@@ -275,7 +135,7 @@ fn save_fit_checkpoint(
 /// continues after the saved step (`metrics.json` keeps the history before it).
 ///
 /// A step whose loss or gradients hold a NaN or an infinity is skipped (parameters and moments
-/// unchanged) and counted ([`crate::guard`]).
+/// unchanged) and counted ([`optim::guard`]).
 ///
 /// # Errors
 /// [`FitError`] for bad settings, an unreadable checkpoint, a failing device read, a diverged
@@ -330,7 +190,7 @@ pub fn fit(
         left: vec![],
     };
     let mut train_time = 0.0f64;
-    let mut gaussians;
+    let gaussians;
     let start: u64;
     match resumed {
         Some((path, ck)) => {
@@ -414,13 +274,8 @@ pub fn fit(
         gaussians.len()
     )));
 
-    let composite = dataset.kind == crate::data::DatasetKind::NerfSynthetic;
-    let photos: Vec<Photo> = dataset
-        .train
-        .iter()
-        .map(|v| upload(v, composite, device))
-        .collect();
-    let eval_views = crate::data::limit(
+    let composite = dataset.kind == datasets::DatasetKind::NerfSynthetic;
+    let eval_views = datasets::limit(
         dataset.eval.clone(),
         (cfg.eval.max_views > 0).then_some(cfg.eval.max_views),
     );
@@ -429,18 +284,14 @@ pub fn fit(
         .map(|v| upload(v, composite, device))
         .collect();
 
-    let mode = if cfg.train.antialiased {
-        RasterizeMode::Antialiased
-    } else {
-        RasterizeMode::Classic
-    };
+    let mode = raster_mode(cfg);
     let steps = cfg.train.steps;
-    let mut guard =
-        StepGuard::new(device, cfg.train.max_bad_steps).with_skipped(report.skipped_steps);
+    let guard = StepGuard::new(device, cfg.train.max_bad_steps).with_skipped(report.skipped_steps);
+    let mut trainer = FitTrainer::new(cfg, dataset, device, gaussians, densifier, guard, order);
     // The starting point, so a run shows how far it came (once: a run resumed from its step-0
     // checkpoint already has it in its metrics).
     if start == 0 && !eval_photos.is_empty() && report.evals.is_empty() {
-        let record = evaluate(&gaussians, &eval_photos, cfg, mode, 0, 0.0)?;
+        let record = evaluate(&trainer.gaussians, &eval_photos, cfg, mode, 0, 0.0)?;
         on_event(Event::Eval(&record));
         report.evals.push(record);
     }
@@ -453,8 +304,15 @@ pub fn fit(
         control.pause_point();
         if control.stop_requested() {
             let done = step - 1;
-            let state = LoopState::now(done, &order, train_time, &guard)?;
-            let checkpoint = save_progress(cfg, &hash, &gaussians, &densifier, state, &mut report)?;
+            let state = LoopState::now(done, &trainer.order, train_time, &trainer.guard)?;
+            let checkpoint = save_progress(
+                cfg,
+                &hash,
+                &trainer.gaussians,
+                &trainer.densifier,
+                state,
+                &mut report,
+            )?;
             return Err(Interrupted {
                 step: done,
                 checkpoint,
@@ -463,108 +321,32 @@ pub fn fit(
             .into());
         }
         let t0 = Instant::now();
-        let mut timer = StageTimer::new();
-        let mut rng = StdRng::seed_from_u64(step_seed(seed, step, 12));
-        // Views of this step (a fresh permutation every epoch).
-        let mut batch = Vec::with_capacity(cfg.train.batch);
-        while batch.len() < cfg.train.batch.min(photos.len()) {
-            batch.push(order.next(photos.len(), seed));
-        }
-        let size = (
-            photos[batch[0]].camera.width,
-            photos[batch[0]].camera.height,
-        );
-        batch.retain(|&i| (photos[i].camera.width, photos[i].camera.height) == size);
-        let bg = cfg.data.background.train(&mut rng);
-        let target = Tensor::stack(batch.iter().map(|&i| photos[i].target(bg)).collect(), 0);
-        let cameras: Vec<Camera> = batch.iter().map(|&i| photos[i].camera).collect();
-        let sh_degree = (step.saturating_sub(1) / cfg.train.sh_degree_interval.max(1))
-            .min(cfg.train.sh_degree as u64) as u32;
-        let want_means2d = densifier.wants_means2d_grad(step);
-        timer.stage("targets", &target);
-        let leaves = gaussians.leaves();
-        let out = render(
-            &leaves.splats,
-            &cameras,
-            &RenderOptions {
-                background: bg,
-                sh_degree: Some(sh_degree),
-                mode,
-                means2d_grad: want_means2d,
-                ..Default::default()
-            },
-        )?;
-        timer.stage("render", &out.rgb);
-        let [loss, l1, ssim_v] = photometric(out.rgb.clone(), target, cfg.train.ssim_lambda);
-        let mut loss = match densifier.regulariser(&leaves.splats) {
-            Some(reg) => loss + reg,
-            None => loss,
-        };
-        if fault_nan(step) {
-            loss = loss * f32::NAN;
-        }
-        timer.stage("loss", &loss);
-        let grads = loss.backward();
-        let g: [Option<Tensor<2>>; 6] = std::array::from_fn(|k| leaves.leaves[k].grad(&grads));
-        let mut counts = vec![non_finite(&loss.clone().inner())];
-        counts.extend(g.iter().flatten().map(non_finite));
-        let bad = guard.check(counts);
-        if want_means2d && let Some(gm) = out.means2d.grad(&grads) {
-            // A skipped step adds nothing to the densification statistics.
-            densifier.observe(
-                crate::guard::keep_unless_bad(gm.clone(), gm.zeros_like(), &bad),
-                size.0,
-                size.1,
-                crate::densify::Reduction::Mean,
-            );
-        }
-        if let Some(g0) = &g[0] {
-            timer.stage("backward", g0);
-        }
-        let lr_means = exp_decay(
-            cfg.lr.means * scene_scale as f64,
-            cfg.lr.means_final * scene_scale as f64,
-            step - 1,
-            steps,
-        );
-        let lrs = [
-            lr_means,
-            cfg.lr.quats,
-            cfg.lr.log_scales,
-            cfg.lr.opacity_logits,
-            cfg.lr.sh_dc,
-            cfg.lr.sh_rest,
-        ];
-        gaussians.adam_step_guarded(&cfg.adam, step, &g, &lrs, &bad);
-        timer.stage("adam", &gaussians.groups[5].value);
-        if let Some(r) = densifier
-            .after_step(step, &mut gaussians, lr_means)
-            .map_err(FitError::Device)?
-        {
+        let FitStep {
+            loss,
+            l1,
+            ssim: ssim_v,
+            sh_degree,
+            densified,
+        } = trainer.step(step)?;
+        if let Some(r) = densified {
             report.densify.push(r);
         }
         let logged = step % cfg.train.log_every.max(1) == 0 || step == start + 1 || step == steps;
         let mut loss_value = None;
         if logged {
-            let [skipped, run] = guard.device_parts();
-            let vals = host(
-                &Tensor::cat(
-                    vec![loss.inner(), l1.inner(), ssim_v.inner(), skipped, run],
-                    0,
-                )
-                .reshape([1, 5]),
-            )
-            .map_err(FitError::Device)?;
-            if let Some(w) = guard.after_read(vals[3], vals[4], step)? {
+            let [skipped, run] = trainer.guard.device_parts();
+            let vals = host(&Tensor::cat(vec![loss, l1, ssim_v, skipped, run], 0).reshape([1, 5]))
+                .map_err(FitError::Device)?;
+            if let Some(w) = trainer.guard.after_read(vals[3], vals[4], step)? {
                 on_event(Event::Message(w));
             }
-            report.skipped_steps = guard.skipped();
+            report.skipped_steps = trainer.guard.skipped();
             report.steps.push(StepRecord {
                 step,
                 loss: vals[0],
                 l1: vals[1],
                 ssim: vals[2],
-                splats: gaussians.len(),
+                splats: trainer.gaussians.len(),
                 sh_degree,
             });
             loss_value = Some(vals[0]).filter(|v| v.is_finite());
@@ -574,15 +356,22 @@ pub fn fit(
             step,
             total: steps,
             loss: loss_value,
-            splats: gaussians.len(),
+            splats: trainer.gaussians.len(),
         });
         // An evaluation due inside an opacity reset's recovery window waits until it has
         // passed (the run's last step is never inside one).
         eval_due |= cfg.eval.every > 0 && step % cfg.eval.every == 0;
-        let eval_now = step == steps || (eval_due && !densifier.recovering(step));
+        let eval_now = step == steps || (eval_due && !trainer.densifier.recovering(step));
         if eval_now && !eval_photos.is_empty() {
             eval_due = false;
-            let record = evaluate(&gaussians, &eval_photos, cfg, mode, step, train_time)?;
+            let record = evaluate(
+                &trainer.gaussians,
+                &eval_photos,
+                cfg,
+                mode,
+                step,
+                train_time,
+            )?;
             on_event(Event::Eval(&record));
             report.evals.push(record);
             report.train_seconds = train_time;
@@ -590,24 +379,31 @@ pub fn fit(
         }
         let ply_every = cfg.output.ply_every;
         ply_due |= ply_every > 0 && step % ply_every == 0 && step != steps;
-        if ply_due && !densifier.recovering(step) {
+        if ply_due && !trainer.densifier.recovering(step) {
             ply_due = false;
-            let data = gaussians.to_data().map_err(FitError::Device)?;
+            let data = trainer.gaussians.to_data().map_err(FitError::Device)?;
             let path = out_dir.join(crate::output::snapshot_name(step));
             splat::ply::write_ply(&path, &data)?;
         }
-        control.offer_scene(step, steps, sh_degree, || gaussians.splats());
+        control.offer_scene(step, steps, sh_degree, || trainer.gaussians.splats());
         let every = cfg.output.checkpoint_every;
         let periodic = every > 0 && step % every == 0 && step != steps;
         // A save asked for from the viewer joins the periodic checkpoints.
         if periodic || (control.take_save_request() && step != steps) {
-            let state = LoopState::now(step, &order, train_time, &guard)?;
-            save_progress(cfg, &hash, &gaussians, &densifier, state, &mut report)?;
+            let state = LoopState::now(step, &trainer.order, train_time, &trainer.guard)?;
+            save_progress(
+                cfg,
+                &hash,
+                &trainer.gaussians,
+                &trainer.densifier,
+                state,
+                &mut report,
+            )?;
         }
     }
     report.train_seconds = train_time;
-    let state = LoopState::now(steps.max(start), &order, train_time, &guard)?;
-    let final_ck = save_fit_checkpoint(cfg, &hash, &gaussians, &densifier, state)?;
+    let state = LoopState::now(steps.max(start), &trainer.order, train_time, &trainer.guard)?;
+    let final_ck = save_fit_checkpoint(cfg, &hash, &trainer.gaussians, &trainer.densifier, state)?;
     report.outputs.push(final_ck);
     if start >= steps {
         on_event(Event::Message(format!(
@@ -616,14 +412,21 @@ pub fn fit(
         // A run stopped between evaluations and finished where it stopped: evaluate the
         // splats the outputs are made of, so the reported PSNR is theirs.
         if !eval_photos.is_empty() && report.evals.last().is_none_or(|e| e.step < start) {
-            let record = evaluate(&gaussians, &eval_photos, cfg, mode, start, train_time)?;
+            let record = evaluate(
+                &trainer.gaussians,
+                &eval_photos,
+                cfg,
+                mode,
+                start,
+                train_time,
+            )?;
             on_event(Event::Eval(&record));
             report.evals.push(record);
         }
     }
 
     // Outputs.
-    let data = gaussians.to_data().map_err(FitError::Device)?;
+    let data = trainer.gaussians.to_data().map_err(FitError::Device)?;
     let (formats, mesh) = (&cfg.output.formats, cfg.output.mesh);
     let written = write_scene_outputs::<FitError>(out_dir, &data, formats, mesh, false)?;
     report.outputs.extend(written);
@@ -639,7 +442,7 @@ pub fn fit(
             path: dir.clone(),
             source,
         })?;
-        let splats = gaussians.splats();
+        let splats = trainer.gaussians.splats();
         for (view, photo) in eval_views.iter().zip(&eval_photos) {
             let out = render(&splats, std::slice::from_ref(&photo.camera), &final_opts)?;
             let [_, h, w, _] = out.rgb.dims();
@@ -668,7 +471,8 @@ pub fn fit(
             cfg.output.turntable_size,
             cfg.output.turntable_path,
         );
-        let frames = crate::output::render_frames(&gaussians.splats(), &orbit, &final_opts)?;
+        let frames =
+            crate::output::render_frames(&trainer.gaussians.splats(), &orbit, &final_opts)?;
         let path = write_turntable(out_dir, &frames, cfg.output.turntable)?;
         report.outputs.push(path);
     }
@@ -719,82 +523,4 @@ fn write_metrics(path: &Path, report: &FitReport) -> Result<(), FitError> {
     let text = serde_json::to_string_pretty(report).map_err(|e| FitError::Device(e.to_string()))?;
     write_text(path, &text)?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use glam::Vec3;
-
-    use super::*;
-
-    /// 36 cameras every 10° of azimuth around the origin, z up (Camera::orbit's basis).
-    fn ring() -> Vec<Camera> {
-        Camera::orbit(Vec3::ZERO, Vec3::Z, 4.0, 0.3, 36, 1.0, 64, 48)
-    }
-
-    fn azimuth_deg(c: &Camera, f: &Framing) -> f32 {
-        let (a, b) = splat::camera::azimuth_basis(f.up);
-        let d = c.position() - f.centre;
-        d.dot(b).atan2(d.dot(a)).to_degrees().rem_euclid(360.0)
-    }
-
-    #[test]
-    fn covered_arc_wraps_round_zero() {
-        let ring = ring();
-        // 350°, 0°, 10°, …, 40°, given out of order.
-        let cams: Vec<Camera> = [2, 35, 0, 4, 1, 3].iter().map(|&i| ring[i]).collect();
-        let f = Framing::of(&cams).unwrap();
-        let (start, span) = covered_arc(&cams, &f);
-        // The framing centre of a partial ring is not exactly the ring's centre: compare
-        // with the azimuths measured from it.
-        let first = azimuth_deg(&ring[35], &f);
-        let last = azimuth_deg(&ring[4], &f);
-        assert!(
-            (start.to_degrees() - first).abs() < 1e-3,
-            "{start} vs {first}"
-        );
-        let want = (last - first).rem_euclid(360.0);
-        assert!((span.to_degrees() - want).abs() < 1e-3, "{span} vs {want}");
-        assert!(want > 30.0 && want < 70.0, "{want}");
-    }
-
-    #[test]
-    fn auto_turntable_sweeps_a_partial_capture_and_orbits_a_full_one() {
-        let ring = ring();
-        let quarter: Vec<Camera> = ring[3..13].to_vec(); // 30°..120°
-        let f = Framing::of(&quarter).unwrap();
-        let (start, span) = covered_arc(&quarter, &f);
-        let frames = turntable_cameras(&quarter, 40, 64, TurntablePath::Auto);
-        assert_eq!(frames.len(), 40);
-        let lo = start.to_degrees();
-        for (i, c) in frames.iter().enumerate() {
-            let off = (azimuth_deg(c, &f) - lo).rem_euclid(360.0);
-            let off = if off > 359.9 { 0.0 } else { off };
-            assert!(
-                off <= span.to_degrees() + 1e-2,
-                "frame {i} at +{off}° outside the arc"
-            );
-            // Same distance from the look-at centre as the training cameras on average.
-            assert!(((c.position() - f.centre).length() - f.radius).abs() < 1e-3);
-            assert_eq!((c.width, c.height), (64, 48));
-        }
-        // Out to the far end half way through, and back.
-        let half = (azimuth_deg(&frames[20], &f) - lo).rem_euclid(360.0);
-        assert!((half - span.to_degrees()).abs() < 1e-2, "{half}");
-        // The orbit path ignores the gap.
-        let orbit = turntable_cameras(&quarter, 40, 64, TurntablePath::Orbit);
-        let widest = (0..40)
-            .map(|i| azimuth_deg(&orbit[i], &f))
-            .fold(0.0f32, |m, a| m.max((a - lo).rem_euclid(360.0)));
-        assert!(widest > 300.0, "{widest}");
-
-        // Cameras all the way round: Auto orbits (evenly spaced frames, 9° apart).
-        let f = Framing::of(&ring).unwrap();
-        let full = turntable_cameras(&ring, 40, 64, TurntablePath::Auto);
-        let mut az: Vec<f32> = full.iter().map(|c| azimuth_deg(c, &f)).collect();
-        az.sort_by(f32::total_cmp);
-        for w in az.windows(2) {
-            assert!((w[1] - w[0] - 9.0).abs() < 1e-2, "{w:?}");
-        }
-    }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::densify::DensifyReport;
+use optim::densify::DensifyReport;
 
 /// Metrics of one evaluation.
 #[derive(Clone, Debug, Serialize, Deserialize)]

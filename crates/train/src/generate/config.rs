@@ -11,13 +11,13 @@ use rand::{Rng, rngs::StdRng};
 use sd::pipeline::StableDiffusion;
 use serde::{Deserialize, Serialize};
 
-use crate::adam::{Adam, exp_decay};
 use crate::background::{Background, NamedBackground};
 use crate::checkpoint::{CheckpointError, hash_text};
-use crate::densify::{DefaultStrategy, Strategy};
-use crate::mesh::GeometryError;
 use crate::output::{ExtraFormat, OutputError};
 use crate::video::TurntableFormat;
+use datasets::mesh::GeometryError;
+use optim::adam::{Adam, exp_decay};
+use optim::densify::{DefaultStrategy, Strategy};
 
 /// LucidDreamer's negative prompt (docs/methods.md §5.4, [EXT]).
 pub const LUCID_NEGATIVE: &str = "unrealistic, blurry, low quality, out of focus, ugly, low contrast, dull, dark, low-resolution, oversaturation.";
@@ -295,7 +295,7 @@ impl Default for GenerateConfig {
             batch: 4,
             resolution: 512,
             dtype: "f32".into(),
-            max_bad_steps: crate::guard::DEFAULT_MAX_BAD_STEPS,
+            max_bad_steps: optim::guard::DEFAULT_MAX_BAD_STEPS,
             guidance: GuidanceConfig::default(),
             timesteps: TimestepSchedule::default(),
             shared_timestep: false,
@@ -363,10 +363,10 @@ pub enum GenerateError {
     Device(String),
     /// Too many consecutive steps had a non-finite loss or gradient.
     #[error(transparent)]
-    Diverged(#[from] crate::guard::Diverged),
+    Diverged(#[from] optim::guard::Diverged),
     /// SIGINT/SIGTERM: a checkpoint was saved and the run stopped.
     #[error("{0}")]
-    Interrupted(#[from] crate::stop::Interrupted),
+    Interrupted(#[from] live::stop::Interrupted),
 }
 
 pub(crate) fn config_err(field: &str, message: impl Into<String>) -> GenerateError {

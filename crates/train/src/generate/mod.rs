@@ -46,13 +46,13 @@ use sd::pipeline::StableDiffusion;
 use splat::RenderOptions;
 
 use crate::checkpoint::{Checkpoint, Meta, training_entries};
-use crate::densify::Densifier;
 use crate::output::{grid, render_frames, write_png, write_text};
-use crate::params::{Gaussians, host};
 use crate::video::write_turntable;
+use optim::densify::Densifier;
+use optim::params::{Gaussians, host};
 
-pub use crate::rng::step_seed;
 pub use crate::video::TurntableFormat;
+pub use optim::rng::step_seed;
 
 /// Run `generate` with a loaded model. With `resume` (a checkpoint file or a run folder), the
 /// splats, their Adam moments, the densifier's accumulators and the guidance state are
@@ -69,7 +69,7 @@ pub fn generate(
     model: &StableDiffusion,
     device: &Device,
     resume: Option<&Path>,
-    control: &crate::control::Control,
+    control: &live::control::Control,
     on_event: &mut dyn FnMut(Event),
 ) -> Result<GenerateReport, GenerateError> {
     validate(cfg)?;
@@ -124,7 +124,7 @@ pub fn generate(
         control.pause_point();
         if control.stop_requested() {
             let checkpoint = save(&trainer, step)?;
-            return Err(crate::stop::Interrupted {
+            return Err(live::stop::Interrupted {
                 step,
                 checkpoint,
                 run: out_dir.clone(),
@@ -136,7 +136,7 @@ pub fn generate(
         let done = step + 1;
         report.peak_reserved_bytes = report
             .peak_reserved_bytes
-            .max(crate::guard::reserved_bytes(device));
+            .max(optim::guard::reserved_bytes(device));
         let logged = step.is_multiple_of(cfg.output.log_every.max(1)) || done == steps;
         let mut record = None;
         if logged {
@@ -199,7 +199,7 @@ pub fn generate(
             record: record.as_ref(),
             splats: trainer.gaussians.len(),
         });
-        control.offer_guidance(|| crate::live::GuidanceView {
+        control.offer_guidance(|| live::live::GuidanceView {
             image: o
                 .rgb
                 .clone()

@@ -4,7 +4,7 @@
 use distill::timesteps::TimestepSchedule;
 
 use super::config::GenerateConfig;
-use crate::densify::Strategy;
+use optim::densify::Strategy;
 
 /// `cfg` with `steps` steps and every step count of its schedule multiplied by
 /// `steps / cfg.steps` (rounded; intervals stay ≥ 1; a 0 meaning "off" or "half the run"
@@ -79,7 +79,7 @@ pub fn rescale_steps(cfg: &GenerateConfig, steps: u64) -> GenerateConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::densify::DefaultStrategy;
+    use optim::densify::DefaultStrategy;
 
     /// The 5,000-step DreamMapping schedule at 150 steps: LucidDreamer's anneal over 1,500
     /// steps becomes 45, densification every 100 from 500 to 2,500 (say) becomes every 3 from

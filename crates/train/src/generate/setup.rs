@@ -8,8 +8,8 @@ use glam::Vec3;
 use sd::pipeline::StableDiffusion;
 use splat::Camera;
 
-use crate::init::{from_points, sphere_points};
-use crate::mesh::{Mesh, normalise, read_point_cloud, y_up_to_z_up};
+use datasets::init::{from_points, sphere_points};
+use datasets::mesh::{Mesh, normalise, read_point_cloud, y_up_to_z_up};
 
 use super::config::*;
 

@@ -20,10 +20,10 @@ use super::record::Event;
 use super::setup::draw_timesteps;
 use super::setup::{PromptEmbeddings, c2w_tensor, initial_splats, scene_scale};
 use crate::checkpoint::{Checkpoint, CheckpointError};
-use crate::densify::{Densifier, Reduction};
-use crate::guard::{StepGuard, fault_nan, keep_unless_bad, non_finite};
-use crate::params::Gaussians;
-use crate::rng::step_seed;
+use optim::densify::{Densifier, Reduction};
+use optim::guard::{StepGuard, fault_nan, keep_unless_bad, non_finite};
+use optim::params::Gaussians;
+use optim::rng::step_seed;
 
 /// One `generate` run's optimisation state.
 pub struct GenerateTrainer<'a> {
