@@ -254,7 +254,7 @@ fn views(run: &Settings, ctx: &GpuContext) -> Result<Vec<image::RgbImage>> {
             let data = splat::ply::read_ply(&c.output.dir.join("point_cloud.ply"))?;
             let splats = optim::params::Gaussians::from_data(&data, 0, &ctx.burn).splats();
             let size = c.output.turntable_size.max(8);
-            let cams = train::generate::grid_cameras(&c.cameras, 4, size);
+            let cams = c.cameras.grid(4, size);
             let opts = splat::RenderOptions {
                 background: c.background.colour.eval(),
                 sh_degree: Some(0),

@@ -118,35 +118,12 @@ fn image_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// `path` as a `[1, 3, side, side]` tensor in [−1, 1]: alpha composited over white, the
-/// shorter side resized to `side` (triangle filter), centre-cropped.
+/// `path` as a `[1, 3, side, side]` tensor in [−1, 1] (`datasets::square_rgb_chw`: alpha
+/// over white, shorter side resized to `side`, centre-cropped).
 fn load_image(path: &Path, side: u32, device: &burn::tensor::Device) -> Result<Tensor<4>> {
-    let img = image::open(path)
-        .with_context(|| format!("{}: cannot read the image", path.display()))?
-        .to_rgba8();
-    let (w, h) = img.dimensions();
-    ensure!(w > 0 && h > 0, "{}: empty image", path.display());
-    let scale = side as f64 / w.min(h) as f64;
-    let (nw, nh) = (
-        ((w as f64 * scale).round() as u32).max(side),
-        ((h as f64 * scale).round() as u32).max(side),
-    );
-    let img = image::imageops::resize(&img, nw, nh, image::imageops::FilterType::Triangle);
-    let (x0, y0) = ((nw - side) / 2, (nh - side) / 2);
-    let img = image::imageops::crop_imm(&img, x0, y0, side, side).to_image();
-    let n = (side * side) as usize;
-    let mut v = vec![0f32; 3 * n];
-    for (i, p) in img.pixels().enumerate() {
-        let a = p[3] as f32 / 255.0;
-        for c in 0..3 {
-            let x = p[c] as f32 / 255.0 * a + (1.0 - a);
-            v[c * n + i] = x * 2.0 - 1.0;
-        }
-    }
-    Ok(Tensor::from_data(
-        TensorData::new(v, [1, 3, side as usize, side as usize]),
-        device,
-    ))
+    let v = datasets::square_rgb_chw(path, side)?;
+    let s = side as usize;
+    Ok(Tensor::from_data(TensorData::new(v, [1, 3, s, s]), device))
 }
 
 /// A trainer setting error as the command-line option it came from.

@@ -466,7 +466,13 @@ impl ViewJob {
 }
 
 /// Decode an image file (format guessed from its content) to straight RGBA8; RGB → alpha 255.
-pub(crate) fn decode_rgba(path: &Path) -> Result<RgbaImage, DataError> {
+/// The one image decoder of the workspace: dataset views, `distill2d`'s initial image and
+/// LMC-SDS pre-training images all come through here.
+///
+/// # Errors
+/// [`DataError::Io`] for an unreadable file, [`DataError::Image`] for one that does not
+/// decode.
+pub fn decode_rgba(path: &Path) -> Result<RgbaImage, DataError> {
     let reader = image::ImageReader::open(path)
         .map_err(|source| DataError::Io {
             path: path.to_path_buf(),
@@ -482,6 +488,36 @@ pub(crate) fn decode_rgba(path: &Path) -> Result<RgbaImage, DataError> {
         source,
     })?;
     Ok(img.into_rgba8())
+}
+
+/// The image at `path` as a `side × side` RGB square for the diffusion model: alpha composited
+/// over white, the shorter side resized to `side` (Lanczos3) and the centre cropped; values in
+/// [−1, 1], laid out CHW (`[3, side, side]` flattened, the NCHW of a batch of one).
+///
+/// # Errors
+/// [`decode_rgba`]'s errors, or [`DataError::Layout`] for an image with no pixels.
+pub fn square_rgb_chw(path: &Path, side: u32) -> Result<Vec<f32>, DataError> {
+    let img = decode_rgba(path)?;
+    let (w, h) = img.dimensions();
+    if w == 0 || h == 0 || side == 0 {
+        return Err(DataError::Layout {
+            path: path.to_path_buf(),
+            message: format!("empty image ({w}×{h})"),
+        });
+    }
+    let img = image::DynamicImage::ImageRgba8(img)
+        .resize_to_fill(side, side, image::imageops::FilterType::Lanczos3)
+        .to_rgba8();
+    let n = (side * side) as usize;
+    let mut v = vec![0f32; 3 * n];
+    for (i, p) in img.pixels().enumerate() {
+        let a = p[3] as f32 / 255.0;
+        for c in 0..3 {
+            let x = p[c] as f32 / 255.0 * a + (1.0 - a);
+            v[c * n + i] = x * 2.0 - 1.0;
+        }
+    }
+    Ok(v)
 }
 
 /// Run the jobs on up to `available_parallelism` (at most 8) scoped worker threads, preserving

@@ -97,6 +97,44 @@ impl CameraConfig {
         Camera::look_at(eye, target, Vec3::Z, fov_deg.to_radians(), size, size)
     }
 
+    /// The midpoint of a `[lo, hi]` range.
+    fn mid(r: [f32; 2]) -> f32 {
+        0.5 * (r[0] + r[1])
+    }
+
+    /// `frames` turntable cameras of `size`² pixels: an orbit around the origin about +z,
+    /// starting at the front (azimuth 0, camera on +x), at the sampler's mean radius,
+    /// elevation and FoV.
+    pub fn turntable(&self, frames: usize, size: u32) -> Vec<Camera> {
+        Camera::orbit(
+            Vec3::ZERO,
+            Vec3::Z,
+            Self::mid(self.radius),
+            Self::mid(self.elevation_deg).to_radians(),
+            frames,
+            Self::mid(self.fov_deg).to_radians(),
+            size,
+            size,
+        )
+    }
+
+    /// `views` cameras of `size`² pixels at evenly spaced azimuths starting at the front, at
+    /// the sampler's mean radius, elevation and FoV (the views strip, evaluation pictures).
+    pub fn grid(&self, views: usize, size: u32) -> Vec<Camera> {
+        (0..views)
+            .map(|i| {
+                Self::at(
+                    360.0 * i as f32 / views.max(1) as f32,
+                    Self::mid(self.elevation_deg),
+                    Self::mid(self.radius),
+                    Self::mid(self.fov_deg),
+                    Vec3::ZERO,
+                    size,
+                )
+            })
+            .collect()
+    }
+
     /// Draw `batch` cameras of `size`² pixels.
     pub fn sample(&self, batch: usize, size: u32, rng: &mut impl Rng) -> Vec<SampledCamera> {
         let mut u = |r: [f32; 2]| {

@@ -23,6 +23,22 @@ pub mod launch;
 #[cfg(feature = "runtime")]
 pub use device::{BackendChoice, GpuContext, GpuError, GpuOptions};
 
+/// Download a tensor to the host as f32 values in row-major order (waits for the device; any
+/// float dtype is converted). The one read-back helper of the workspace (re-exported as
+/// `splat::scene::host`).
+///
+/// # Errors
+/// The device's error message if the read fails.
+#[cfg(feature = "runtime")]
+pub fn host<const D: usize>(t: &burn::tensor::Tensor<D>) -> Result<Vec<f32>, String> {
+    t.clone()
+        .try_into_data()
+        .map_err(|e| format!("{e:?}"))?
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .map_err(|e| format!("{e:?}"))
+}
+
 /// The one GPU test fixture every crate's tests share.
 #[cfg(feature = "runtime")]
 pub mod test_support {

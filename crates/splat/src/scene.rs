@@ -149,15 +149,4 @@ impl Splats {
     }
 }
 
-/// Download a tensor to the host as f32 values in row-major order (waits for the device).
-///
-/// # Errors
-/// The device's error message if the read fails.
-pub fn host<const D: usize>(t: &Tensor<D>) -> Result<Vec<f32>, String> {
-    t.clone()
-        .try_into_data()
-        .map_err(|e| format!("{e:?}"))?
-        .convert::<f32>()
-        .try_to_vec::<f32>()
-        .map_err(|e| format!("{e:?}"))
-}
+pub use gpu::host;

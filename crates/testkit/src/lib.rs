@@ -4,7 +4,6 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::tensor::Tensor;
 use gpu::GpuContext;
 use safetensors::{Dtype, SafeTensors};
 
@@ -25,18 +24,8 @@ pub fn root() -> PathBuf {
         .expect("workspace root")
 }
 
-/// A device tensor's values read back to the host as f32 (any float dtype).
-///
-/// # Errors
-/// The device's error message if the read fails.
-pub fn host<const D: usize>(t: &Tensor<D>) -> Result<Vec<f32>, String> {
-    t.clone()
-        .try_into_data()
-        .map_err(|e| format!("{e:?}"))?
-        .convert::<f32>()
-        .try_to_vec::<f32>()
-        .map_err(|e| format!("{e:?}"))
-}
+/// A device tensor's values read back to the host as f32 (`gpu::host`).
+pub use gpu::host;
 
 /// The committed case files in `dir` (exactly those its `MANIFEST` lists) plus every
 /// `*.safetensors` in the directory named by `var`.

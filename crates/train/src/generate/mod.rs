@@ -251,13 +251,13 @@ pub fn generate(
     let splats = trainer.gaussians.splats();
     let size = cfg.output.turntable_size.max(8);
     if cfg.output.turntable_frames > 0 {
-        let cams = turntable_cameras(&cfg.cameras, cfg.output.turntable_frames, size);
+        let cams = cfg.cameras.turntable(cfg.output.turntable_frames, size);
         let frames = render_frames(&splats, &cams, &opts)?;
         let path = write_turntable(out_dir, &frames, cfg.output.turntable)?;
         report.outputs.push(path);
     }
     if cfg.output.views > 0 {
-        let cams = grid_cameras(&cfg.cameras, cfg.output.views, size);
+        let cams = cfg.cameras.grid(cfg.output.views, size);
         let frames = render_frames(&splats, &cams, &opts)?;
         if let Some(img) = grid(&frames, 4) {
             let path = out_dir.join("views.png");

@@ -2,9 +2,7 @@
 //! (encoded once), and the cameras of the outputs.
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use distill::cameras::CameraConfig;
 use distill::prompts::{View, ViewPromptConfig, ViewPrompts};
-use glam::Vec3;
 use sd::pipeline::StableDiffusion;
 use splat::Camera;
 
@@ -71,39 +69,6 @@ pub fn initial_splats(cfg: &InitConfig, seed: u64) -> Result<splat::SplatData, G
         }
     }
     Ok(from_points(&pos, &col, cfg.opacity, cfg.scale_factor))
-}
-
-/// The turntable cameras: an orbit at the camera sampler's mean radius, elevation and FoV.
-pub fn turntable_cameras(cams: &CameraConfig, frames: usize, size: u32) -> Vec<Camera> {
-    let mid = |r: [f32; 2]| 0.5 * (r[0] + r[1]);
-    Camera::orbit(
-        Vec3::ZERO,
-        Vec3::Z,
-        mid(cams.radius),
-        mid(cams.elevation_deg).to_radians(),
-        frames,
-        mid(cams.fov_deg).to_radians(),
-        size,
-        size,
-    )
-}
-
-/// `views` cameras at evenly spaced azimuths starting at the front, mean radius, elevation
-/// and FoV.
-pub fn grid_cameras(cams: &CameraConfig, views: usize, size: u32) -> Vec<Camera> {
-    let mid = |r: [f32; 2]| 0.5 * (r[0] + r[1]);
-    (0..views)
-        .map(|i| {
-            CameraConfig::at(
-                360.0 * i as f32 / views.max(1) as f32,
-                mid(cams.elevation_deg),
-                mid(cams.radius),
-                mid(cams.fov_deg),
-                Vec3::ZERO,
-                size,
-            )
-        })
-        .collect()
 }
 
 /// The text embeddings of a run, encoded once: per view (front, side, back, overhead) the
