@@ -145,7 +145,7 @@ pub(crate) fn bench_sort(ctx: &GpuContext, p: &Plan, out: &mut Vec<CaseResult>) 
         let values: Vec<u32> = (0..n as u32).collect();
         ctx.burn.memory_cleanup();
         let ([samples], peak) = measure(&ctx.burn, p.warmup, repeats, |rep| {
-            let r = splat::raster::sort_pairs(&ctx.burn, &keys, &values, bits, rep == 0)
+            let r = splat::sort::sort_pairs(&ctx.burn, &keys, &values, bits, rep == 0)
                 .map_err(|e| anyhow::anyhow!("radix sort of {n} pairs: {e}"))?;
             if rep == 0 {
                 ensure!(

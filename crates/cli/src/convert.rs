@@ -39,7 +39,7 @@ pub fn cmd_convert(a: ConvertArgs) -> Result<()> {
             v => bail!("--spz-version {v}: we write SPZ versions 2, 3 and 4"),
         });
     }
-    crate::check_out_file("out", &a.out)?;
+    experiments::check_out_file("out", &a.out)?;
     let data = read_scene(&a.input)?;
     write_scene_as(&a.out, &data, format)?;
     println!(

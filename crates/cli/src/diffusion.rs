@@ -7,7 +7,6 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail, ensure};
 use clap::Args;
 use gpu::GpuContext;
-use sd::Precision;
 use sd::pipeline::{SampleOptions, StableDiffusion};
 use train::output::{to_rgb8, write_png};
 
@@ -49,11 +48,6 @@ pub struct SampleArgs {
     out: PathBuf,
 }
 
-/// Parse `--dtype` and check the adapter can compute in it.
-pub(crate) fn precision(ctx: &GpuContext, dtype: &str) -> Result<Precision> {
-    Precision::for_device(dtype, ctx).map_err(|e| anyhow::anyhow!("--dtype {e}"))
-}
-
 pub fn cmd_sample(
     ctx: impl FnOnce() -> Result<GpuContext>,
     a: SampleArgs,
@@ -63,7 +57,7 @@ pub fn cmd_sample(
         bail!("--prompt: the prompt is empty");
     }
     ensure!(a.steps > 0, "--steps: must be at least 1");
-    crate::check_out_file("--out", &a.out)?;
+    experiments::check_out_file("--out", &a.out)?;
     check_prompts(
         &a.model,
         &[
@@ -73,7 +67,7 @@ pub fn cmd_sample(
         net,
     )?;
     let ctx = &ctx()?;
-    let p = precision(ctx, &a.dtype)?;
+    let p = experiments::precision(ctx, &a.dtype)?;
     let dir = sd::model::resolve(&a.model)?;
     let t0 = Instant::now();
     let model = StableDiffusion::load(&dir, &ctx.burn, p, a.verify)?;

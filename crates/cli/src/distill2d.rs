@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, ensure};
 use clap::Args;
+use experiments::progress::bar;
 use gpu::GpuContext;
-use indicatif::{ProgressBar, ProgressStyle};
 use train::distill2d::{Distill2dConfig, distill2d};
 use train::generate::load_model;
 
@@ -86,17 +86,6 @@ pub fn resolve(a: &Distill2dArgs) -> Result<Distill2dConfig> {
     Ok(train::settings::apply_overrides(table, sets, &a.set)?)
 }
 
-fn bar(total: u64) -> Result<ProgressBar> {
-    let bar = ProgressBar::new(total);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg} (ETA {eta})",
-        )?
-        .progress_chars("=> "),
-    );
-    Ok(bar)
-}
-
 pub fn cmd_distill2d(
     ctx: impl FnOnce() -> Result<GpuContext>,
     a: Distill2dArgs,
@@ -111,7 +100,7 @@ pub fn cmd_distill2d(
         print!("{}", toml::to_string_pretty(&cfg)?);
         return Ok(());
     }
-    crate::check_out_dir("--out", &cfg.output.dir)?;
+    experiments::check_out_dir("--out", &cfg.output.dir)?;
     if let Some(img) = &cfg.init_image {
         let (w, h) = image::image_dimensions(img)
             .with_context(|| format!("--init-image {}: cannot read the image", img.display()))?;
@@ -137,7 +126,7 @@ pub fn cmd_distill2d(
     let ctx = ctx()?;
     let model = load_model(&cfg.model, &cfg.dtype, &ctx.burn)
         .with_context(|| format!("loading the diffusion model `{}`", cfg.model))?;
-    let bar = bar(cfg.steps)?;
+    let bar = bar(cfg.steps);
     let report = distill2d(&cfg, &model, &ctx.burn, &mut |done, _, rec| {
         if let Some(r) = rec {
             let msg = format!("loss {:.4} | ‖g‖ {:.3e} | t {}", r.loss, r.grad_norm, r.t);

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use eval::{EvalReport, Judge, ToyWorld, evaluate::EvalOptions};
+use eval::ToyWorld;
+use experiments::toy::{evaluate_ply, toy_world, write_report};
 use gpu::GpuContext;
 
 #[derive(Args)]
@@ -40,50 +41,6 @@ fn run_settings(dir: &Path) -> Result<(Option<String>, Option<String>)> {
         .with_context(|| format!("{}: not valid TOML", path.display()))?;
     let get = |k: &str| t.get(k).and_then(|v| v.as_str()).map(str::to_string);
     Ok((get("prompt"), get("model")))
-}
-
-/// The toy world of `model` (a folder or built-in name).
-///
-/// # Errors
-/// The model does not resolve, or is not a toy-world prior (no `toyworld.json`).
-pub fn toy_world(model: &str) -> Result<ToyWorld> {
-    let dir = sd::model::resolve(model).with_context(|| format!("--model {model}"))?;
-    if !ToyWorld::is_toyworld(&dir) {
-        bail!(
-            "--model {model}: {} is not a toy-world prior (no toyworld.json); evaluation needs the toy world's ground truth",
-            dir.display()
-        );
-    }
-    Ok(ToyWorld::load(&dir)?)
-}
-
-/// Evaluate a PLY against `prompt` in `world` on the context's device.
-///
-/// # Errors
-/// PLY, prompt, ground-truth, judge and device errors, each naming its file or input.
-pub fn evaluate_ply(
-    ctx: &GpuContext,
-    ply: &Path,
-    world: &ToyWorld,
-    prompt: &str,
-) -> Result<EvalReport> {
-    world.parse_prompt(prompt)?;
-    let judge = Judge::load(&world.judge_path(), &ctx.burn)?;
-    let splats = splat::formats::read_scene(ply)?.to_splats(&ctx.burn);
-    Ok(eval::evaluate(
-        &splats,
-        world,
-        &judge,
-        prompt,
-        &EvalOptions::default(),
-    )?)
-}
-
-/// Write a report as pretty JSON, atomically.
-pub fn write_report(path: &Path, report: &EvalReport) -> Result<()> {
-    let text = serde_json::to_string_pretty(report)? + "\n";
-    train::output::write_text(path, &text).with_context(|| path.display().to_string())?;
-    Ok(())
 }
 
 pub fn cmd_evaluate(ctx: impl FnOnce() -> Result<GpuContext>, a: EvaluateArgs) -> Result<()> {

@@ -60,8 +60,8 @@ pub fn cmd_evaluate_prior(
     ctx: impl FnOnce() -> Result<GpuContext>,
     a: EvaluatePriorArgs,
 ) -> Result<()> {
-    let world = crate::evaluate::toy_world(&a.model)?;
-    crate::check_out_dir("--out", &a.out)?;
+    let world = experiments::toy::toy_world(&a.model)?;
+    experiments::check_out_dir("--out", &a.out)?;
     let ctx = ctx()?;
     let model = StableDiffusion::load(&world.dir, &ctx.burn, sd::Precision::F32, false)
         .with_context(|| format!("loading {}", world.dir.display()))?;

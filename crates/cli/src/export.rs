@@ -30,7 +30,7 @@ pub fn cmd_export(a: ExportArgs) -> Result<()> {
             a.out.display()
         );
     }
-    crate::check_out_file("--out", &a.out)?;
+    experiments::check_out_file("--out", &a.out)?;
     let path = train::checkpoint::resolve(&a.checkpoint)?;
     let ck = train::checkpoint::Checkpoint::load(&path)?;
     let data = ck.splat_data(&path)?;

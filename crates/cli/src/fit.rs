@@ -1,15 +1,15 @@
 //! `splatdream fit`: settings from defaults, a TOML file and command-line overrides, the
 //! dataset, a progress bar, and the summary.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Args;
 use datasets::{LoadOptions, load};
+use experiments::progress::FitProgress;
 use gpu::GpuContext;
-use indicatif::{ProgressBar, ProgressStyle};
-use train::fit::{Event, FitConfig, fit};
+use train::fit::{FitConfig, fit};
 use train::settings::{apply_overrides, read_settings, resume_dir};
 
 #[derive(Args)]
@@ -68,31 +68,6 @@ pub struct FitArgs {
     viewer: crate::view::ViewerFlags,
 }
 
-/// When `e` is a device failure mid-run (device lost, out of memory, a failed read, a scene
-/// grown past the device's limits), point at the latest checkpoint of `run` (a lost device
-/// cannot be read, so the periodic checkpoint is what survives).
-pub fn with_resume_hint(e: anyhow::Error, run: &Path) -> anyhow::Error {
-    use train::fit::FitError;
-    use train::generate::GenerateError;
-    let device = e.chain().any(|c| {
-        matches!(
-            c.downcast_ref(),
-            Some(FitError::Device(_) | FitError::Render(_))
-        ) || matches!(
-            c.downcast_ref(),
-            Some(GenerateError::Device(_) | GenerateError::Render(_))
-        )
-    });
-    match train::checkpoint::resolve(run) {
-        Ok(ck) if device => e.context(format!(
-            "the run failed on the device; the latest checkpoint {} is kept: continue with --resume {} (with settings that fit the device)",
-            ck.display(),
-            run.display()
-        )),
-        _ => e,
-    }
-}
-
 /// The settings: defaults (or the resumed run's config.toml) ← `--config` file ← options ←
 /// `--set`.
 pub fn resolve(a: &FitArgs) -> Result<FitConfig> {
@@ -104,60 +79,46 @@ pub fn resolve(a: &FitArgs) -> Result<FitConfig> {
     };
     let mut sets: Vec<(String, toml::Value)> = vec![];
     let mut put = |k: &str, v: toml::Value| sets.push((k.to_string(), v));
+    let text = |v: &str| toml::Value::String(v.to_string());
     if let Some(d) = &a.dataset {
-        put("data.path", toml::Value::String(d.display().to_string()));
+        put("data.path", text(&d.display().to_string()));
     }
     match (&a.out, &a.resume) {
-        (Some(o), _) => put("output.dir", toml::Value::String(o.display().to_string())),
-        (None, Some(r)) => put(
-            "output.dir",
-            toml::Value::String(resume_dir(r).display().to_string()),
-        ),
+        (Some(o), _) => put("output.dir", text(&o.display().to_string())),
+        (None, Some(r)) => put("output.dir", text(&resume_dir(r).display().to_string())),
         _ => {}
     }
-    if let Some(v) = a.steps {
-        put("train.steps", toml::Value::Integer(v as i64));
-    }
-    if let Some(v) = a.downscale {
-        put("data.downscale", toml::Value::Integer(v as i64));
-    }
-    if let Some(v) = a.eval_every {
-        put("eval.every", toml::Value::Integer(v as i64));
-    }
-    if let Some(v) = a.sh_degree {
-        put("train.sh_degree", toml::Value::Integer(v as i64));
-    }
-    if let Some(v) = a.seed {
-        put("train.seed", toml::Value::Integer(v as i64));
-    }
-    if let Some(v) = a.batch {
-        put("train.batch", toml::Value::Integer(v as i64));
+    let ints = [
+        ("train.steps", a.steps),
+        ("data.downscale", a.downscale.map(u64::from)),
+        ("eval.every", a.eval_every),
+        ("train.sh_degree", a.sh_degree.map(u64::from)),
+        ("train.seed", a.seed),
+        ("train.batch", a.batch.map(|v| v as u64)),
+        ("densify.cap_max", a.cap_max.map(|v| v as u64)),
+    ];
+    for (key, v) in ints {
+        if let Some(v) = v {
+            put(key, toml::Value::Integer(v as i64));
+        }
     }
     if let Some(bg) = &a.background {
         let v = match bg.as_str() {
-            "white" | "black" | "random" => toml::Value::String(bg.clone()),
-            rgb => {
-                let c: Vec<toml::Value> = rgb
-                    .split(',')
-                    .map(|x| x.trim().parse::<f64>().map(toml::Value::Float))
-                    .collect::<Result<_, _>>()
-                    .with_context(|| {
-                        format!("--background: expected white, black, random or r,g,b, got `{bg}`")
-                    })?;
-                if c.len() != 3 {
-                    bail!("--background: expected three components, got `{bg}`");
-                }
-                toml::Value::Array(c)
-            }
+            "white" | "black" | "random" => text(bg),
+            rgb => toml::Value::Array(
+                crate::parse_rgb(rgb, "--background (white, black, random or r,g,b)")?
+                    .map(|c| toml::Value::Float(c as f64))
+                    .to_vec(),
+            ),
         };
         put("data.background", v);
     }
     if let Some(init) = &a.init {
         match init.as_str() {
-            "auto" | "points" | "random" => put("init.kind", toml::Value::String(init.clone())),
+            "auto" | "points" | "random" => put("init.kind", text(init)),
             path => {
-                put("init.kind", toml::Value::String("ply".into()));
-                put("init.ply", toml::Value::String(path.to_string()));
+                put("init.kind", text("ply"));
+                put("init.ply", text(path));
             }
         }
     }
@@ -178,9 +139,6 @@ pub fn resolve(a: &FitArgs) -> Result<FitConfig> {
             );
         }
     }
-    if let Some(v) = a.cap_max {
-        put("densify.cap_max", toml::Value::Integer(v as i64));
-    }
     let cfg: FitConfig = apply_overrides(table, sets, &a.set)?;
     train::fit::validate(&cfg)?;
     Ok(cfg)
@@ -196,7 +154,7 @@ pub fn cmd_fit(
         print!("{}", toml::to_string_pretty(&cfg)?);
         return Ok(());
     }
-    crate::check_out_dir("--out", &cfg.output.dir)?;
+    experiments::check_out_dir("--out", &cfg.output.dir)?;
     let t0 = Instant::now();
     let dataset = load(
         &cfg.data.path,
@@ -214,67 +172,7 @@ pub fn cmd_fit(
         t0.elapsed().as_secs_f64()
     );
     let ctx = ctx()?;
-    let bar = ProgressBar::new(cfg.train.steps);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg} (ETA {eta})",
-        )?
-        .progress_chars("=> "),
-    );
-    let mut last_loss = f32::NAN;
-    let mut last_psnr = f64::NAN;
-    let mut splats = 0usize;
-    // Without a terminal the bar is hidden; print evaluations and messages plainly then.
-    let say = |bar: &ProgressBar, line: String| {
-        if bar.is_hidden() {
-            eprintln!("{line}");
-        } else {
-            bar.println(line);
-        }
-    };
-    let live = || control.live();
-    let mut on_event = |e: Event| match e {
-        Event::Step {
-            step,
-            loss,
-            splats: n,
-            ..
-        } => {
-            if let Some(l) = loss {
-                last_loss = l;
-                if let Some(v) = live() {
-                    v.record_loss(step, l as f64);
-                }
-            }
-            splats = n;
-            if bar.is_hidden() && step % 100 == 0 {
-                eprintln!("step {step}: loss {last_loss:.4}, {splats} splats");
-            }
-            bar.set_position(step);
-            bar.set_message(format!(
-                "loss {last_loss:.4} | PSNR {last_psnr:.2} dB | {splats} splats"
-            ));
-        }
-        Event::Eval(r) => {
-            last_psnr = r.psnr;
-            if let Some(v) = live() {
-                v.record_psnr(r.step, r.psnr);
-            }
-            say(
-                &bar,
-                format!(
-                    "step {}: eval PSNR {:.2} dB, SSIM {:.4} on {} views, {} splats, {:.1} s training",
-                    r.step, r.psnr, r.ssim, r.views, r.splats, r.train_seconds
-                ),
-            );
-        }
-        Event::Message(m) => {
-            if let Some(v) = live() {
-                v.message(m.clone());
-            }
-            say(&bar, m)
-        }
-    };
+    let mut progress = FitProgress::new(cfg.train.steps, control);
     let background = cfg.data.background.eval();
     let report = crate::view::with_viewer(&ctx, &a.viewer, "fit", background, control, || {
         fit(
@@ -283,11 +181,11 @@ pub fn cmd_fit(
             &ctx.burn,
             a.resume.as_deref(),
             control,
-            &mut on_event,
+            &mut |e| progress.on_event(e),
         )
-        .map_err(|e| with_resume_hint(e.into(), &cfg.output.dir))
+        .map_err(|e| experiments::with_resume_hint(e.into(), &cfg.output.dir))
     })?;
-    bar.finish_and_clear();
+    progress.bar.finish_and_clear();
     match report.evals.last() {
         Some(r) => println!(
             "PSNR {:.2} dB, SSIM {:.4} on {} held-out views after {} steps ({} splats, {:.1} s training)",

@@ -2,17 +2,13 @@
 //! defaults, a TOML file and command-line overrides (as `fit`), the model, a progress bar; one
 //! run per prompt with `--prompts`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use experiments::generate::{base_table, generate_all, runs_from_file};
 use gpu::GpuContext;
-use indicatif::{ProgressBar, ProgressStyle};
-use train::generate::{Event, GenerateConfig, generate, load_model};
-
-use crate::fit;
-use crate::lock::{Acquired, RunLock};
-use crate::shard::Shard;
+use train::generate::{GenerateConfig, load_model};
 use train::settings::resume_dir;
 
 #[derive(Args)]
@@ -35,7 +31,7 @@ pub struct GenerateArgs {
     config: Option<PathBuf>,
     /// Diffusers folder or Hugging Face model id in the local HF cache.
     #[arg(long)]
-    pub(crate) model: Option<String>,
+    model: Option<String>,
     /// Guidance method: sds, vdm, sdi, bridge, lmc, lods or vsd.
     #[arg(long)]
     method: Option<String>,
@@ -67,31 +63,6 @@ pub struct GenerateArgs {
     print_config: bool,
     #[command(flatten)]
     viewer: crate::view::ViewerFlags,
-}
-
-/// `configs/toyworld.toml`: the base settings of `--model toyworld` without `--config`.
-const TOYWORLD_CONFIG: &str = include_str!("../../../configs/toyworld.toml");
-
-/// Whether `--model` names the built-in toy-world prior.
-fn is_toyworld_name(model: &str) -> bool {
-    model == "toyworld"
-}
-
-/// The base settings before options: the `--config` file, else `configs/toyworld.toml` for
-/// `--model toyworld`, else the defaults.
-///
-/// # Errors
-/// The file cannot be read or does not parse as generate settings (the error names it).
-pub(crate) fn base_table(config: Option<&Path>, model: Option<&str>) -> Result<toml::Table> {
-    Ok(match config {
-        Some(path) => train::settings::read_settings::<GenerateConfig>(path)?,
-        None if model.is_some_and(is_toyworld_name) => train::settings::parse_settings::<
-            GenerateConfig,
-        >(
-            TOYWORLD_CONFIG, "configs/toyworld.toml"
-        )?,
-        None => toml::Table::try_from(GenerateConfig::default())?,
-    })
 }
 
 /// The settings: defaults (`configs/toyworld.toml` for `--model toyworld`) (or the resumed run's config.toml) ← `--config` ← options ← `--set`.
@@ -137,23 +108,6 @@ pub fn resolve(a: &GenerateArgs) -> Result<GenerateConfig> {
     Ok(cfg)
 }
 
-/// A folder-name slug of a prompt: lowercase ASCII alphanumerics joined by `-`, ≤ 40 chars.
-pub(crate) fn slug(prompt: &str) -> String {
-    let mut out = String::new();
-    for c in prompt.chars() {
-        if c.is_ascii_alphanumeric() {
-            out.push(c.to_ascii_lowercase());
-        } else if !out.ends_with('-') && !out.is_empty() {
-            out.push('-');
-        }
-        if out.len() >= 40 {
-            break;
-        }
-    }
-    let out = out.trim_end_matches('-').to_string();
-    if out.is_empty() { "prompt".into() } else { out }
-}
-
 pub fn cmd_generate(
     ctx: impl FnOnce() -> Result<GpuContext>,
     a: GenerateArgs,
@@ -161,61 +115,26 @@ pub fn cmd_generate(
     net: sd::download::Network,
 ) -> Result<()> {
     let base = resolve(&a)?;
-    let mut labels: Vec<String> = vec![];
     // One config per prompt.
-    let runs: Vec<GenerateConfig> = match &a.prompts {
+    let (runs, labels) = match &a.prompts {
         Some(file) => {
             if a.resume.is_some() {
                 bail!(
                     "--resume continues one run; resume each folder of a --prompts batch on its own"
                 );
             }
-            let text = std::fs::read_to_string(file)
-                .with_context(|| format!("reading {}", file.display()))?;
-            let prompts: Vec<(usize, &str)> = text
-                .lines()
-                .map(str::trim)
-                .enumerate()
-                .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
-                .collect();
-            if prompts.is_empty() {
-                bail!("{}: no prompts (one per non-empty line)", file.display());
-            }
-            let shard = Shard::resolve(a.shard.as_deref(), |k| std::env::var(k).ok())?;
-            let mine: Vec<(usize, &(usize, &str))> = prompts
-                .iter()
-                .enumerate()
-                .filter(|(k, _)| shard.takes(*k))
-                .collect();
-            if mine.is_empty() {
-                bail!(
-                    "{}: shard {}/{} holds none of its {} prompts",
-                    file.display(),
-                    shard.index,
-                    shard.count,
-                    prompts.len()
-                );
-            }
-            mine.into_iter()
-                .map(|(k, (line, p))| {
-                    let mut c = base.clone();
-                    c.prompt = p.to_string();
-                    c.output.dir = base.output.dir.join(format!("{k:03}-{}", slug(p)));
-                    labels.push(format!("{}: line {}", file.display(), line + 1));
-                    c
-                })
-                .collect()
+            runs_from_file(&base, file, a.shard.as_deref())?
         }
         None => {
-            labels.push(if a.prompt.is_some() {
+            let label = if a.prompt.is_some() {
                 "--prompt".into()
             } else {
                 match &a.config {
                     Some(f) => format!("{}: `prompt`", f.display()),
                     None => "prompt".into(),
                 }
-            });
-            vec![base]
+            };
+            (vec![base], vec![label])
         }
     };
     for c in &runs {
@@ -225,7 +144,7 @@ pub fn cmd_generate(
         }
     }
     for c in &runs {
-        crate::check_out_dir("--out", &c.output.dir)?;
+        experiments::check_out_dir("--out", &c.output.dir)?;
     }
     // Prompts as the guidance sees them (with each view suffix) must fit CLIP's window.
     let mut prompts = vec![];
@@ -265,155 +184,4 @@ pub fn cmd_generate(
             control,
         )
     })
-}
-
-/// Whether a run's folder holds everything a finished run writes: the checkpoint of its last
-/// step, then `point_cloud.ply`, then the turntable and views it is configured to write (in
-/// the order `train::generate::generate` writes them).
-fn run_is_finished(cfg: &GenerateConfig) -> bool {
-    let dir = &cfg.output.dir;
-    let last = dir
-        .join("checkpoints")
-        .join(train::checkpoint::file_name(cfg.steps));
-    last.is_file()
-        && dir.join("point_cloud.ply").is_file()
-        && (cfg.output.turntable_frames == 0
-            || dir.join(cfg.output.turntable.file_name()).is_file())
-        && (cfg.output.views == 0 || dir.join("views.png").is_file())
-}
-
-/// Run every prompt's config in turn (progress bar, summary line).
-fn generate_all(
-    ctx: &GpuContext,
-    model: &sd::pipeline::StableDiffusion,
-    runs: &[GenerateConfig],
-    resume: Option<&std::path::Path>,
-    batch: bool,
-    control: &live::control::Control,
-) -> Result<()> {
-    let live = || control.live();
-    for cfg in runs {
-        // A batch (--prompts) skips finished runs and continues interrupted ones, so a
-        // requeued or restarted job picks up where it stopped.
-        let dir = cfg.output.dir.as_path();
-        if batch && run_is_finished(cfg) {
-            eprintln!(
-                "\"{}\": finished before in {} (skipped)",
-                cfg.prompt,
-                dir.display()
-            );
-            continue;
-        }
-        let _lock = if batch {
-            match RunLock::acquire(dir)? {
-                Acquired::Held(lock) => Some(lock),
-                Acquired::Busy(who) => {
-                    eprintln!(
-                        "\"{}\": {} is locked by a live job ({who}; skipped)",
-                        cfg.prompt,
-                        dir.display()
-                    );
-                    continue;
-                }
-            }
-        } else {
-            None
-        };
-        let continued = batch && train::checkpoint::resolve(dir).is_ok();
-        let resume = if continued { Some(dir) } else { resume };
-        eprintln!(
-            "generating \"{}\" → {}",
-            cfg.prompt,
-            cfg.output.dir.display()
-        );
-        let bar = ProgressBar::new(cfg.steps);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg} (ETA {eta})",
-            )?
-            .progress_chars("=> "),
-        );
-        let mut msg = String::new();
-        let mut on_event = |e: Event| match e {
-            Event::Step {
-                step,
-                record,
-                splats,
-                ..
-            } => {
-                if let Some(r) = record {
-                    if let Some(v) = live() {
-                        v.record_loss(step, r.loss);
-                    }
-                    msg = format!(
-                        "loss {:.4} | t {:.0} | {splats} splats | {:.0} ms/step",
-                        r.loss, r.t_mean, r.step_ms
-                    );
-                    if bar.is_hidden() {
-                        eprintln!("step {}: {msg}", r.step);
-                    }
-                }
-                bar.set_position(step);
-                bar.set_message(msg.clone());
-            }
-            Event::Message(m) => {
-                if let Some(v) = live() {
-                    v.message(m.clone());
-                }
-                if bar.is_hidden() {
-                    eprintln!("{m}");
-                } else {
-                    bar.println(m);
-                }
-            }
-        };
-        let report = generate(cfg, model, &ctx.burn, resume, control, &mut on_event)
-            .map_err(|e| fit::with_resume_hint(e.into(), &cfg.output.dir))?;
-        bar.finish_and_clear();
-        println!(
-            "generated {} splats in {} steps ({} this run, {:.1} s); outputs in {}",
-            report.splats,
-            report.steps,
-            report.steps - report.start_step,
-            report.train_seconds,
-            cfg.output.dir.display()
-        );
-        evaluate_if_toy(ctx, &model.dir, cfg)?;
-    }
-    Ok(())
-}
-
-/// With a toy-world prior and a prompt naming one of its objects, score the result against
-/// the ground truth (`evaluation.json` in the run folder, one line on stdout). A prompt outside
-/// the toy world is only noted: the run itself succeeded.
-pub(crate) fn evaluate_if_toy(
-    ctx: &GpuContext,
-    model_dir: &Path,
-    cfg: &GenerateConfig,
-) -> Result<Option<eval::EvalReport>> {
-    if !eval::ToyWorld::is_toyworld(model_dir) {
-        return Ok(None);
-    }
-    let world = eval::ToyWorld::load(model_dir)?;
-    if let Err(e) = world.parse_prompt(&cfg.prompt) {
-        eprintln!("not evaluated: {e}");
-        return Ok(None);
-    }
-    let ply = cfg.output.dir.join("point_cloud.ply");
-    let report = crate::evaluate::evaluate_ply(ctx, &ply, &world, &cfg.prompt)
-        .context("evaluating the result against the toy world")?;
-    crate::evaluate::write_report(&cfg.output.dir.join("evaluation.json"), &report)?;
-    println!("{}", report.line());
-    Ok(Some(report))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn slugs_are_folder_safe() {
-        assert_eq!(slug("A DSLR photo of a corgi!"), "a-dslr-photo-of-a-corgi");
-        assert_eq!(slug("???"), "prompt");
-    }
 }

@@ -9,7 +9,6 @@ use glam::Vec3;
 use gpu::{BackendChoice, GpuContext, GpuOptions};
 use splat::SplatData;
 
-mod compare;
 mod convert;
 mod diffusion;
 mod distill2d;
@@ -17,13 +16,9 @@ mod evaluate;
 mod evaluate_prior;
 mod export;
 mod fit;
-mod gallery;
 mod generate;
-mod lmc;
-mod lock;
 mod mesh;
 mod render;
-mod shard;
 mod view;
 
 #[derive(Parser)]
@@ -75,10 +70,10 @@ enum Command {
     Distill2d(distill2d::Distill2dArgs),
     /// Run several distillation methods on one prompt and seed: a side-by-side grid and a
     /// table of step time and peak device memory.
-    Compare(compare::CompareArgs),
+    Compare(experiments::compare::CompareArgs),
     /// Pre-train LMC-SDS's blur model b̂ψ for a diffusion model on a set of images (for
     /// `generate --method lmc`).
-    LmcTrain(lmc::LmcTrainArgs),
+    LmcTrain(experiments::lmc_train::LmcTrainArgs),
     /// Write a `fit` or `generate` checkpoint (or a run folder's latest) as a splat file (PLY,
     /// compressed PLY or SPZ), on the host (no GPU).
     Export(export::ExportArgs),
@@ -92,7 +87,7 @@ enum Command {
     Sample(diffusion::SampleArgs),
     /// A static HTML page over a folder of runs (a `generate --prompts` suite or a `compare`
     /// table): a card per run grouped by prompt, and a sortable table. Needs no GPU.
-    Gallery(gallery::GalleryArgs),
+    Gallery(experiments::gallery::GalleryArgs),
     /// Benchmark suites (raster, sort, unet, vae, distill, fit, all) as median milliseconds of
     /// repeats, one JSON document with --json/--out; `--compare A B` compares two result files.
     Bench(bench::BenchArgs),
@@ -200,34 +195,15 @@ fn run(cli: Cli, control: &live::control::Control) -> Result<()> {
         Command::Evaluate(args) => evaluate::cmd_evaluate(ctx, args),
         Command::EvaluatePrior(args) => evaluate_prior::cmd_evaluate_prior(ctx, args),
         Command::Distill2d(args) => distill2d::cmd_distill2d(ctx, args, net),
-        Command::Compare(args) => compare::cmd_compare(ctx, args, control, net),
-        Command::LmcTrain(args) => lmc::cmd_lmc_train(ctx, args, control, net),
+        Command::Compare(args) => experiments::compare::cmd_compare(ctx, args, control, net),
+        Command::LmcTrain(args) => experiments::lmc_train::cmd_lmc_train(ctx, args, control, net),
         Command::Sample(args) => diffusion::cmd_sample(ctx, args, net),
         Command::Bench(args) => bench::cmd_bench(ctx, args),
-        Command::Gallery(args) => gallery::cmd_gallery(args),
+        Command::Gallery(args) => experiments::gallery::cmd_gallery(args),
         Command::Export(args) => export::cmd_export(args),
         Command::Convert(args) => convert::cmd_convert(args),
         Command::Mesh(args) => mesh::cmd_mesh(args),
     }
-}
-
-/// Check before any work that an output file can be created: its folder exists and is a
-/// folder (a path inside a regular file, or in a missing folder, fails here naming `option`).
-///
-/// # Errors
-/// The folder is missing or is not a folder.
-pub(crate) fn check_out_file(option: &str, path: &std::path::Path) -> Result<()> {
-    files::check_file_target(path).map_err(|e| anyhow::anyhow!("{option} {e}"))
-}
-
-/// Check before any work that an output folder exists or can be created: the path itself, or
-/// else its nearest existing ancestor, must be a folder (a path inside a regular file fails
-/// here naming `option` and that file). Creates nothing.
-///
-/// # Errors
-/// The path or an ancestor is a regular file.
-pub(crate) fn check_out_dir(option: &str, path: &std::path::Path) -> Result<()> {
-    files::check_dir_target(path).map_err(|e| anyhow::anyhow!("{option} {e}"))
 }
 
 fn parse_rgb(s: &str, what: &str) -> Result<[f32; 3]> {

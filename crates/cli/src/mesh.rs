@@ -53,7 +53,7 @@ pub fn cmd_mesh(a: MeshArgs) -> Result<()> {
             a.out.display()
         );
     }
-    crate::check_out_file("--out", &a.out)?;
+    experiments::check_out_file("--out", &a.out)?;
     let path = if a.scene.is_dir() {
         a.scene.join("point_cloud.ply")
     } else {

@@ -10,7 +10,8 @@ use splat::{Camera, RasterizeMode, RenderOptions, render};
 use train::output::{to_rgb8, write_gif, write_png};
 use train::video::write_mp4;
 
-use crate::{check_out_file, framing, parse_axis, parse_rgb};
+use crate::{framing, parse_axis, parse_rgb};
+use experiments::check_out_file;
 
 /// `splatdream render`.
 #[derive(Args)]

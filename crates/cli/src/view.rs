@@ -57,7 +57,7 @@ pub fn cmd_view(ctx: impl FnOnce() -> Result<GpuContext>, a: ViewArgs) -> Result
         a.height
     );
     if let Some(p) = &a.screenshot {
-        crate::check_out_file("--screenshot", p)?;
+        experiments::check_out_file("--screenshot", p)?;
     }
     let data = splat::formats::read_scene(&a.ply)?;
     ensure!(
@@ -111,7 +111,7 @@ pub fn with_viewer<T: Send>(
         return train();
     }
     if let Some(p) = &flags.viewer_screenshot {
-        crate::check_out_file("--viewer-screenshot", p)?;
+        experiments::check_out_file("--viewer-screenshot", p)?;
     }
     let live = control.attach_live(job, Duration::from_millis(200));
     let opts = viewer::ViewerOptions {

@@ -55,15 +55,19 @@ impl CameraConfig {
     /// Check every range is ordered and positive where it must be.
     ///
     /// # Errors
-    /// A message naming the field.
-    pub fn validate(&self) -> Result<(), String> {
+    /// [`crate::DistillError::Setting`] naming the field (`cameras.radius`, …).
+    pub fn validate(&self) -> Result<(), crate::DistillError> {
+        let bad = |name: &str, detail: String| crate::DistillError::Setting {
+            name: format!("cameras.{name}"),
+            detail,
+        };
         let ordered = |name: &str, r: [f32; 2]| {
             if r[0].is_finite() && r[1].is_finite() && r[0] <= r[1] {
                 Ok(())
             } else {
-                Err(format!(
-                    "cameras.{name}: [{}, {}] is not an ordered finite range",
-                    r[0], r[1]
+                Err(bad(
+                    name,
+                    format!("[{}, {}] is not an ordered finite range", r[0], r[1]),
                 ))
             }
         };
@@ -72,13 +76,13 @@ impl CameraConfig {
         ordered("azimuth_deg", self.azimuth_deg)?;
         ordered("fov_deg", self.fov_deg)?;
         if self.radius[0] <= 0.0 {
-            return Err("cameras.radius must be positive".into());
+            return Err(bad("radius", "must be positive".into()));
         }
         if self.fov_deg[0] <= 0.0 || self.fov_deg[1] >= 180.0 {
-            return Err("cameras.fov_deg must lie in (0, 180)".into());
+            return Err(bad("fov_deg", "must lie in (0, 180)".into()));
         }
         if self.elevation_deg[0] < -89.0 || self.elevation_deg[1] > 89.0 {
-            return Err("cameras.elevation_deg must lie in [-89, 89]".into());
+            return Err(bad("elevation_deg", "must lie in [-89, 89]".into()));
         }
         Ok(())
     }

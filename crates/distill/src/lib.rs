@@ -214,21 +214,14 @@ impl Stat {
     /// The value (a device read for [`Stat::Device`]).
     ///
     /// # Errors
-    /// The device's read error.
-    pub fn value(&self) -> Result<f64, String> {
+    /// [`gpu::ReadError`] if the device read fails or the tensor is empty.
+    pub fn value(&self) -> Result<f64, gpu::ReadError> {
         match self {
             Self::Host(v) => Ok(*v),
-            Self::Device(t) => t
-                .clone()
-                .inner()
-                .try_into_data()
-                .map_err(|e| format!("{e:?}"))?
-                .convert::<f32>()
-                .try_to_vec::<f32>()
-                .map_err(|e| format!("{e:?}"))?
+            Self::Device(t) => gpu::host(&t.clone().inner())?
                 .first()
                 .map(|v| *v as f64)
-                .ok_or_else(|| "empty statistic".to_string()),
+                .ok_or_else(|| gpu::ReadError("empty statistic".into())),
         }
     }
 }

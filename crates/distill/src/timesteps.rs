@@ -122,31 +122,35 @@ impl TimestepSchedule {
     /// Check the ranges are ordered.
     ///
     /// # Errors
-    /// A message naming the field.
-    pub fn validate(&self) -> Result<(), String> {
+    /// [`crate::DistillError::Setting`] `timesteps` with the bounds at fault.
+    pub fn validate(&self) -> Result<(), crate::DistillError> {
+        let bad = |detail: String| crate::DistillError::Setting {
+            name: "timesteps".into(),
+            detail,
+        };
         match *self {
             Self::Uniform { t_min, t_max } if t_min > t_max => {
-                Err(format!("timesteps: t_min {t_min} > t_max {t_max}"))
+                Err(bad(format!("t_min {t_min} > t_max {t_max}")))
             }
             Self::Annealed {
                 t_min,
                 t_start,
                 t_end,
                 ..
-            } if t_end > t_start || t_min > t_end => Err(format!(
-                "timesteps: need t_min ≤ t_end ≤ t_start, got {t_min}, {t_end}, {t_start}"
-            )),
+            } if t_end > t_start || t_min > t_end => Err(bad(format!(
+                "need t_min ≤ t_end ≤ t_start, got {t_min}, {t_end}, {t_start}"
+            ))),
             Self::Linear { t_min, t_max, .. } if t_min > t_max => {
-                Err(format!("timesteps: t_min {t_min} > t_max {t_max}"))
+                Err(bad(format!("t_min {t_min} > t_max {t_max}")))
             }
             Self::Stepped {
                 t_min,
                 t_max,
                 t_max_after,
                 ..
-            } if t_min > t_max || t_min > t_max_after => Err(format!(
-                "timesteps: need t_min ≤ t_max and t_min ≤ t_max_after, got {t_min}, {t_max}, {t_max_after}"
-            )),
+            } if t_min > t_max || t_min > t_max_after => Err(bad(format!(
+                "need t_min ≤ t_max and t_min ≤ t_max_after, got {t_min}, {t_max}, {t_max_after}"
+            ))),
             _ => Ok(()),
         }
     }

@@ -67,8 +67,8 @@ pub enum EvalError {
     #[error("rendering the splats: {0}")]
     Render(#[from] splat::RenderError),
     /// Reading a result back from the device failed.
-    #[error("reading back from the device: {0}")]
-    Readback(String),
+    #[error(transparent)]
+    Readback(#[from] gpu::ReadError),
 }
 
 impl EvalError {

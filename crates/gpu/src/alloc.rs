@@ -109,8 +109,11 @@ pub fn upload_each<T: bytemuck::Pod>(client: &Client, items: &[T]) -> Vec<Handle
 /// Read a whole buffer back as `T`s (blocks until the queue reaches it).
 ///
 /// # Errors
-/// The device error behind a failed read (allocation or launch failures surface here).
-pub fn read<T: bytemuck::Pod>(client: &Client, handle: Handle) -> Result<Vec<T>, String> {
-    let bytes = client.read_one(handle).map_err(|e| format!("{e:?}"))?;
+/// [`crate::ReadError`] with the device error behind a failed read (allocation or launch
+/// failures surface here).
+pub fn read<T: bytemuck::Pod>(client: &Client, handle: Handle) -> Result<Vec<T>, crate::ReadError> {
+    let bytes = client
+        .read_one(handle)
+        .map_err(crate::ReadError::from_debug)?;
     Ok(bytemuck::pod_collect_to_vec(&bytes[..]))
 }

@@ -23,20 +23,33 @@ pub mod launch;
 #[cfg(feature = "runtime")]
 pub use device::{BackendChoice, GpuContext, GpuError, GpuOptions};
 
+/// A read of device memory back to the host failed (an allocation or launch failure earlier in
+/// the queue surfaces here too). Carries the device's own message.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("reading back from the device failed: {0}")]
+pub struct ReadError(pub String);
+
+impl ReadError {
+    /// Wrap a device error (burn's and cubecl's read errors implement `Debug` only).
+    pub fn from_debug(e: impl std::fmt::Debug) -> Self {
+        Self(format!("{e:?}"))
+    }
+}
+
 /// Download a tensor to the host as f32 values in row-major order (waits for the device; any
 /// float dtype is converted). The one read-back helper of the workspace (re-exported as
 /// `splat::scene::host`).
 ///
 /// # Errors
-/// The device's error message if the read fails.
+/// [`ReadError`] with the device's message if the read fails.
 #[cfg(feature = "runtime")]
-pub fn host<const D: usize>(t: &burn::tensor::Tensor<D>) -> Result<Vec<f32>, String> {
+pub fn host<const D: usize>(t: &burn::tensor::Tensor<D>) -> Result<Vec<f32>, ReadError> {
     t.clone()
         .try_into_data()
-        .map_err(|e| format!("{e:?}"))?
+        .map_err(ReadError::from_debug)?
         .convert::<f32>()
         .try_to_vec::<f32>()
-        .map_err(|e| format!("{e:?}"))
+        .map_err(ReadError::from_debug)
 }
 
 /// The one GPU test fixture every crate's tests share.

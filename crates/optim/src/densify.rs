@@ -380,7 +380,7 @@ impl Densifier {
         step: u64,
         g: &mut Gaussians,
         lr_means: f64,
-    ) -> Result<Option<DensifyReport>, String> {
+    ) -> Result<Option<DensifyReport>, gpu::ReadError> {
         self.rng = StdRng::seed_from_u64(crate::rng::step_seed(self.seed, step, 0x5eed_de45));
         match self.strategy.clone() {
             Strategy::Default(s) => self.default_step(&s, step, g),
@@ -403,7 +403,7 @@ impl Densifier {
         s: &DefaultStrategy,
         step: u64,
         g: &mut Gaussians,
-    ) -> Result<Option<DensifyReport>, String> {
+    ) -> Result<Option<DensifyReport>, gpu::ReadError> {
         let (refine, reset) = s.actions(step, self.total_steps);
         if !refine && !reset {
             return Ok(None);
@@ -434,7 +434,7 @@ impl Densifier {
         step: u64,
         g: &mut Gaussians,
         report: &mut DensifyReport,
-    ) -> Result<(), String> {
+    ) -> Result<(), gpu::ReadError> {
         let n = g.len();
         let device = g.device();
         let (grad2d, count) = match (self.grad2d.take(), self.count.take()) {
@@ -543,7 +543,7 @@ impl Densifier {
         s: &McmcStrategy,
         step: u64,
         g: &mut Gaussians,
-    ) -> Result<DensifyReport, String> {
+    ) -> Result<DensifyReport, gpu::ReadError> {
         let mut report = DensifyReport {
             step,
             ..Default::default()
@@ -600,7 +600,7 @@ impl Densifier {
         opacity: &[f32],
         sampled: &[u32],
         dead: Option<&[u32]>,
-    ) -> Result<(), String> {
+    ) -> Result<(), gpu::ReadError> {
         let device = g.device();
         let mut times = std::collections::BTreeMap::<u32, usize>::new();
         for &i in sampled {

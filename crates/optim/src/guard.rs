@@ -109,8 +109,8 @@ impl StepGuard {
     /// Skipped steps up to now (reads the device counter; for checkpoints).
     ///
     /// # Errors
-    /// The device error if the read fails.
-    pub fn skipped_now(&self) -> Result<u64, String> {
+    /// [`gpu::ReadError`] if the read fails.
+    pub fn skipped_now(&self) -> Result<u64, gpu::ReadError> {
         let v = crate::params::host(&self.skipped)?;
         Ok(v.first().copied().unwrap_or(0.0).max(0.0) as u64)
     }

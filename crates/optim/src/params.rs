@@ -156,8 +156,8 @@ impl Gaussians {
     /// Download to the host (SH at `max_sh_degree`).
     ///
     /// # Errors
-    /// The device error if a read fails.
-    pub fn to_data(&self) -> Result<SplatData, String> {
+    /// [`gpu::ReadError`] if a read fails.
+    pub fn to_data(&self) -> Result<SplatData, gpu::ReadError> {
         self.splats().to_data()
     }
 

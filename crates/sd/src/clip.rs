@@ -112,24 +112,27 @@ impl TextEncoder {
     /// Encode token ids (each `[77]`, from [`crate::tokenizer`]) to `[B, 77, D]` f32.
     ///
     /// # Errors
-    /// A message when a sequence is not `max_position_embeddings` long or an id is outside
-    /// the vocabulary.
-    pub fn forward(&self, ids: &[Vec<u32>]) -> Result<Tensor<3>, String> {
+    /// [`crate::SdError::TokenIds`] when a sequence is not `max_position_embeddings` long or
+    /// an id is outside the vocabulary.
+    pub fn forward(&self, ids: &[Vec<u32>]) -> Result<Tensor<3>, crate::SdError> {
         let n = self.config.max_position_embeddings;
         let d = self.config.hidden_size;
         let b = ids.len();
         let mut emb = Vec::with_capacity(b * n * d);
         for (s, seq) in ids.iter().enumerate() {
             if seq.len() != n {
-                return Err(format!("prompt {s}: {} token ids, expected {n}", seq.len()));
+                return Err(crate::SdError::TokenIds(format!(
+                    "prompt {s}: {} token ids, expected {n}",
+                    seq.len()
+                )));
             }
             for &id in seq {
                 let id = id as usize;
                 if id >= self.config.vocab_size {
-                    return Err(format!(
+                    return Err(crate::SdError::TokenIds(format!(
                         "prompt {s}: token id {id} is outside the vocabulary of {}",
                         self.config.vocab_size
-                    ));
+                    )));
                 }
                 emb.extend_from_slice(&self.token_embedding[id * d..(id + 1) * d]);
             }

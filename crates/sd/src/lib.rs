@@ -3,7 +3,8 @@
 //!
 //! - [`tokenizer`]: CLIP BPE (SD 2.x tokenizer) through the `tokenizers` crate.
 //! - [`clip`]: the OpenCLIP ViT-H text tower (`[B, 77] ids → [B, 77, 1024]`).
-//! - [`unet`]: the denoising U-Net (`UNet2DConditionModel` semantics).
+//! - [`unet`]: the denoising U-Net (`UNet2DConditionModel` semantics); its transformer blocks
+//!   (`Transformer2DModel`) are the private module `transformer`.
 //! - [`lora`]: trainable LoRA adapters on the U-Net's attention and an additive conditioning
 //!   embedding (ProlificDreamer's camera condition), as burn modules.
 //! - [`vae`]: the `AutoencoderKL` encoder (to the posterior) and decoder.
@@ -28,6 +29,7 @@ pub mod pipeline;
 pub mod presets;
 pub mod scheduler;
 pub mod tokenizer;
+mod transformer;
 pub mod unet;
 pub mod vae;
 pub mod weights;
@@ -56,6 +58,9 @@ pub enum SdError {
     /// The model folder or id could not be resolved, or a component is missing.
     #[error("{0}")]
     Model(String),
+    /// Token ids the text encoder cannot take (wrong length, or outside the vocabulary).
+    #[error("text encoder input: {0}")]
+    TokenIds(String),
     /// A prompt has more tokens than the CLIP text encoder's window (it is refused rather than
     /// silently cut).
     #[error(

@@ -103,7 +103,7 @@ impl StableDiffusion {
         for p in prompts {
             ids.push(check_prompt(&self.tokenizer, p.as_ref())?);
         }
-        self.text_encoder.forward(&ids).map_err(SdError::Model)
+        self.text_encoder.forward(&ids)
     }
 
     /// The default image side: the U-Net's `sample_size` × the VAE's downscale (512 for

@@ -11,8 +11,12 @@ use burn::tensor::{Tensor, TensorData};
 use safetensors::SafeTensors;
 use sd::nn::ConvAlgorithm;
 use sd::{Precision, TextEncoder, UNet, Vae};
-use testkit::host;
 use testkit::{compare, f32s, f64s, gpu, root};
+
+/// A tensor's values on the host; the read error as text (these checks report messages).
+fn host<const D: usize>(t: &Tensor<D>) -> Result<Vec<f32>, String> {
+    testkit::host(t).map_err(|e| e.to_string())
+}
 
 /// `(model folder, case file)` for every `<name>_{component}.safetensors` in the committed
 /// directory and in `$SPLATDREAM_SD_CASES`.
@@ -187,7 +191,7 @@ fn text_encoder_matches_transformers() {
             .chunks(n)
             .map(|r| r.iter().map(|&x| x as u32).collect())
             .collect();
-        let out = enc.forward(&ids)?;
+        let out = enc.forward(&ids).map_err(|e| e.to_string())?;
         check(st, model, "last_hidden_state", &out)
     });
 }
@@ -418,7 +422,7 @@ fn f16_compute_is_close_to_reference() {
             .chunks(shape[1])
             .map(|r| r.iter().map(|&x| x as u32).collect())
             .collect();
-        let out = host(&enc.forward(&ids)?)?;
+        let out = host(&enc.forward(&ids).map_err(|e| e.to_string())?)?;
         close(
             model,
             "last_hidden_state",

@@ -4,7 +4,8 @@
 //! - [`camera`]: OpenCV pinhole cameras with world→camera `viewmat`; JSON form; orbits.
 //! - [`render()`]: the rasterizer as a differentiable burn function (forward and backward WGSL
 //!   kernels in `shaders/`, backward registered with burn autodiff), following gsplat.
-//! - [`raster`]: the kernel pipeline (projection, GPU radix sort, tiles, compositing).
+//! - [`raster`]: the kernel pipeline (projection, depth sort, tiles, compositing); [`sort`]: its
+//!   GPU radix sort and exclusive scan, also on their own ([`sort::sort_pairs`]).
 //! - [`ply`]: INRIA 3DGS PLY read/write; [`formats`]: every scene format (compressed PLY, SPZ,
 //!   `.splat`) behind one `read_scene` / `write_scene`.
 //!
@@ -19,6 +20,7 @@ pub mod ply;
 pub mod raster;
 pub mod render;
 pub mod scene;
+pub mod sort;
 
 pub use camera::Camera;
 pub use render::{RasterizeMode, RenderError, RenderOptions, RenderOutput, render};

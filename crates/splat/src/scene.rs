@@ -136,8 +136,8 @@ impl Splats {
     /// Download to the host.
     ///
     /// # Errors
-    /// The device error if a read fails.
-    pub fn to_data(&self) -> Result<SplatData, String> {
+    /// [`gpu::ReadError`] if a read fails.
+    pub fn to_data(&self) -> Result<SplatData, gpu::ReadError> {
         Ok(SplatData {
             means: host(&self.means)?,
             quats: host(&self.quats)?,
@@ -149,4 +149,4 @@ impl Splats {
     }
 }
 
-pub use gpu::host;
+pub use gpu::{ReadError, host};

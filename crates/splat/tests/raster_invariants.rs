@@ -766,7 +766,7 @@ fn intersection_cap_reports_overflow() {
     );
 }
 
-/// The rasterizer's radix sort (`splat::raster::sort_pairs`, the code of the depth and tile
+/// The rasterizer's radix sort (`splat::sort::sort_pairs`, the code of the depth and tile
 /// sorts) against the standard library's stable sort: keys drawn from a narrow range (many
 /// ties, so stability shows in the values, which are the input positions), lengths on both
 /// sides of every block size the sort could use, key widths from one digit to 32 bits.
@@ -788,7 +788,7 @@ fn radix_sort_is_stable() {
                 .map(|_| distinct[rng.below(distinct.len())])
                 .collect();
             let values: Vec<u32> = (0..n as u32).collect();
-            let run = splat::raster::sort_pairs(&ctx.burn, &keys, &values, bits, true)
+            let run = splat::sort::sort_pairs(&ctx.burn, &keys, &values, bits, true)
                 .unwrap_or_else(|e| panic!("sort of {n} pairs on {bits} bits: {e}"));
             let mut want: Vec<(u32, u32)> = keys.iter().copied().zip(values).collect();
             want.sort_by_key(|&(k, _)| k);

@@ -42,8 +42,8 @@ pub enum CheckpointError {
     #[error(transparent)]
     Write(#[from] OutputError),
     /// A device read failed.
-    #[error("device: {0}")]
-    Device(String),
+    #[error(transparent)]
+    Device(#[from] gpu::ReadError),
 }
 
 /// What a checkpoint records besides tensors (the safetensors header metadata and the JSON

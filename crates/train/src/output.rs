@@ -22,8 +22,8 @@ pub enum OutputError {
         message: String,
     },
     /// Reading the image back from the device failed.
-    #[error("reading an image back from the GPU: {0}")]
-    Device(String),
+    #[error(transparent)]
+    Device(#[from] gpu::ReadError),
     /// Rendering a frame failed.
     #[error("rendering: {0}")]
     Render(String),
@@ -67,16 +67,17 @@ pub fn grid(images: &[image::RgbImage], columns: usize) -> Option<image::RgbImag
 /// A `[H, W, 3]` image tensor (values in [0, 1], clamped) as 8-bit RGB.
 ///
 /// # Errors
-/// [`OutputError::Device`] if the read-back fails.
+/// [`OutputError::Device`] if the read-back fails; [`OutputError::Render`] if the image does
+/// not have 3 channels.
 pub fn to_rgb8(rgb: Tensor<3>) -> Result<image::RgbImage, OutputError> {
-    let [h, w, _] = rgb.dims();
-    let v = optim::params::host(&rgb).map_err(OutputError::Device)?;
+    let [h, w, c] = rgb.dims();
+    let v = optim::params::host(&rgb)?;
     let bytes: Vec<u8> = v
         .iter()
         .map(|x| (x.clamp(0.0, 1.0) * 255.0 + 0.5) as u8)
         .collect();
     image::RgbImage::from_raw(w as u32, h as u32, bytes)
-        .ok_or_else(|| OutputError::Device("image size mismatch".into()))
+        .ok_or_else(|| OutputError::Render(format!("a {h}×{w}×{c} image is not RGB")))
 }
 
 /// The file name of the PLY snapshot at step `step` (`output.ply_every`):

@@ -9,6 +9,12 @@ use burn::backend::wgpu::{AutoCompiler, CubeBackend, CubeTensor};
 use burn::tensor::{DType, Tensor};
 use cubecl::wgpu::WgpuServer;
 
+/// The image handed to [`Blit::draw`] cannot be drawn (wrong shape or dtype, not on burn's
+/// wgpu backend, or its buffer unreachable); the text says which.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct BlitError(pub String);
+
 /// Texture format of the viewer image: egui-wgpu's native-texture format (it treats the values
 /// as gamma-encoded), and a storage format every WebGPU device supports.
 pub const FORMAT: wgpu::TextureFormat = wgpu::TextureFormat::Rgba8Unorm;
@@ -95,7 +101,7 @@ impl Blit {
     /// sRGB colour of empty pixels in depth mode.
     ///
     /// # Errors
-    /// A message when the tensor is not a `[H, W, 4]` f32 tensor on burn's wgpu backend or its
+    /// [`BlitError`] when the tensor is not a `[H, W, 4]` f32 tensor on burn's wgpu backend or its
     /// buffer cannot be reached.
     #[allow(clippy::too_many_arguments)]
     pub fn draw(
@@ -107,36 +113,36 @@ impl Blit {
         near: f32,
         far: f32,
         background: [f32; 3],
-    ) -> Result<bool, String> {
+    ) -> Result<bool, BlitError> {
         let [h, w, c] = image.dims();
         if c != 4 || image.dtype() != DType::F32 {
-            return Err(format!(
+            return Err(BlitError(format!(
                 "viewer image is {:?} {:?}, expected [H, W, 4] F32",
                 image.dims(),
                 image.dtype()
-            ));
+            )));
         }
         let (w, h) = (w as u32, h as u32);
         let ct: CubeTensor = image
             .try_into_primitive::<CubeBackend>()
-            .map_err(|e| format!("viewer image is not on the wgpu backend: {e:?}"))?;
+            .map_err(|e| BlitError(format!("viewer image is not on the wgpu backend: {e:?}")))?;
         // `cat`/arithmetic outputs are contiguous; make sure (a no-op then).
         let ct = burn::backend::wgpu::into_contiguous(ct);
         let bytes = (w as u64) * (h as u64) * 16;
         let resource = ct
             .client
             .get_resource::<WgpuServer<AutoCompiler>>(ct.handle.clone())
-            .map_err(|e| format!("viewer image buffer: {e:?}"))?;
+            .map_err(|e| BlitError(format!("viewer image buffer: {e:?}")))?;
         // Burn's queued work (the render) goes onto the shared queue before ours.
         ct.client
             .flush()
-            .map_err(|e| format!("flushing the render: {e:?}"))?;
+            .map_err(|e| BlitError(format!("flushing the render: {e:?}")))?;
         let r = resource.resource();
         if r.size < bytes {
-            return Err(format!(
+            return Err(BlitError(format!(
                 "viewer image buffer holds {} bytes, {bytes} needed",
                 r.size
-            ));
+            )));
         }
 
         let mut fresh = false;

@@ -401,15 +401,17 @@ impl App {
                     RenderMode::Alpha => BlitMode::Alpha,
                 };
                 let span = cam.distance.max(1e-3);
-                self.blit.draw(
-                    &self.gpu.device,
-                    &self.gpu.queue,
-                    image,
-                    blit_mode,
-                    (cam.distance - span).max(0.0),
-                    cam.distance + span,
-                    self.background,
-                )
+                self.blit
+                    .draw(
+                        &self.gpu.device,
+                        &self.gpu.queue,
+                        image,
+                        blit_mode,
+                        (cam.distance - span).max(0.0),
+                        cam.distance + span,
+                        self.background,
+                    )
+                    .map_err(|e| e.to_string())
             });
         match result {
             Ok(fresh) => {
@@ -457,7 +459,7 @@ impl App {
                     register(rs, &t.view, fresh, &mut self.guidance_texture);
                 }
             }
-            Err(e) => self.error = Some(e),
+            Err(e) => self.error = Some(e.to_string()),
         }
     }
 

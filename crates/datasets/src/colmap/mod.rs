@@ -129,14 +129,26 @@ pub struct ColmapCamera {
     pub params: Vec<f64>,
 }
 
+/// A COLMAP camera model that [`ColmapCamera::pinhole`] cannot turn into a pinhole camera
+/// with OpenCV distortion.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "unsupported camera model {model} (supported: SIMPLE_PINHOLE, PINHOLE, SIMPLE_RADIAL, \
+     RADIAL, OPENCV)"
+)]
+pub struct UnsupportedModel {
+    /// The model's COLMAP name.
+    pub model: String,
+}
+
 impl ColmapCamera {
     /// Pinhole intrinsics and OpenCV distortion for the supported models (SIMPLE_PINHOLE,
     /// PINHOLE, SIMPLE_RADIAL, RADIAL, OPENCV); COLMAP places pixel centres at +0.5 like
     /// [`splat::Camera`], so `cx, cy` carry over unchanged.
     ///
     /// # Errors
-    /// A message naming the model when it is not supported.
-    pub fn pinhole(&self) -> Result<(Pinhole, Distortion), String> {
+    /// [`UnsupportedModel`] naming the model when it is not supported.
+    pub fn pinhole(&self) -> Result<(Pinhole, Distortion), UnsupportedModel> {
         let p = &self.params;
         let simple = |f: f64| Pinhole {
             fx: f,
@@ -174,11 +186,9 @@ impl ColmapCamera {
                 },
             ),
             m => {
-                return Err(format!(
-                    "unsupported camera model {} (supported: SIMPLE_PINHOLE, PINHOLE, \
-                     SIMPLE_RADIAL, RADIAL, OPENCV)",
-                    m.name()
-                ));
+                return Err(UnsupportedModel {
+                    model: m.name().to_string(),
+                });
             }
         })
     }
@@ -337,7 +347,7 @@ pub fn load(root: &Path, sparse: &Path, opts: &LoadOptions) -> Result<Dataset, D
         })?;
         let (k, distortion) = cam
             .pinhole()
-            .map_err(|m| rec_err(cam_path, format!("camera {}", cam.id), m))?;
+            .map_err(|e| rec_err(cam_path, format!("camera {}", cam.id), e.to_string()))?;
         let w2c = im.world_to_camera().ok_or_else(|| {
             rec_err(
                 img_path,

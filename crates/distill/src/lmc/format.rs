@@ -43,6 +43,16 @@ pub struct BlurMeta {
     pub loss: Option<f64>,
 }
 
+/// A key of an LMC blur model's safetensors metadata is missing or malformed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("metadata key `{key}` {detail}")]
+pub struct MetadataError {
+    /// The full key (`splatdream.lmc.levels`, …).
+    pub key: String,
+    /// What is wrong with it.
+    pub detail: String,
+}
+
 impl BlurMeta {
     /// Metadata for a network of `config` trained for `model` over `steps` steps.
     pub fn new(config: &BlurNetConfig, model: &str, steps: u64) -> Self {
@@ -88,21 +98,27 @@ impl BlurMeta {
     /// From safetensors metadata entries.
     ///
     /// # Errors
-    /// A message naming the missing or unparsable key.
-    pub fn from_map(m: &HashMap<String, String>) -> Result<Self, String> {
+    /// [`MetadataError`] naming the missing or unparsable key.
+    pub fn from_map(m: &HashMap<String, String>) -> Result<Self, MetadataError> {
         let get = |k: &str| m.get(&format!("{META_KEY}.{k}"));
-        let need =
-            |k: &str| get(k).ok_or_else(|| format!("metadata key `{META_KEY}.{k}` is missing"));
-        fn num<T: std::str::FromStr>(k: &str, v: &str) -> Result<T, String> {
-            v.trim()
-                .parse()
-                .map_err(|_| format!("metadata key `{META_KEY}.{k}` = {v:?} is not a number"))
+        let need = |k: &str| {
+            get(k).ok_or_else(|| MetadataError {
+                key: format!("{META_KEY}.{k}"),
+                detail: "is missing".into(),
+            })
+        };
+        fn num<T: std::str::FromStr>(k: &str, v: &str) -> Result<T, MetadataError> {
+            v.trim().parse().map_err(|_| MetadataError {
+                key: format!("{META_KEY}.{k}"),
+                detail: format!("= {v:?} is not a number"),
+            })
         }
         let format = need("format")?.clone();
         if format != FORMAT {
-            return Err(format!(
-                "metadata key `{META_KEY}.format` = {format:?}, expected {FORMAT:?}"
-            ));
+            return Err(MetadataError {
+                key: format!("{META_KEY}.format"),
+                detail: format!("= {format:?}, expected {FORMAT:?}"),
+            });
         }
         Ok(Self {
             format,
@@ -185,7 +201,7 @@ impl BlurNet {
                 "no `{META_KEY}.*` metadata: not an LMC blur model (write one with `splatdream lmc-train`)"
             )));
         }
-        let meta = BlurMeta::from_map(&map).map_err(bad)?;
+        let meta = BlurMeta::from_map(&map).map_err(|e| bad(e.to_string()))?;
         let cfg = meta.config();
         let net = Self::new(&cfg, device).map_err(|e| bad(format!("metadata: {e}")))?;
         let st = SafeTensors::deserialize(&data).map_err(|e| bad(e.to_string()))?;

@@ -10,6 +10,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
+use crate::DistillError;
 use sd::nn::upsample_nearest2x;
 
 /// Latent channels of SD 2.x (input and output of b̂ψ besides the time encoding).
@@ -68,19 +69,19 @@ impl BlurNetConfig {
     /// Check the ranges.
     ///
     /// # Errors
-    /// A message naming `levels` or `base_width`.
-    pub fn validate(&self) -> Result<(), String> {
+    /// [`DistillError::Setting`] naming `levels` or `base_width`.
+    pub fn validate(&self) -> Result<(), DistillError> {
         if !(1..=MAX_LEVELS).contains(&self.levels) {
-            return Err(format!(
-                "levels = {} is outside 1..={MAX_LEVELS}",
-                self.levels
-            ));
+            return Err(DistillError::Setting {
+                name: "levels".into(),
+                detail: format!("{} is outside 1..={MAX_LEVELS}", self.levels),
+            });
         }
         if !(1..=4096).contains(&self.base_width) {
-            return Err(format!(
-                "base_width = {} is outside 1..=4096",
-                self.base_width
-            ));
+            return Err(DistillError::Setting {
+                name: "base_width".into(),
+                detail: format!("{} is outside 1..=4096", self.base_width),
+            });
         }
         Ok(())
     }
@@ -146,8 +147,8 @@ impl BlurNet {
     /// A freshly initialised network on `device` (its autodiff side to train it).
     ///
     /// # Errors
-    /// The message of [`BlurNetConfig::validate`].
-    pub fn new(config: &BlurNetConfig, device: &Device) -> Result<Self, String> {
+    /// The error of [`BlurNetConfig::validate`].
+    pub fn new(config: &BlurNetConfig, device: &Device) -> Result<Self, DistillError> {
         config.validate()?;
         let l = config.levels;
         let enc = (0..l)
@@ -179,8 +180,12 @@ impl BlurNet {
     /// for `Conv2d` (Kaiming-uniform with a = √5 for the weight, the same bound for the bias).
     ///
     /// # Errors
-    /// The message of [`BlurNetConfig::validate`].
-    pub fn seeded(config: &BlurNetConfig, seed: u64, device: &Device) -> Result<Self, String> {
+    /// The error of [`BlurNetConfig::validate`].
+    pub fn seeded(
+        config: &BlurNetConfig,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self, DistillError> {
         let mut net = Self::new(config, device)?;
         let mut k = 0u64;
         let mut init = |c: &mut Conv2d| {

@@ -167,12 +167,7 @@ impl BlurTrainer {
     ) -> Result<Self, DistillError> {
         config.validate(usize::MAX)?;
         let dev = device.clone().autodiff();
-        let net = BlurNet::seeded(net, mix(config.seed, 0, 1), &dev).map_err(|detail| {
-            DistillError::Setting {
-                name: "blur network".into(),
-                detail,
-            }
-        })?;
+        let net = BlurNet::seeded(net, mix(config.seed, 0, 1), &dev)?;
         let optim = AdamConfig::new()
             .with_beta_1(0.9)
             .with_beta_2(0.999)

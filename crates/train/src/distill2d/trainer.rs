@@ -142,7 +142,7 @@ impl<'a> Distill2dTrainer<'a> {
         let grads = loss.backward();
         let grad = x
             .grad(&grads)
-            .ok_or_else(|| GenerateError::Device("no gradient reached the image".into()))?;
+            .ok_or_else(|| distill::DistillError::Input("no gradient reached the image".into()))?;
         let grad = grad.reshape([1, n]);
         let bad = self.guard.check(vec![
             non_finite(&g.grad),

@@ -254,8 +254,8 @@ pub enum FitError {
         source: std::io::Error,
     },
     /// A device read failed.
-    #[error("device: {0}")]
-    Device(String),
+    #[error(transparent)]
+    Device(#[from] gpu::ReadError),
     /// Saving or loading a checkpoint failed.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),

@@ -25,7 +25,7 @@ use burn::tensor::{Device, Tensor};
 use splat::{Camera, RasterizeMode, RenderOptions, render};
 
 use crate::checkpoint::{Checkpoint, CheckpointError, Meta};
-use crate::output::{to_rgb8, write_png, write_scene_outputs, write_text};
+use crate::output::{OutputError, to_rgb8, write_png, write_scene_outputs, write_text};
 use crate::video::write_turntable;
 use datasets::Dataset;
 use live::control::Control;
@@ -457,8 +457,11 @@ pub fn fit(
             report.outputs.push(path);
             // The camera, for `splatdream render --camera` (reproduces the left half).
             let cam_path = dir.join(format!("{name}.camera.json"));
-            let json = serde_json::to_string_pretty(&photo.camera)
-                .map_err(|e| FitError::Device(e.to_string()))?;
+            let json =
+                serde_json::to_string_pretty(&photo.camera).map_err(|e| OutputError::Write {
+                    path: cam_path.clone(),
+                    message: e.to_string(),
+                })?;
             write_text(&cam_path, &json)?;
             report.outputs.push(cam_path);
         }
@@ -520,7 +523,10 @@ fn evaluate(
 }
 
 fn write_metrics(path: &Path, report: &FitReport) -> Result<(), FitError> {
-    let text = serde_json::to_string_pretty(report).map_err(|e| FitError::Device(e.to_string()))?;
+    let text = serde_json::to_string_pretty(report).map_err(|e| OutputError::Write {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
     write_text(path, &text)?;
     Ok(())
 }

@@ -359,8 +359,8 @@ pub enum GenerateError {
         message: String,
     },
     /// A device read failed.
-    #[error("device: {0}")]
-    Device(String),
+    #[error(transparent)]
+    Device(#[from] gpu::ReadError),
     /// Too many consecutive steps had a non-finite loss or gradient.
     #[error(transparent)]
     Diverged(#[from] optim::guard::Diverged),
@@ -373,6 +373,14 @@ pub(crate) fn config_err(field: &str, message: impl Into<String>) -> GenerateErr
     GenerateError::Config {
         field: field.into(),
         message: message.into(),
+    }
+}
+
+/// A distill setting out of range as the config field it names.
+fn setting_err(e: distill::DistillError) -> GenerateError {
+    match e {
+        distill::DistillError::Setting { name, detail } => config_err(&name, detail),
+        other => other.into(),
     }
 }
 
@@ -461,7 +469,7 @@ pub(crate) fn check_distillation(
             ),
         ));
     }
-    timesteps.validate().map_err(|e| config_err("timesteps", e))
+    timesteps.validate().map_err(setting_err)
 }
 
 /// Check a configuration before any work.
@@ -480,9 +488,7 @@ pub fn validate(cfg: &GenerateConfig) -> Result<(), GenerateError> {
         ));
     }
     check_distillation(&cfg.dtype, &cfg.guidance, &cfg.timesteps)?;
-    cfg.cameras
-        .validate()
-        .map_err(|e| config_err("cameras", e))?;
+    cfg.cameras.validate().map_err(setting_err)?;
     if cfg.init.kind != InitKind::Sphere && cfg.init.path.is_none() {
         return Err(config_err(
             "init.path",

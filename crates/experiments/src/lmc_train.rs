@@ -18,11 +18,11 @@ use clap::Args;
 use distill::lmc::{BlurMeta, BlurNet, BlurNetConfig, BlurTrainer, BlurTrainerConfig};
 use distill::{Prior, Stat};
 use gpu::GpuContext;
-use indicatif::{ProgressBar, ProgressStyle};
 use sd::pipeline::StableDiffusion;
 
-use crate::diffusion::precision;
+use crate::precision;
 
+/// The options of `splatdream lmc-train`.
 #[derive(Args)]
 pub struct LmcTrainArgs {
     /// The diffusion model whose blur b̂ψ learns: a diffusers folder or a Hugging Face model id
@@ -143,6 +143,12 @@ fn save(path: &Path, net: &BlurNet, meta: &BlurMeta) -> Result<()> {
     Ok(())
 }
 
+/// `splatdream lmc-train`: pre-train LMC-SDS's blur network b̂ψ on the images given, with the
+/// model's frozen VAE and noise schedule, and write it (safetensors + metadata) for
+/// `guidance.lmc.blur_model`.
+///
+/// # Errors
+/// Bad options (named), unreadable images or model, device failures, or an unwritable output.
 pub fn cmd_lmc_train(
     ctx: impl FnOnce() -> Result<GpuContext>,
     a: LmcTrainArgs,
@@ -154,9 +160,7 @@ pub fn cmd_lmc_train(
         levels: a.levels,
         base_width: a.base_width,
     };
-    net_cfg
-        .validate()
-        .map_err(|e| anyhow::anyhow!("--levels/--base-width: {e}"))?;
+    net_cfg.validate().map_err(option_error)?;
     let tcfg = BlurTrainerConfig {
         lr: a.lr,
         lr_decay: a.lr_decay,
@@ -235,13 +239,7 @@ pub fn cmd_lmc_train(
         loss,
         ..BlurMeta::new(&net_cfg, &a.model, steps)
     };
-    let bar = ProgressBar::new(a.steps);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg} (ETA {eta})",
-        )?
-        .progress_chars("=> "),
-    );
+    let bar = crate::progress::bar(a.steps);
     let t1 = Instant::now();
     let mut recent: Vec<f64> = vec![];
     for k in 0..a.steps {

@@ -15,6 +15,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::Value;
 
+/// The options of `splatdream gallery`.
 #[derive(Args)]
 pub struct GalleryArgs {
     /// The suite's output folder (`generate --prompts … --out DIR` or `compare … --out DIR`).
