@@ -66,6 +66,9 @@ pub enum DistillError {
         /// What is wrong.
         detail: String,
     },
+    /// Tokenizing or encoding a prompt failed (names the prompt).
+    #[error(transparent)]
+    Sd(#[from] sd::SdError),
     /// A file (e.g. a pre-trained network) cannot be read or written, or is malformed.
     #[error("{}: {detail}", path.display())]
     File {

@@ -1,8 +1,10 @@
 //! View-dependent prompting (DreamFusion §3.2; threestudio's `PromptProcessor`): append a view
 //! description chosen from the camera's azimuth and elevation, so the prior is asked for the
 //! side of the object the camera sees. Azimuth 0° is the object's front (camera on +x), the
-//! world is z-up.
+//! world is z-up. [`PromptProcessor`] owns a run's view prompts and their embeddings.
 
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use sd::pipeline::StableDiffusion;
 use serde::{Deserialize, Serialize};
 
 /// Which way the camera looks at the object.
@@ -129,6 +131,107 @@ pub fn wrap_deg(a: f64) -> f64 {
         a += 360.0;
     }
     a
+}
+
+/// A run's prompts and their text embeddings, encoded once (threestudio's `PromptProcessor`):
+/// the view prompts of the base prompt ([`ViewPrompts`]: per view — front, side, back,
+/// overhead — the prompt with its suffix), every view-dependent extra prompt a method asks for
+/// ([`crate::Guidance::extra_prompts`]) with the same suffixes, the negative prompt and the
+/// fixed extra prompts once. A step asks it for the view of each camera and the embeddings of
+/// a batch ([`PromptProcessor::select`]).
+pub struct PromptProcessor {
+    /// The base prompt's view prompts.
+    prompts: ViewPrompts,
+    /// `[4, 77, D]` the view prompts.
+    views: Tensor<3>,
+    /// `[1, 77, D]`.
+    negative: Tensor<3>,
+    /// Per extra prompt: `[4, 77, D]` (view-dependent) or `[1, 77, D]`.
+    extra: Vec<Tensor<3>>,
+}
+
+impl PromptProcessor {
+    /// Encode the four view prompts of `prompt` (suffixes and thresholds from `config`),
+    /// `negative` and `extra` (view-dependent ones with the same view suffixes) in one
+    /// text-encoder batch of `model`.
+    ///
+    /// # Errors
+    /// [`crate::DistillError::Sd`]: the tokenizer's or text encoder's error (a prompt longer
+    /// than CLIP's window is refused, not cut).
+    pub fn encode(
+        model: &StableDiffusion,
+        prompt: &str,
+        config: &ViewPromptConfig,
+        negative: &str,
+        extra: &[crate::ExtraPrompt],
+    ) -> Result<Self, crate::DistillError> {
+        let views = ViewPrompts::new(prompt, config.clone());
+        let mut texts: Vec<String> = views.all().to_vec();
+        texts.push(negative.to_string());
+        let mut counts = vec![];
+        for e in extra {
+            if e.view_dependent {
+                texts.extend(ViewPrompts::new(&e.text, config.clone()).all());
+                counts.push(4);
+            } else {
+                texts.push(e.text.clone());
+                counts.push(1);
+            }
+        }
+        let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
+        let all = model.encode_prompts(&refs)?.detach();
+        let mut at = 5;
+        let extra = counts
+            .into_iter()
+            .map(|n| {
+                let e = all.clone().narrow(0, at, n);
+                at += n;
+                e
+            })
+            .collect();
+        Ok(Self {
+            prompts: views,
+            views: all.clone().narrow(0, 0, 4),
+            negative: all.narrow(0, 4, 1),
+            extra,
+        })
+    }
+
+    /// The view a camera at `azimuth_deg`, `elevation_deg` sees ([`ViewPrompts::view`]).
+    pub fn view(&self, azimuth_deg: f64, elevation_deg: f64) -> View {
+        self.prompts.view(azimuth_deg, elevation_deg)
+    }
+
+    /// The base prompt's view prompts.
+    pub fn prompts(&self) -> &ViewPrompts {
+        &self.prompts
+    }
+
+    /// `(cond, uncond, extra)` for a batch whose samples see `views`: each `[B, 77, D]`.
+    pub fn select(
+        &self,
+        views: &[View],
+        device: &Device,
+    ) -> (Tensor<3>, Tensor<3>, Vec<Tensor<3>>) {
+        let b = views.len();
+        let idx: Vec<i32> = views
+            .iter()
+            .map(|v| View::ALL.iter().position(|x| x == v).unwrap_or(0) as i32)
+            .collect();
+        let idx = Tensor::<1, Int>::from_data(TensorData::new(idx, [b]), device);
+        let pick = |t: &Tensor<3>| {
+            if t.dims()[0] == 1 {
+                t.clone().repeat_dim(0, b)
+            } else {
+                t.clone().select(0, idx.clone())
+            }
+        };
+        (
+            pick(&self.views),
+            pick(&self.negative),
+            self.extra.iter().map(pick).collect(),
+        )
+    }
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ pub use config::*;
 pub use optim::guard::reserved_bytes;
 pub use trainer::{Distill2dTrainer, Step2d};
 
-use std::io::Write;
+use crate::metrics::MetricsLog;
 use std::time::Instant;
 
 use burn::tensor::{Device, Tensor};
@@ -67,14 +67,7 @@ pub fn distill2d(
     let mut trainer = Distill2dTrainer::new(cfg, model, device)?;
 
     let metrics_path = out.join("metrics.jsonl");
-    write_text(&metrics_path, "")?;
-    let mut metrics = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&metrics_path)
-        .map_err(|e| GenerateError::Io {
-            path: metrics_path.clone(),
-            message: e.to_string(),
-        })?;
+    let mut metrics = MetricsLog::open(&metrics_path, 0)?;
     let mut frames = vec![trainer.image()?];
     let mut report = Report2d::default();
     let t0 = Instant::now();
@@ -119,12 +112,7 @@ pub fn distill2d(
                     })
                     .collect(),
             };
-            let line =
-                serde_json::to_string(&rec).map_err(|e| config_err("metrics", e.to_string()))?;
-            writeln!(metrics, "{line}").map_err(|e| GenerateError::Io {
-                path: metrics_path.clone(),
-                message: e.to_string(),
-            })?;
+            metrics.append(&rec)?;
             record = Some(rec);
         }
         if done.is_multiple_of(cfg.output.frame_every.max(1)) || done == cfg.steps {

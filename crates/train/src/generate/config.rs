@@ -350,6 +350,9 @@ pub enum GenerateError {
     /// Saving or loading a checkpoint failed.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    /// Writing `metrics.jsonl` failed.
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
     /// File-system error.
     #[error("{path}: {message}")]
     Io {

@@ -36,7 +36,7 @@ pub use rescale::rescale_steps;
 pub use setup::*;
 pub use trainer::{GenerateTrainer, StepOutcome};
 
-use std::io::Write;
+use crate::metrics::MetricsLog;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -109,7 +109,7 @@ pub fn generate(
         )
     };
     let metrics_path = out_dir.join("metrics.jsonl");
-    let mut metrics = open_metrics(&metrics_path, start)?;
+    let mut metrics = MetricsLog::open(&metrics_path, start)?;
 
     let mut report = GenerateReport {
         start_step: start,
@@ -188,9 +188,7 @@ pub fn generate(
                 lr_means: o.lrs[0],
                 guidance: guidance_stats,
             };
-            let line = serde_json::to_string(&rec).map_err(|e| io_err(&metrics_path, e))?;
-            writeln!(metrics, "{line}").map_err(|e| io_err(&metrics_path, e))?;
-            metrics.flush().map_err(|e| io_err(&metrics_path, e))?;
+            metrics.append(&rec)?;
             record = Some(rec);
         }
         on_event(Event::Step {
@@ -268,31 +266,6 @@ pub fn generate(
     report.splats = trainer.gaussians.len();
     report.outputs.push(metrics_path);
     Ok(report)
-}
-
-/// Open `metrics.jsonl` for appending, keeping only the lines of steps before `start` (all of
-/// them gone for a fresh run).
-fn open_metrics(path: &Path, start: u64) -> Result<std::fs::File, GenerateError> {
-    let kept: String = if start > 0 {
-        std::fs::read_to_string(path)
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| {
-                serde_json::from_str::<serde_json::Value>(l)
-                    .ok()
-                    .and_then(|v| v["step"].as_u64())
-                    .is_some_and(|s| s < start)
-            })
-            .map(|l| format!("{l}\n"))
-            .collect()
-    } else {
-        String::new()
-    };
-    write_text(path, &kept)?;
-    std::fs::OpenOptions::new()
-        .append(true)
-        .open(path)
-        .map_err(|e| io_err(path, e))
 }
 
 fn save_checkpoint(

@@ -1,8 +1,7 @@
 //! What a `generate` run is set up from: the model, the initial splats, the prompt embeddings
 //! (encoded once), and the cameras of the outputs.
 
-use burn::tensor::{Device, Int, Tensor, TensorData};
-use distill::prompts::{View, ViewPromptConfig, ViewPrompts};
+use burn::tensor::{Device, Tensor, TensorData};
 use sd::pipeline::StableDiffusion;
 use splat::Camera;
 
@@ -69,88 +68,6 @@ pub fn initial_splats(cfg: &InitConfig, seed: u64) -> Result<splat::SplatData, G
         }
     }
     Ok(from_points(&pos, &col, cfg.opacity, cfg.scale_factor))
-}
-
-/// The text embeddings of a run, encoded once: per view (front, side, back, overhead) the
-/// prompt and every view-dependent extra prompt; the negative prompt and fixed extra prompts
-/// once.
-pub struct PromptEmbeddings {
-    /// `[4, 77, D]` the view prompts.
-    views: Tensor<3>,
-    /// `[1, 77, D]`.
-    negative: Tensor<3>,
-    /// Per extra prompt: `[4, 77, D]` (view-dependent) or `[1, 77, D]`.
-    extra: Vec<Tensor<3>>,
-}
-
-impl PromptEmbeddings {
-    /// Encode `views`' four prompts, `negative` and `extra` (view-dependent ones with the same
-    /// view suffixes as the prompt) in one text-encoder batch.
-    ///
-    /// # Errors
-    /// The tokenizer's or text encoder's error.
-    pub fn encode(
-        model: &StableDiffusion,
-        views: &ViewPrompts,
-        negative: &str,
-        extra: &[distill::ExtraPrompt],
-        prompts: &ViewPromptConfig,
-    ) -> Result<Self, GenerateError> {
-        let mut texts: Vec<String> = views.all().to_vec();
-        texts.push(negative.to_string());
-        let mut counts = vec![];
-        for e in extra {
-            if e.view_dependent {
-                texts.extend(ViewPrompts::new(&e.text, prompts.clone()).all());
-                counts.push(4);
-            } else {
-                texts.push(e.text.clone());
-                counts.push(1);
-            }
-        }
-        let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
-        let all = model.encode_prompts(&refs)?.detach();
-        let mut at = 5;
-        let extra = counts
-            .into_iter()
-            .map(|n| {
-                let e = all.clone().narrow(0, at, n);
-                at += n;
-                e
-            })
-            .collect();
-        Ok(Self {
-            views: all.clone().narrow(0, 0, 4),
-            negative: all.narrow(0, 4, 1),
-            extra,
-        })
-    }
-
-    /// `(cond, uncond, extra)` for a batch whose samples see `views`: each `[B, 77, D]`.
-    pub fn select(
-        &self,
-        views: &[View],
-        device: &Device,
-    ) -> (Tensor<3>, Tensor<3>, Vec<Tensor<3>>) {
-        let b = views.len();
-        let idx: Vec<i32> = views
-            .iter()
-            .map(|v| View::ALL.iter().position(|x| x == v).unwrap_or(0) as i32)
-            .collect();
-        let idx = Tensor::<1, Int>::from_data(TensorData::new(idx, [b]), device);
-        let pick = |t: &Tensor<3>| {
-            if t.dims()[0] == 1 {
-                t.clone().repeat_dim(0, b)
-            } else {
-                t.clone().select(0, idx.clone())
-            }
-        };
-        (
-            pick(&self.views),
-            pick(&self.negative),
-            self.extra.iter().map(pick).collect(),
-        )
-    }
 }
 
 /// `[B, 16]` camera-to-world matrices (row-major, OpenCV axes) of `cams`, for

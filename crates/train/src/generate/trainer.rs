@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use burn::tensor::{Device, Tensor};
 use distill::cameras::SampledCamera;
-use distill::prompts::{View, ViewPrompts};
+use distill::prompts::{PromptProcessor, View};
 use distill::{Guidance, GuidanceInput, GuidanceOutput, Prior};
 use rand::{SeedableRng, rngs::StdRng};
 use sd::pipeline::{StableDiffusion, gaussian};
@@ -18,7 +18,7 @@ use splat::{Camera, RenderOptions, render};
 use super::config::{GenerateConfig, GenerateError};
 use super::record::Event;
 use super::setup::draw_timesteps;
-use super::setup::{PromptEmbeddings, c2w_tensor, initial_splats, scene_scale};
+use super::setup::{c2w_tensor, initial_splats, scene_scale};
 use crate::checkpoint::{Checkpoint, CheckpointError};
 use optim::densify::{Densifier, Reduction};
 use optim::guard::{StepGuard, fault_nan, keep_unless_bad, non_finite};
@@ -32,8 +32,8 @@ pub struct GenerateTrainer<'a> {
     device: &'a Device,
     prior: Prior<'a>,
     num_t: usize,
-    views: ViewPrompts,
-    embeds: PromptEmbeddings,
+    /// The view prompts and their embeddings, encoded once.
+    prompts: PromptProcessor,
     /// The method.
     pub guidance: Box<dyn Guidance>,
     /// The splats and their Adam moments.
@@ -145,13 +145,12 @@ impl<'a> GenerateTrainer<'a> {
 
         // Prompt embeddings, once: the four view prompts, the negative prompt and the method's
         // extra prompts.
-        let views = ViewPrompts::new(&cfg.prompt, cfg.prompts.clone());
-        let embeds = PromptEmbeddings::encode(
+        let prompts = PromptProcessor::encode(
             model,
-            &views,
+            &cfg.prompt,
+            &cfg.prompts,
             &cfg.negative_prompt,
             &guidance.extra_prompts(&cfg.prompt),
-            &cfg.prompts,
         )?;
         let prior = Prior {
             unet: &model.unet,
@@ -164,8 +163,7 @@ impl<'a> GenerateTrainer<'a> {
             device,
             prior,
             num_t,
-            views,
-            embeds,
+            prompts,
             guidance,
             gaussians,
             densifier,
@@ -193,7 +191,7 @@ impl<'a> GenerateTrainer<'a> {
         let steps = cfg.steps;
         let num_t = self.num_t;
         let prior = &self.prior;
-        let (views, embeds) = (&self.views, &self.embeds);
+        let prompts = &self.prompts;
         let guidance = &mut self.guidance;
         let gaussians = &mut self.gaussians;
         let densifier = &mut self.densifier;
@@ -226,9 +224,9 @@ impl<'a> GenerateTrainer<'a> {
         let noise = gaussian(latents.dims(), step_seed(cfg.seed, step, 2), device);
         let view_of: Vec<View> = sampled
             .iter()
-            .map(|s| views.view(s.azimuth_deg as f64, s.elevation_deg as f64))
+            .map(|s| prompts.view(s.azimuth_deg as f64, s.elevation_deg as f64))
             .collect();
-        let (cond, uncond, extra) = embeds.select(&view_of, device);
+        let (cond, uncond, extra) = prompts.select(&view_of, device);
         let input = GuidanceInput {
             latents,
             timesteps: t.clone(),
