@@ -357,6 +357,37 @@ mod tests {
         );
     }
 
+    /// The means' learning rate as LucidDreamer sets it (issue 26): × `spatial_lr_scale` 3.5,
+    /// decayed from 1.6e-4·3.5 to 1.6e-6·3.5 over the run's own length (`means_decay_steps =
+    /// 0`), in the struct defaults and in configs/dreammapping.toml; an explicit decay length
+    /// (3DGS's 30,000) keeps the old behaviour.
+    #[test]
+    fn means_learning_rate_follows_lucid_dreamer() {
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-12 * b.abs();
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/dreammapping.toml");
+        let shipped: GenerateConfig =
+            toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        for lr in [LearningRates::default(), shipped.lr] {
+            assert_eq!((lr.means_decay_steps, lr.spatial_lr_scale), (0, 3.5));
+            let n = 5000;
+            assert!(close(lr.at(0, n)[0], 1.6e-4 * 3.5));
+            assert!(close(lr.at(n / 2, n)[0], 1.6e-5 * 3.5));
+            assert!(close(lr.at(n, n)[0], 1.6e-6 * 3.5));
+            // a 150-step run decays all the way too
+            assert!(close(lr.at(150, 150)[0], 1.6e-6 * 3.5));
+        }
+        let old = LearningRates {
+            means_decay_steps: 30_000,
+            spatial_lr_scale: 1.0,
+            ..Default::default()
+        };
+        // 3DGS's horizon: a 5,000-step run ended at 1.6e-4 · 0.01^(1/6) ≈ 7.4e-5
+        assert!(close(
+            old.at(5000, 5000)[0],
+            1.6e-4 * 0.01f64.powf(5000.0 / 30000.0)
+        ));
+    }
+
     /// configs/lods.toml and configs/vsd.toml validate, select their method and spell out its
     /// defaults (the papers' values).
     #[test]

@@ -56,7 +56,7 @@ pub fn rescale_steps(cfg: &GenerateConfig, steps: u64) -> GenerateConfig {
         },
         u @ TimestepSchedule::Uniform { .. } => u,
     };
-    out.lr.means_decay_steps = at(cfg.lr.means_decay_steps).max(1);
+    out.lr.means_decay_steps = every(cfg.lr.means_decay_steps);
     match &mut out.densify {
         Strategy::Default(d) => {
             d.start = at(d.start);
@@ -128,6 +128,10 @@ mod tests {
         // a second rescale back is (up to rounding) the original
         let back = rescale_steps(&r, 5000);
         assert_eq!(back.lr.means_decay_steps, 5000);
+        // 0 (the run's own length) stays 0
+        let mut own = cfg.clone();
+        own.lr.means_decay_steps = 0;
+        assert_eq!(rescale_steps(&own, 150).lr.means_decay_steps, 0);
         // the same length is the identity
         let same = rescale_steps(&cfg, 5000);
         assert_eq!(same.timesteps, cfg.timesteps);
