@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use clap::Args;
 use splat::formats::{SceneFormat, SpzVersion, read_scene, write_scene_as};
+use splat::transform::UpAxis;
 
-/// `splatdream convert <in> <out> [--spz-version 2|3|4]`.
+/// `splatdream convert <in> <out> [--spz-version 2|3|4] [--up z|y|-y]`.
 #[derive(Args)]
 pub struct ConvertArgs {
     /// Input scene: INRIA PLY, PlayCanvas compressed PLY, SPZ (versions 2–4) or `.splat`.
@@ -16,6 +17,11 @@ pub struct ConvertArgs {
     /// SPZ version to write (2 and 3 are gzip-wrapped; 4 is what splat-transform writes).
     #[arg(long, default_value_t = 4)]
     pub spz_version: u32,
+    /// Up axis of the output, for a z-up scene (`generate`'s world): `-y` (SuperSplat,
+    /// PlayCanvas: the COLMAP frame), `y` (three.js-style viewers) or `z` (unchanged). Default: the axis
+    /// the input PLY's header declares (`generate` writes `-y`), else the scene as it is.
+    #[arg(long, allow_hyphen_values = true)]
+    pub up: Option<UpAxis>,
 }
 
 /// Read `input` and write it to `out`.
@@ -40,8 +46,20 @@ pub fn cmd_convert(a: ConvertArgs) -> Result<()> {
         });
     }
     experiments::check_out_file("out", &a.out)?;
-    let data = read_scene(&a.input)?;
-    write_scene_as(&a.out, &data, format)?;
+    // A PLY that declares an up axis reads back as the z-up scene; keep its axis unless told.
+    let declared = match SceneFormat::for_output(&a.input) {
+        Some(SceneFormat::Ply) => splat::ply::declared_up(&a.input)?,
+        _ => None,
+    };
+    let mut data = read_scene(&a.input)?;
+    match (a.up.or(declared), format) {
+        (Some(up), SceneFormat::Ply) => splat::ply::write_ply_up(&a.out, &data, up)?,
+        (Some(up), _) => {
+            splat::transform::rotate(&mut data, up.rotation_from_z_up());
+            write_scene_as(&a.out, &data, format)?;
+        }
+        (None, _) => write_scene_as(&a.out, &data, format)?,
+    }
     println!(
         "{} splats (SH degree {}) {} → {}",
         data.len(),

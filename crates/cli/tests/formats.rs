@@ -238,6 +238,69 @@ fn spz_and_compressed_ply_round_trip_through_splat_transform() {
     }
 }
 
+/// `convert --up -y` (the rotation `generate` applies to its PLYs for SuperSplat and
+/// PlayCanvas) equals splat-transform's own `--rotate 270,0,0` of the z-up scene, and `--up y`
+/// its `--rotate 90,0,0` (in its convention +90° about x takes z to +y), SH coefficients of
+/// degree 3 included: a wrong SH band order, sign or quaternion product fails here. Our files
+/// pass through splat-transform once (PLY → PLY, float32 unchanged) so that the values compared
+/// are the bytes on disk, not our reader's turn back to z-up.
+#[test]
+fn up_axis_matches_splat_transform_rotation() {
+    let dir = tmp("formats", "up");
+    let want = scene(3);
+    let ply = dir.join("z-up.ply");
+    splat::ply::write_ply(&ply, &want).unwrap();
+    let float = Tol {
+        mean: 1e-5,
+        log_scale: 1e-6,
+        alpha: 1e-6,
+        dc: 1e-6,
+        rest: 1e-4,
+        quat: 1e-6,
+    };
+    for (up, rotate) in [("-y", "270,0,0"), ("y", "90,0,0")] {
+        let theirs = dir.join(format!("theirs{up}.ply"));
+        let st = Command::new("bash")
+            .arg(root().join("tools/splat_transform.sh"))
+            .args(["-q", "-w"])
+            .arg(&ply)
+            .args(["-r", rotate])
+            .arg(&theirs)
+            .status()
+            .expect("bash");
+        assert!(
+            st.success(),
+            "tools/splat_transform.sh --rotate failed (needs node + npm)"
+        );
+        let theirs = splat::ply::read_ply(&theirs).unwrap();
+        let ours = dir.join(format!("ours{up}.ply"));
+        convert(&ply, &ours, &["--up", up]);
+        assert_eq!(
+            splat::ply::declared_up(&ours).unwrap().map(|u| u.name()),
+            Some(up)
+        );
+        let raw = dir.join(format!("ours{up}-raw.ply"));
+        splat_transform(&ours, &raw, &[]);
+        let raw = splat::ply::read_ply(&raw).unwrap();
+        // z up → ∓y up: the highest splat has the most negative (−y) or positive (y) y.
+        let top = (0..want.len())
+            .max_by(|&a, &b| want.means[3 * a + 2].total_cmp(&want.means[3 * b + 2]))
+            .unwrap();
+        let sign = if up == "-y" { -1.0 } else { 1.0 };
+        assert!((raw.means[3 * top + 1] - sign * want.means[3 * top + 2]).abs() < 1e-5);
+        let what = format!("convert --up {up} vs splat-transform -r {rotate}");
+        assert_close(&theirs, &raw, float, &what);
+        // Our reader turns the file back to the z-up scene.
+        let back = splat::ply::read_ply(&ours).unwrap();
+        assert_close(
+            &want,
+            &back,
+            float,
+            &format!("read_ply of an --up {up} file"),
+        );
+    }
+}
+
 #[test]
 fn splat_files_decode_as_splat_transform_decodes_them() {
     let dir = tmp("formats", "splat");

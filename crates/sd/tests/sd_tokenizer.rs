@@ -1,14 +1,18 @@
-//! The SD 2.1 CLIP tokenizer (`sd::tokenizer`) against transformers' slow `CLIPTokenizer`.
+//! The SD 2.1 CLIP tokenizer (`sd::tokenizer`) against open_clip's `SimpleTokenizer` (the
+//! default text pipeline) and transformers' slow `CLIPTokenizer` (`TextPipeline::TransformersSlow`).
 //!
-//! Cases: `tests/cases/tokenizer/sd21.json` (from `tools/gen_tokenizer_cases.py`) and, when set,
-//! the file named by `$SPLATDREAM_TOKENIZER_CASES`, both
-//! `{"cases": [{"prompt": str, "input_ids": [77 ints]}, ...]}`. Every prompt must give exactly
-//! those ids. No GPU needed.
+//! Cases: `tests/cases/tokenizer/sd21-open-clip.json` (from
+//! `tools/gen_open_clip_tokenizer_cases.py`), `tests/cases/tokenizer/sd21.json` (from
+//! `tools/gen_tokenizer_cases.py`) and, when set, the file named by
+//! `$SPLATDREAM_TOKENIZER_CASES`, all
+//! `{"text_pipeline": "open_clip" | "transformers-slow", "cases": [{"prompt": str, "input_ids":
+//! [77 ints]}, ...]}` (`text_pipeline` absent: transformers-slow, the format before open_clip
+//! cases existed). Every prompt must give exactly those ids under that pipeline. No GPU needed.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use sd::tokenizer::{BOS_ID, ClipTokenizer, EOS_ID, MAX_LENGTH, PAD_ID, VOCAB_SIZE};
+use sd::tokenizer::{BOS_ID, ClipTokenizer, EOS_ID, MAX_LENGTH, PAD_ID, TextPipeline, VOCAB_SIZE};
 use serde_json::Value;
 use testkit::root;
 
@@ -23,11 +27,22 @@ fn model_tokenizer_dir() -> PathBuf {
     root().join("assets/toyworld/tokenizer")
 }
 
+/// A case file's text pipeline and cases.
+type Cases = (TextPipeline, Vec<(String, Vec<u32>)>);
+
 /// Reads a case file; Err names the file and what is wrong.
-fn load_cases(path: &Path) -> Result<Vec<(String, Vec<u32>)>, String> {
+fn load_cases(path: &Path) -> Result<Cases, String> {
     let name = path.display();
     let text = std::fs::read_to_string(path).map_err(|e| format!("{name}: cannot read: {e}"))?;
     let doc: Value = serde_json::from_str(&text).map_err(|e| format!("{name}: not JSON: {e}"))?;
+    let pipeline = match doc.get("text_pipeline") {
+        None => TextPipeline::TransformersSlow,
+        Some(v) => v
+            .as_str()
+            .ok_or_else(|| format!("{name}: \"text_pipeline\" is not a string"))?
+            .parse::<TextPipeline>()
+            .map_err(|e| format!("{name}: text_pipeline: {e}"))?,
+    };
     let cases = doc
         .get("cases")
         .and_then(Value::as_array)
@@ -35,7 +50,7 @@ fn load_cases(path: &Path) -> Result<Vec<(String, Vec<u32>)>, String> {
     if cases.is_empty() {
         return Err(format!("{name}: \"cases\" is empty"));
     }
-    cases
+    let cases = cases
         .iter()
         .enumerate()
         .map(|(i, c)| {
@@ -61,13 +76,18 @@ fn load_cases(path: &Path) -> Result<Vec<(String, Vec<u32>)>, String> {
             }
             Ok((prompt.to_string(), ids))
         })
-        .collect()
+        .collect::<Result<_, String>>()?;
+    Ok((pipeline, cases))
 }
 
 /// Encodes every case; Err reports the number of mismatches and the first one (prompt, position,
 /// both id lists).
 fn check_cases(t: &ClipTokenizer, path: &Path) -> Result<usize, String> {
-    let cases = load_cases(path)?;
+    let (pipeline, cases) = load_cases(path)?;
+    let t = t
+        .clone()
+        .with_text_pipeline(pipeline)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     let mut bad = 0;
     let mut first = None;
     for (i, (prompt, want)) in cases.iter().enumerate() {
@@ -104,6 +124,40 @@ fn committed_cases() {
         Ok(n) => assert_eq!(n, 473, "{}: expected exactly 473 prompts", path.display()),
         Err(e) => panic!("{e}"),
     }
+}
+
+#[test]
+fn committed_open_clip_cases() {
+    let path = root().join("tests/cases/tokenizer/sd21-open-clip.json");
+    let (pipeline, _) = load_cases(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(pipeline, TextPipeline::OpenClip);
+    match check_cases(tok(), &path) {
+        // 415 gallery prompts, the edge cases of both generators and 600 seeded random strings,
+        // less duplicates and the 7 that need ftfy's mojibake repair.
+        Ok(n) => assert_eq!(n, 1069, "{}: expected exactly 1069 prompts", path.display()),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// The two pipelines differ where the issue says they do (CJK runs, `!`): a test of the
+/// default that passed the slow pipeline's file would not be testing open_clip.
+#[test]
+fn pipelines_differ_on_cjk_and_bang() {
+    let slow = tok()
+        .clone()
+        .with_text_pipeline(TextPipeline::TransformersSlow)
+        .unwrap();
+    for prompt in ["東京の夜景", "wow!"] {
+        assert_ne!(
+            tok().encode(prompt).unwrap(),
+            slow.encode(prompt).unwrap(),
+            "{prompt:?}"
+        );
+    }
+    assert_eq!(
+        tok().encode("a photo of a cat").unwrap(),
+        slow.encode("a photo of a cat").unwrap()
+    );
 }
 
 #[test]

@@ -7,7 +7,8 @@
 //! - [`raster`]: the kernel pipeline (projection, depth sort, tiles, compositing); [`sort`]: its
 //!   GPU radix sort and exclusive scan, also on their own ([`sort::sort_pairs`]).
 //! - [`ply`]: INRIA 3DGS PLY read/write; [`formats`]: every scene format (compressed PLY, SPZ,
-//!   `.splat`) behind one `read_scene` / `write_scene`.
+//!   `.splat`) behind one `read_scene` / `write_scene`; [`transform`]: rotations of a whole scene
+//!   (means, quats, SH) and the up-axis conventions of exported files.
 //!
 //! Knows nothing of diffusion.
 
@@ -21,6 +22,7 @@ pub mod raster;
 pub mod render;
 pub mod scene;
 pub mod sort;
+pub mod transform;
 
 pub use camera::Camera;
 pub use render::{RasterizeMode, RenderError, RenderOptions, RenderOutput, render};

@@ -169,8 +169,11 @@ pub fn write_extra_formats(
 }
 
 /// The final scene files of a run in `dir`: `point_cloud.ply`, then `point_cloud.spz` /
-/// `point_cloud.compressed.ply` for `formats`, then `mesh.glb` when `mesh` (turned from z-up to
-/// y-up when `z_up`). Returns the paths written.
+/// `point_cloud.compressed.ply` for `formats`, then `mesh.glb` when `mesh`. `up`: `None` for a
+/// scene in its dataset's own frame (`fit`), written as it is; `Some(axis)` for a z-up scene
+/// (`generate`'s world): the splat files are turned into that up convention
+/// ([`splat::ply::write_ply_up`], which records it so our readers turn it back) and the mesh
+/// into glTF's y-up. Returns the paths written.
 ///
 /// # Errors
 /// The first write that fails, naming its file.
@@ -179,7 +182,7 @@ pub fn write_scene_outputs<E>(
     data: &splat::SplatData,
     formats: &[ExtraFormat],
     mesh: bool,
-    z_up: bool,
+    up: Option<splat::transform::UpAxis>,
 ) -> Result<Vec<PathBuf>, E>
 where
     E: From<splat::ply::PlyError>
@@ -187,11 +190,23 @@ where
         + From<splat::extract::write::MeshWriteError>,
 {
     let ply = dir.join("point_cloud.ply");
-    splat::ply::write_ply(&ply, data)?;
-    let mut out = vec![ply];
-    out.extend(write_extra_formats(dir, data, formats)?);
+    let mut out = vec![ply.clone()];
+    match up {
+        None => {
+            splat::ply::write_ply(&ply, data)?;
+            out.extend(write_extra_formats(dir, data, formats)?);
+        }
+        Some(axis) => {
+            splat::ply::write_ply_up(&ply, data, axis)?;
+            if !formats.is_empty() {
+                let mut turned = data.clone();
+                splat::transform::rotate(&mut turned, axis.rotation_from_z_up());
+                out.extend(write_extra_formats(dir, &turned, formats)?);
+            }
+        }
+    }
     if mesh {
-        out.extend(write_mesh_output(dir, data, z_up)?);
+        out.extend(write_mesh_output(dir, data, up.is_some())?);
     }
     Ok(out)
 }

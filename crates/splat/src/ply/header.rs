@@ -54,6 +54,9 @@ pub(crate) struct Header {
     pub elements: Vec<ElementLine>,
     /// Bytes of the header, `end_header\n` included: the body starts here.
     pub len: u64,
+    /// The up axis a `comment splatdream up <axis> from z` line declares (see
+    /// [`super::UP_COMMENT`]); `None` when the file has no such line.
+    pub up: Option<crate::transform::UpAxis>,
 }
 
 /// Bytes of one scalar PLY type, `None` for an unknown type name.
@@ -80,6 +83,7 @@ pub(crate) fn read_header(reader: &mut impl BufRead, file_len: u64) -> Result<He
     let mut line = Vec::new();
     let mut format = None;
     let mut elements: Vec<ElementLine> = vec![];
+    let mut up = None;
     let mut n = 0usize;
     loop {
         line.clear();
@@ -111,6 +115,9 @@ pub(crate) fn read_header(reader: &mut impl BufRead, file_len: u64) -> Result<He
         }
         match words.as_slice() {
             ["end_header"] => break,
+            ["comment", "splatdream", "up", axis, "from", "z"] => {
+                up = Some(axis.parse().map_err(|e| format!("header line {n}: {e}"))?);
+            }
             ["format", f, ..] => {
                 format = Some(match *f {
                     "ascii" => Format::Ascii,
@@ -168,6 +175,7 @@ pub(crate) fn read_header(reader: &mut impl BufRead, file_len: u64) -> Result<He
         format: format.unwrap_or(Format::Ascii),
         elements,
         len: header_len,
+        up,
     };
     if header.format != Format::Ascii {
         check_binary_sizes(&header, file_len)?;

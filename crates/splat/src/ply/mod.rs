@@ -5,6 +5,11 @@
 //! scale_0..2, rot_0..3`. `f_rest` is channel-major (all red coefficients 1..K−1, then green,
 //! then blue), `opacity` is the logit, `scale_*` are log scales, `rot_*` is the quaternion wxyz.
 //! Reading accepts any scalar property type and any property order; writing uses float32.
+//!
+//! Up axis: [`write_ply_up`] writes a z-up scene (`generate`'s world) turned into another
+//! convention ([`UpAxis`]) and records it in the header as `comment splatdream up <axis> from
+//! z`; [`read_ply`] / [`parse_ply`] turn such a file back to z-up, so our own tools (evaluate,
+//! render, `--init`) see the world they wrote while viewers see the file's convention.
 
 use std::io::Write;
 use std::path::Path;
@@ -13,6 +18,10 @@ use ply_rs_bw::parser::{Parser, Reader};
 use ply_rs_bw::ply::{DefaultElement, Encoding, Property, PropertyType, ScalarType};
 
 use crate::scene::{SplatData, sh_coeffs};
+use crate::transform::{UpAxis, rotate};
+
+/// The header comment (before the axis name) that records the up-axis rotation of a file.
+pub const UP_COMMENT: &str = "splatdream up";
 
 pub(crate) mod header;
 mod records;
@@ -100,11 +109,40 @@ pub fn read_ply(path: &Path) -> Result<SplatData, PlyError> {
         message,
     })?;
     if let Some(layout) = records::RecordLayout::new(&header) {
-        return layout.read(&mut reader, &p);
+        let data = layout.read(&mut reader, &p)?;
+        return Ok(back_to_z_up(data, header.up));
     }
     drop(reader);
     let bytes = std::fs::read(path).map_err(io)?;
     parse_ply(&bytes, path)
+}
+
+/// The up axis a PLY's header declares (`comment splatdream up <axis> from z`, written by
+/// [`write_ply_up`]); `None` when it declares none. Reads the header only.
+///
+/// # Errors
+/// [`PlyError`] naming the file: unreadable, or a malformed header.
+pub fn declared_up(path: &Path) -> Result<Option<UpAxis>, PlyError> {
+    let p = path.display().to_string();
+    let file = std::fs::File::open(path).map_err(|source| PlyError::Io {
+        path: p.clone(),
+        source,
+    })?;
+    let len = file.metadata().map_or(u64::MAX, |m| m.len());
+    let mut reader = std::io::BufReader::new(file);
+    let header = header::read_header(&mut reader, len)
+        .map_err(|message| PlyError::Parse { path: p, message })?;
+    Ok(header.up)
+}
+
+/// Undoes the rotation a `comment splatdream up <axis> from z` line records.
+fn back_to_z_up(mut data: SplatData, up: Option<UpAxis>) -> SplatData {
+    if let Some(up) = up.filter(|&u| u != UpAxis::Z) {
+        let r = up.rotation_from_z_up();
+        let back = std::array::from_fn(|i| std::array::from_fn(|j| r[j][i]));
+        rotate(&mut data, back);
+    }
+    data
 }
 
 /// Parse the bytes of an INRIA splat PLY (see [`read_ply`], whose two paths this takes too);
@@ -124,9 +162,10 @@ pub fn parse_ply(bytes: &[u8], path: &Path) -> Result<SplatData, PlyError> {
             message,
         })?;
     if let Some(layout) = records::RecordLayout::new(&header) {
-        return layout.read(&mut body, &p);
+        let data = layout.read(&mut body, &p)?;
+        return Ok(back_to_z_up(data, header.up));
     }
-    parse_general(bytes, path)
+    Ok(back_to_z_up(parse_general(bytes, path)?, header.up))
 }
 
 /// [`parse_ply`] through `ply-rs-bw`'s parser: any encoding, scalar type and property order.
@@ -335,9 +374,32 @@ fn inria_record(data: &SplatData, i: usize, rec: &mut [f32]) {
 /// # Errors
 /// [`PlyError::Write`] naming the file.
 pub fn write_ply(path: &Path, data: &SplatData) -> Result<(), PlyError> {
+    write_ply_records(path, data, None)
+}
+
+/// [`write_ply`] of a z-up scene turned into the `up` convention ([`crate::transform::rotate`]
+/// with [`UpAxis::rotation_from_z_up`]: means, quats and SH coefficients), the header
+/// recording it (`comment splatdream up -y from z`) so that [`read_ply`] returns the z-up
+/// scene. [`UpAxis::Z`] writes the scene unchanged, with the comment.
+///
+/// # Errors
+/// [`PlyError::Write`] naming the file.
+pub fn write_ply_up(path: &Path, data: &SplatData, up: UpAxis) -> Result<(), PlyError> {
+    if up == UpAxis::Z {
+        return write_ply_records(path, data, Some(up));
+    }
+    let mut turned = data.clone();
+    rotate(&mut turned, up.rotation_from_z_up());
+    write_ply_records(path, &turned, Some(up))
+}
+
+fn write_ply_records(path: &Path, data: &SplatData, up: Option<UpAxis>) -> Result<(), PlyError> {
     let names = inria_property_names(data.sh_degree);
+    let up_line = up.map_or(String::new(), |u| {
+        format!("comment {UP_COMMENT} {u} from z\n")
+    });
     let mut header = format!(
-        "ply\nformat binary_little_endian 1.0\ncomment written by splatdream\nelement vertex {}\n",
+        "ply\nformat binary_little_endian 1.0\ncomment written by splatdream\n{up_line}element vertex {}\n",
         data.len()
     );
     for name in &names {
@@ -377,6 +439,60 @@ mod tests {
             sh: (0..3 * k * n).map(|i| (i as f32).sin()).collect(),
             sh_degree: deg,
         }
+    }
+
+    /// A file written with an up axis reads back as the z-up scene it came from; the bytes on
+    /// disk hold the turned scene (z up → −y up: a mean at height 0.5 has y = −0.5).
+    #[test]
+    fn up_axis_round_trip() {
+        let dir = std::env::temp_dir().join(format!("splat-ply-up-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for deg in [0, 3] {
+            let mut d = sample(deg);
+            for q in d.quats.chunks_exact_mut(4) {
+                let n = q.iter().map(|x| x * x).sum::<f32>().sqrt();
+                q.iter_mut().for_each(|x| *x /= n);
+            }
+            for up in [UpAxis::Z, UpAxis::Y, UpAxis::NegY] {
+                let path = dir.join(format!("s{deg}{up}.ply"));
+                write_ply_up(&path, &d, up).unwrap();
+                let back = read_ply(&path).unwrap();
+                let close =
+                    |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-5);
+                assert!(close(&back.means, &d.means), "{up} deg {deg}");
+                assert!(close(&back.quats, &d.quats), "{up} deg {deg}");
+                assert!(close(&back.sh, &d.sh), "{up} deg {deg}");
+                let text = std::fs::read(&path).unwrap();
+                let header = String::from_utf8_lossy(&text[..200]);
+                assert!(
+                    header.contains(&format!("comment splatdream up {up} from z")),
+                    "{header}"
+                );
+            }
+        }
+        let d = sample(0);
+        let path = dir.join("negy.ply");
+        write_ply_up(&path, &d, UpAxis::NegY).unwrap();
+        let raw = parse_general(&std::fs::read(&path).unwrap(), &path).unwrap();
+        assert!(
+            (raw.means[4] + d.means[5]).abs() < 1e-6,
+            "{:?} vs {:?}",
+            raw.means,
+            d.means
+        );
+        let bad = dir.join("bad-up.ply");
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = bytes
+            .windows(12)
+            .position(|w| w == b"up -y from z")
+            .unwrap();
+        bytes[at + 4] = b'q';
+        std::fs::write(&bad, &bytes).unwrap();
+        let err = read_ply(&bad).unwrap_err().to_string();
+        assert!(
+            err.contains("bad-up.ply") && err.contains("up axis"),
+            "{err}"
+        );
     }
 
     #[test]

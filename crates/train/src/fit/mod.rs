@@ -428,7 +428,7 @@ pub fn fit(
     // Outputs.
     let data = trainer.gaussians.to_data().map_err(FitError::Device)?;
     let (formats, mesh) = (&cfg.output.formats, cfg.output.mesh);
-    let written = write_scene_outputs::<FitError>(out_dir, &data, formats, mesh, false)?;
+    let written = write_scene_outputs::<FitError>(out_dir, &data, formats, mesh, None)?;
     report.outputs.extend(written);
     let bg = cfg.data.background.eval();
     let final_opts = RenderOptions {

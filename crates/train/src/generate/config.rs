@@ -35,6 +35,12 @@ pub enum InitKind {
     /// `count` points sampled on a mesh surface (`path`: `.obj`, `.glb`, `.gltf`), the
     /// stand-in for DreamMapping's Shap-E initialisation.
     Mesh,
+    /// A coarse stage of the run's own prior: SDS (the run's `[guidance.sds]` settings) for
+    /// `coarse_steps` steps at `coarse_resolution`, from the sphere of this table, its
+    /// densification and timestep schedules rescaled to the stage's length; its splats seed
+    /// the main stage (issue 26: the stand-in for a Shap-E/Point-E geometry when no such model
+    /// is at hand; DreamFusion-style coarse-to-fine).
+    Coarse,
 }
 
 /// `[init]`: the initial splats.
@@ -61,6 +67,11 @@ pub struct InitConfig {
     /// Whether `points`/`mesh` files are y-up with the front facing +z (OBJ/glTF convention)
     /// and must be turned to the z-up, front-facing-+x world of the camera sampler.
     pub y_up: bool,
+    /// Steps of the `coarse` stage.
+    pub coarse_steps: u64,
+    /// Image side of the `coarse` stage in pixels (0 = half the run's `resolution`, rounded
+    /// to the VAE's downscale).
+    pub coarse_resolution: u32,
 }
 
 impl Default for InitConfig {
@@ -74,6 +85,8 @@ impl Default for InitConfig {
             opacity: 0.1,
             scale_factor: 1.0,
             y_up: true,
+            coarse_steps: 300,
+            coarse_resolution: 0,
         }
     }
 }
@@ -159,9 +172,15 @@ impl LearningRates {
 pub struct BackgroundConfig {
     /// `"white"`, `"black"`, `"random"` or `[r, g, b]` (LucidDreamer: white).
     pub colour: Background,
-    /// Probability per step of a uniformly random colour instead (LucidDreamer's
-    /// `bg_aug_ratio`, 0.5).
+    /// Probability of an augmented background instead of `colour` (LucidDreamer's
+    /// `bg_aug_ratio`: 0.5 in its argument defaults, 0.66 in every shipped config).
     pub random_ratio: f64,
+    /// Share of the augmented backgrounds that are black rather than a uniformly random colour
+    /// (LucidDreamer `gaussian_renderer.render`: 0.5; 0 here before issue 26).
+    pub black_share: f64,
+    /// Draw the background per view of the batch (LucidDreamer renders each view apart and
+    /// draws its background there) rather than once per step.
+    pub per_view: bool,
 }
 
 impl Default for BackgroundConfig {
@@ -169,17 +188,55 @@ impl Default for BackgroundConfig {
         Self {
             colour: Background::Named(NamedBackground::White),
             random_ratio: 0.5,
+            black_share: 0.0,
+            per_view: false,
         }
     }
 }
 
 impl BackgroundConfig {
-    /// The colour of one step.
+    /// One background draw: with probability `random_ratio` an augmented one (black with
+    /// probability `black_share`, else a uniformly random colour), else `colour`.
     pub fn sample(&self, rng: &mut StdRng) -> [f32; 3] {
         if self.random_ratio > 0.0 && rng.random::<f64>() < self.random_ratio {
-            std::array::from_fn(|_| rng.random())
+            if self.black_share > 0.0 && rng.random::<f64>() < self.black_share {
+                [0.0; 3]
+            } else {
+                std::array::from_fn(|_| rng.random())
+            }
         } else {
             self.colour.train(rng)
+        }
+    }
+
+    /// The backgrounds of a batch of `views`: one draw per view when `per_view`, else one draw
+    /// repeated.
+    pub fn sample_views(&self, views: usize, rng: &mut StdRng) -> Vec<[f32; 3]> {
+        if self.per_view {
+            (0..views).map(|_| self.sample(rng)).collect()
+        } else {
+            vec![self.sample(rng); views]
+        }
+    }
+}
+
+/// `[latents]`: how a render becomes the latents the guidance sees, and the noise added to them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LatentConfig {
+    /// Encode to a sample of the VAE posterior, `mean + std·ε`, instead of its mean
+    /// (LucidDreamer `StableDiffusion.encode_imgs`: `latent_dist.sample()`).
+    pub posterior_sample: bool,
+    /// Offset noise: `ε + offset·ε'` with one `ε' [1, 4, 1, 1]` per step shared by the batch
+    /// (LucidDreamer `StableDiffusion.train_step`: 0.1).
+    pub noise_offset: f64,
+}
+
+impl Default for LatentConfig {
+    fn default() -> Self {
+        Self {
+            posterior_sample: false,
+            noise_offset: 0.0,
         }
     }
 }
@@ -213,6 +270,12 @@ pub struct OutputConfig {
     /// `point_cloud.ply` is always written). A snapshot due inside an opacity reset's recovery
     /// window is written when the window has passed, named by that step.
     pub ply_every: u64,
+    /// Up axis of the written splat files (`point_cloud*.ply`, `.spz`, `.compressed.ply`):
+    /// `"-y"` (default; the COLMAP frame, which SuperSplat and PlayCanvas show upright),
+    /// `"y"` (three.js-style viewers) or `"z"` (the training world unchanged). The PLY header
+    /// records it and our readers turn such a file back to the z-up world
+    /// ([`splat::transform::UpAxis`]).
+    pub up: splat::transform::UpAxis,
 }
 
 impl Default for OutputConfig {
@@ -228,6 +291,7 @@ impl Default for OutputConfig {
             mesh: false,
             views: 8,
             ply_every: 0,
+            up: splat::transform::UpAxis::NegY,
         }
     }
 }
@@ -279,6 +343,10 @@ pub struct GenerateConfig {
     pub densify: Strategy,
     /// Background.
     pub background: BackgroundConfig,
+    /// Encoding and noising of the latents.
+    pub latents: LatentConfig,
+    /// LucidDreamer's extra losses (off by default).
+    pub regularisers: super::RegulariserConfig,
     /// Outputs.
     pub output: OutputConfig,
 }
@@ -320,6 +388,8 @@ impl Default for GenerateConfig {
             adam: Adam::default(),
             densify: lucid_densify(),
             background: BackgroundConfig::default(),
+            latents: LatentConfig::default(),
+            regularisers: super::RegulariserConfig::default(),
             output: OutputConfig::default(),
         }
     }
@@ -523,6 +593,28 @@ pub fn validate(cfg: &GenerateConfig) -> Result<(), GenerateError> {
     }
     if !(0.0..=1.0).contains(&cfg.background.random_ratio) {
         return Err(config_err("background.random_ratio", "must be in [0, 1]"));
+    }
+    if !(0.0..=1.0).contains(&cfg.background.black_share) {
+        return Err(config_err("background.black_share", "must be in [0, 1]"));
+    }
+    if !(cfg.latents.noise_offset.is_finite() && cfg.latents.noise_offset >= 0.0) {
+        return Err(config_err("latents.noise_offset", "must be finite and ≥ 0"));
+    }
+    let r = &cfg.regularisers;
+    for (name, v) in [
+        ("regularisers.tv_image", r.tv_image),
+        ("regularisers.tv_depth", r.tv_depth),
+        ("regularisers.mean_scale", r.mean_scale),
+    ] {
+        if !(v.is_finite() && v >= 0.0) {
+            return Err(config_err(name, "must be finite and ≥ 0"));
+        }
+    }
+    if cfg.init.kind == InitKind::Coarse && cfg.init.coarse_steps == 0 {
+        return Err(config_err(
+            "init.coarse_steps",
+            "must be at least 1 for kind = \"coarse\"",
+        ));
     }
     if let Background::Rgb(c) = cfg.background.colour
         && c.iter().any(|v| !(0.0..=1.0).contains(v))

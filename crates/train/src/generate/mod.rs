@@ -26,15 +26,17 @@
 
 mod config;
 mod record;
+mod regularise;
 mod rescale;
 mod setup;
 mod trainer;
 
 pub use config::*;
 pub use record::*;
+pub use regularise::{RegulariserConfig, lucid_disparity, regularisers, tv_loss};
 pub use rescale::rescale_steps;
 pub use setup::*;
-pub use trainer::{GenerateTrainer, StepOutcome};
+pub use trainer::{GenerateTrainer, StepOutcome, over_backgrounds};
 
 use crate::metrics::MetricsLog;
 use std::path::{Path, PathBuf};
@@ -215,7 +217,7 @@ pub fn generate(
             ply_due = false;
             let data = trainer.gaussians.to_data().map_err(GenerateError::Device)?;
             let path = out_dir.join(crate::output::snapshot_name(done));
-            splat::ply::write_ply(&path, &data)?;
+            splat::ply::write_ply_up(&path, &data, cfg.output.up)?;
         }
         let every = cfg.output.checkpoint_every;
         let periodic = every > 0 && done.is_multiple_of(every) && done != steps;
@@ -239,7 +241,7 @@ pub fn generate(
             &data,
             &cfg.output.formats,
             cfg.output.mesh,
-            true,
+            Some(cfg.output.up),
         )?);
     let opts = RenderOptions {
         background: cfg.background.colour.eval(),
@@ -405,5 +407,139 @@ mod tests {
             assert_eq!(cfg.guidance.lods, distill::LodsConfig::default(), "{name}");
             assert_eq!(cfg.guidance.vsd, distill::VsdConfig::default(), "{name}");
         }
+    }
+
+    /// The LucidDreamer recipe configs/dreammapping.toml carries (issue 26): per-view
+    /// background augmentation at p = 0.66, half black; a posterior sample with 0.1 offset
+    /// noise; TV and mean-scale regularisers at weight 1. The threestudio-based configs sample
+    /// the posterior without offset noise.
+    #[test]
+    fn lucid_dreamer_recipe_in_dreammapping_config() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        let read = |name: &str| -> GenerateConfig {
+            toml::from_str(&std::fs::read_to_string(dir.join(name)).unwrap()).unwrap()
+        };
+        let dm = read("dreammapping.toml");
+        assert_eq!(
+            (
+                dm.background.random_ratio,
+                dm.background.black_share,
+                dm.background.per_view
+            ),
+            (0.66, 0.5, true)
+        );
+        assert_eq!(
+            dm.latents,
+            LatentConfig {
+                posterior_sample: true,
+                noise_offset: 0.1
+            }
+        );
+        assert_eq!(
+            dm.regularisers,
+            RegulariserConfig {
+                tv_image: 1.0,
+                tv_depth: 1.0,
+                mean_scale: 1.0
+            }
+        );
+        for name in [
+            "sdi.toml",
+            "bridge.toml",
+            "vsd.toml",
+            "lods.toml",
+            "lmc.toml",
+        ] {
+            let c = read(name);
+            assert!(c.latents.posterior_sample, "{name}");
+            assert_eq!(c.latents.noise_offset, 0.0, "{name}");
+        }
+        // The defaults keep the earlier behaviour for configs that say nothing.
+        let d = GenerateConfig::default();
+        assert!(!d.latents.posterior_sample && d.latents.noise_offset == 0.0);
+        assert!(!d.regularisers.any());
+        assert!(!d.background.per_view && d.background.black_share == 0.0);
+    }
+
+    /// Background draws: per view when asked, half of the augmented ones black at
+    /// `black_share = 0.5`, never black at 0.
+    #[test]
+    fn background_draws_follow_the_settings() {
+        use rand::SeedableRng;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let lucid = BackgroundConfig {
+            random_ratio: 0.66,
+            black_share: 0.5,
+            per_view: true,
+            ..Default::default()
+        };
+        let n = 20_000;
+        let draws: Vec<[f32; 3]> = (0..n / 4)
+            .flat_map(|_| lucid.sample_views(4, &mut rng))
+            .collect();
+        let frac =
+            |f: &dyn Fn(&[f32; 3]) -> bool| draws.iter().filter(|b| f(b)).count() as f64 / n as f64;
+        let white = frac(&|b| *b == [1.0; 3]);
+        let black = frac(&|b| *b == [0.0; 3]);
+        assert!((white - 0.34).abs() < 0.02, "white {white}");
+        assert!((black - 0.33).abs() < 0.02, "black {black}");
+        // Per view: the four views of a step differ (per step they would all be equal).
+        let views = lucid.sample_views(4, &mut rng);
+        let per_step = BackgroundConfig {
+            per_view: false,
+            ..lucid.clone()
+        }
+        .sample_views(4, &mut rng);
+        assert!(per_step.iter().all(|b| *b == per_step[0]));
+        assert!(
+            (0..50).any(|_| {
+                let v = lucid.sample_views(4, &mut rng);
+                v.iter().any(|b| *b != v[0])
+            }),
+            "{views:?}"
+        );
+        let old = BackgroundConfig::default();
+        assert!((0..2000).all(|_| old.sample(&mut rng) != [0.0; 3]));
+    }
+
+    /// The coarse stage (`init.kind = "coarse"`): SDS, its own length with every schedule
+    /// rescaled to it, half the resolution rounded to the VAE's downscale, a sphere, no outputs.
+    #[test]
+    fn coarse_stage_config() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/dreammapping.toml");
+        let mut cfg: GenerateConfig =
+            toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        cfg.prompt = "a corgi".into();
+        cfg.init.kind = InitKind::Coarse;
+        cfg.init.coarse_steps = 500;
+        let c = coarse_config(&cfg, 8);
+        assert_eq!(c.guidance.method, "sds");
+        assert_eq!(
+            format!("{:?}", c.guidance.sds),
+            format!("{:?}", cfg.guidance.sds)
+        );
+        assert_eq!(
+            (c.steps, c.resolution, c.init.kind),
+            (500, 256, InitKind::Sphere)
+        );
+        assert_eq!(c.output.checkpoint_every, 0);
+        match (&c.densify, &cfg.densify) {
+            (optim::densify::Strategy::Default(a), optim::densify::Strategy::Default(b)) => {
+                assert_eq!(
+                    a.stop,
+                    b.stop / 10,
+                    "densification rescaled from 5,000 to 500 steps"
+                );
+            }
+            _ => panic!("dreammapping uses the default strategy"),
+        }
+        validate(&c).unwrap();
+        cfg.resolution = 64;
+        cfg.init.coarse_resolution = 0;
+        assert_eq!(coarse_config(&cfg, 4).resolution, 32);
+        cfg.init.coarse_resolution = 30;
+        assert_eq!(coarse_config(&cfg, 4).resolution, 28);
+        cfg.init.coarse_steps = 0;
+        assert!(validate(&cfg).is_err());
     }
 }

@@ -52,6 +52,12 @@ pub fn initial_splats(cfg: &InitConfig, seed: u64) -> Result<splat::SplatData, G
             }
             return Ok(data);
         }
+        InitKind::Coarse => {
+            return Err(config_err(
+                "init.kind",
+                "\"coarse\" is run by GenerateTrainer::new (it needs the model)",
+            ));
+        }
         InitKind::Points => read_point_cloud(&path()?)?,
         InitKind::Mesh => Mesh::load(&path()?)?.sample_surface(cfg.count, seed),
     };
@@ -101,6 +107,26 @@ pub fn draw_timesteps(
     } else {
         cfg.timesteps.sample(step as usize, cfg.batch, num_t, rng)
     }
+}
+
+/// The config of `cfg`'s coarse initialisation stage (`init.kind = "coarse"`): SDS with the
+/// run's `[guidance.sds]`, `init.coarse_steps` steps at `init.coarse_resolution` (0 = half the
+/// run's resolution, rounded down to a multiple of `downscale`, at least `downscale`), the
+/// sphere of `[init]`, every step count rescaled to the stage ([`super::rescale_steps`]), no
+/// outputs. `downscale` is the VAE's (8 for SD 2.1, 4 for the toy prior).
+pub fn coarse_config(cfg: &GenerateConfig, downscale: u32) -> GenerateConfig {
+    let mut c = super::rescale_steps(cfg, cfg.init.coarse_steps.max(1));
+    c.guidance.method = "sds".into();
+    c.init.kind = InitKind::Sphere;
+    let res = match cfg.init.coarse_resolution {
+        0 => cfg.resolution / 2,
+        r => r,
+    };
+    let d = downscale.max(1);
+    c.resolution = (res / d * d).max(d);
+    c.output.checkpoint_every = 0;
+    c.output.ply_every = 0;
+    c
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Tensor, TensorData};
 use distill::cameras::SampledCamera;
 use distill::prompts::{PromptProcessor, View};
 use distill::{Guidance, GuidanceInput, GuidanceOutput, Prior};
@@ -15,10 +15,11 @@ use rand::{SeedableRng, rngs::StdRng};
 use sd::pipeline::{StableDiffusion, gaussian};
 use splat::{Camera, RenderOptions, render};
 
+use super::config::InitKind;
 use super::config::{GenerateConfig, GenerateError};
 use super::record::Event;
 use super::setup::draw_timesteps;
-use super::setup::{c2w_tensor, initial_splats, scene_scale};
+use super::setup::{c2w_tensor, coarse_config, initial_splats, scene_scale};
 use crate::checkpoint::{Checkpoint, CheckpointError};
 use optim::densify::{Densifier, Reduction};
 use optim::guard::{StepGuard, fault_nan, keep_unless_bad, non_finite};
@@ -50,8 +51,9 @@ pub struct GenerateTrainer<'a> {
 pub struct StepOutcome {
     /// The cameras of the batch, with their azimuth and elevation.
     pub sampled: Vec<SampledCamera>,
-    /// The background colour, RGB in [0, 1].
-    pub background: [f32; 3],
+    /// The background colour of each view, RGB in [0, 1] (all equal unless
+    /// `background.per_view`).
+    pub backgrounds: Vec<[f32; 3]>,
     /// Per-sample timesteps.
     pub timesteps: Vec<usize>,
     /// `z(θ) [B, 4, h, w]`: the scaled VAE latents of the renders before the update, detached.
@@ -125,7 +127,11 @@ impl<'a> GenerateTrainer<'a> {
                 )));
             }
             None => {
-                let init = initial_splats(&cfg.init, cfg.seed)?;
+                let init = if cfg.init.kind == InitKind::Coarse {
+                    coarse_stage(cfg, model, device, on_event)?
+                } else {
+                    initial_splats(&cfg.init, cfg.seed)?
+                };
                 gaussians = Gaussians::from_data(&init, 0, device);
                 densifier =
                     Densifier::new(cfg.densify.clone(), scene_scale(cfg), cfg.seed, cfg.steps);
@@ -199,7 +205,9 @@ impl<'a> GenerateTrainer<'a> {
         let mut rng = StdRng::seed_from_u64(step_seed(cfg.seed, step, 1));
         let sampled = cfg.cameras.sample(cfg.batch, res, &mut rng);
         let cams: Vec<Camera> = sampled.iter().map(|s| s.camera).collect();
-        let bg = cfg.background.sample(&mut rng);
+        let bgs = cfg.background.sample_views(sampled.len(), &mut rng);
+        let bg = bgs[0];
+        let per_view_bg = bgs.iter().any(|b| *b != bg);
         let t = draw_timesteps(cfg, step, num_t, &mut rng);
         let opt_step = step + 1;
         let want_means2d = densifier.wants_means2d_grad(opt_step);
@@ -209,19 +217,36 @@ impl<'a> GenerateTrainer<'a> {
             &leaves.splats,
             &cams,
             &RenderOptions {
-                background: bg,
+                // Backgrounds that differ per view are composited below over a black render.
+                background: if per_view_bg { [0.0; 3] } else { bg },
                 sh_degree: Some(0),
                 means2d_grad: want_means2d,
                 ..Default::default()
             },
         )?;
+        let rgb = if per_view_bg {
+            over_backgrounds(out.rgb.clone(), out.alpha.clone(), &bgs, device)
+        } else {
+            out.rgb.clone()
+        };
         // The one layout conversion: rasterizer [B, H, W, 3] in [0, 1] → VAE [B, 3, H, W] in
         // [−1, 1].
-        let image = out.rgb.clone().permute([0, 3, 1, 2]) * 2.0 - 1.0;
-        let z = model.vae.encode(image).mean * model.vae.scaling_factor();
+        let image = rgb.clone().permute([0, 3, 1, 2]) * 2.0 - 1.0;
+        let posterior = model.vae.encode(image);
+        let z = if cfg.latents.posterior_sample {
+            let eps = gaussian(posterior.mean.dims(), step_seed(cfg.seed, step, 4), device);
+            posterior.sample(eps)
+        } else {
+            posterior.mean
+        } * model.vae.scaling_factor();
         let latents = z.clone().detach().inner();
         let z0 = latents.clone();
-        let noise = gaussian(latents.dims(), step_seed(cfg.seed, step, 2), device);
+        let mut noise = gaussian(latents.dims(), step_seed(cfg.seed, step, 2), device);
+        if cfg.latents.noise_offset != 0.0 {
+            let [_, c, _, _] = latents.dims();
+            let offset = gaussian([1, c, 1, 1], step_seed(cfg.seed, step, 5), device);
+            noise = noise + offset * cfg.latents.noise_offset;
+        }
         let view_of: Vec<View> = sampled
             .iter()
             .map(|s| prompts.view(s.azimuth_deg as f64, s.elevation_deg as f64))
@@ -240,6 +265,17 @@ impl<'a> GenerateTrainer<'a> {
         };
         let g = guidance.gradient(prior, &input)?;
         let mut loss = distill::inject(z, g.grad.clone());
+        if let Some(reg) = super::regularisers(
+            &cfg.regularisers,
+            rgb.clone(),
+            out.depth.clone(),
+            out.alpha.clone(),
+            leaves.leaves[2].clone(),
+            &cams,
+            device,
+        ) {
+            loss = loss + reg;
+        }
         if fault_nan(opt_step) {
             loss = loss * f32::NAN;
         }
@@ -264,37 +300,88 @@ impl<'a> GenerateTrainer<'a> {
             .map_err(GenerateError::Device)?;
         Ok(StepOutcome {
             sampled,
-            background: bg,
+            backgrounds: bgs,
             timesteps: t,
             latents: z0,
             guidance: g,
             loss: loss.inner(),
-            rgb: out.rgb.inner(),
+            rgb: rgb.inner(),
             lrs,
         })
     }
 
     /// `z [B, 4, h, w]`: the scaled VAE latents (posterior mean) of the current splats rendered
-    /// at `cams` over `background` at the run's resolution, without gradients; what
-    /// [`StepOutcome::latents`] holds for the step's cameras.
+    /// at `cams` over `backgrounds` (one per camera) at the run's resolution, without
+    /// gradients; what [`StepOutcome::latents`] holds for the step's cameras (with
+    /// `latents.posterior_sample` off).
     ///
     /// # Errors
     /// A render that overflows the intersection buffer.
     pub fn latents(
         &self,
         cams: &[Camera],
-        background: [f32; 3],
+        backgrounds: &[[f32; 3]],
     ) -> Result<Tensor<4>, GenerateError> {
         let out = render(
             &self.gaussians.splats(),
             cams,
             &RenderOptions {
-                background,
+                background: [0.0; 3],
                 sh_degree: Some(0),
                 ..Default::default()
             },
         )?;
-        let image = out.rgb.inner().permute([0, 3, 1, 2]) * 2.0 - 1.0;
+        let rgb = over_backgrounds(out.rgb.inner(), out.alpha.inner(), backgrounds, self.device);
+        let image = rgb.permute([0, 3, 1, 2]) * 2.0 - 1.0;
         Ok(self.model.vae.encode(image).mean * self.model.vae.scaling_factor())
     }
+}
+
+/// `rgb [B, H, W, 3]` rendered over black, composited over one background per view:
+/// `rgb + (1 − alpha)·bg_b` with `alpha [B, H, W]`, `bgs` one RGB per view in [0, 1] (the
+/// rasterizer's own compositing, so gradients reach the splats' opacities through `alpha` as
+/// they do through an in-kernel background).
+pub fn over_backgrounds(
+    rgb: Tensor<4>,
+    alpha: Tensor<3>,
+    bgs: &[[f32; 3]],
+    device: &Device,
+) -> Tensor<4> {
+    let flat: Vec<f32> = bgs.iter().flatten().copied().collect();
+    let bg = Tensor::<4>::from_data(TensorData::new(flat, [bgs.len(), 1, 1, 3]), device);
+    let transmittance = (alpha.neg() + 1.0).unsqueeze_dim::<4>(3);
+    rgb + transmittance * bg
+}
+
+/// Runs the coarse initialisation stage of `cfg` ([`coarse_config`]) and returns its splats
+/// (SH degree 0) for the main stage to start from.
+///
+/// # Errors
+/// As [`GenerateTrainer::new`] and [`GenerateTrainer::step`] for the stage's config.
+fn coarse_stage(
+    cfg: &GenerateConfig,
+    model: &StableDiffusion,
+    device: &Device,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<splat::SplatData, GenerateError> {
+    let coarse = coarse_config(cfg, model.vae.downscale() as u32);
+    super::config::validate(&coarse)?;
+    on_event(Event::Message(format!(
+        "coarse stage: sds, {} steps of {} × {}² from a {}-point sphere",
+        coarse.steps, coarse.batch, coarse.resolution, coarse.init.count
+    )));
+    let mut trainer = GenerateTrainer::new(&coarse, model, device, None, "coarse", on_event)?;
+    let report_every = (coarse.steps / 5).max(1);
+    for step in 0..coarse.steps {
+        trainer.step(step)?;
+        if (step + 1) % report_every == 0 || step + 1 == coarse.steps {
+            on_event(Event::Message(format!(
+                "coarse stage: step {}/{}, {} splats",
+                step + 1,
+                coarse.steps,
+                trainer.gaussians.len()
+            )));
+        }
+    }
+    trainer.gaussians.to_data().map_err(GenerateError::Device)
 }

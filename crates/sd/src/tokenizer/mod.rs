@@ -10,44 +10,64 @@
 //! | 512 ..= 49405 | one per merge, the first 48 894 merges of the file (lines 2 ..= 48 895) |
 //! | 49406, 49407 | `<|startoftext|>` ([`BOS_ID`]), `<|endoftext|>` ([`EOS_ID`]) |
 //!
-//! [`ClipTokenizer::encode`] returns what diffusers feeds SD 2.1's text encoder:
-//! `CLIPTokenizer(prompt, padding="max_length", max_length=77, truncation=True).input_ids` with
-//! transformers' (slow, Python) `CLIPTokenizer` on the model's `tokenizer/` folder, without the
-//! optional `ftfy` package. That is `[BOS, tokens…, EOS, PAD, …]`, exactly [`MAX_LENGTH`] = 77
+//! [`ClipTokenizer::encode`] returns `[BOS, tokens…, EOS, PAD, …]`, exactly [`MAX_LENGTH`] = 77
 //! ids; a prompt of more than 75 tokens keeps its first 75 and EOS sits at index 76. SD 2.x pads
-//! with `"!"` (id 0, [`PAD_ID`]); SD 1.x pads with EOS.
+//! with `"!"` (id 0, [`PAD_ID`]); SD 1.x pads with EOS. Which tokens a prompt gives depends on
+//! the [`TextPipeline`] in front of the BPE:
 //!
-//! The text pipeline reproduces the slow tokenizer step by step:
+//! - [`TextPipeline::OpenClip`] (the default): open_clip's `SimpleTokenizer` (`clean="lower"`),
+//!   the tokenizer SD 2.x was trained with (Stability's `FrozenOpenCLIPEmbedder` calls
+//!   `open_clip.tokenize`). Reference: `tests/cases/tokenizer/sd21-open-clip.json` from
+//!   `tools/gen_open_clip_tokenizer_cases.py` (open_clip_torch 3.2.0, ftfy 6.3.1).
+//!   1. Cleaning (`tokenizer/clean.rs`): ftfy's `fix_text` without its mojibake repair, `html.unescape`
+//!      twice, whitespace runs → one space, Unicode lower case.
+//!   2. open_clip's word regex `<start_of_text>|<end_of_text>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|`
+//!      `[\p{N}]|[^\s\p{L}\p{N}]+`: a run of CJK characters is one word (`"東京の夜景"`: 8 tokens,
+//!      not the 5 per-character words of transformers 4), `"!!!"` is one word like any
+//!      punctuation run, and the word `<start_of_text>` / `<end_of_text>` is the special id.
+//! - [`TextPipeline::TransformersSlow`]: what diffusers fed SD 2.1 with transformers 4's (slow,
+//!   Python) `CLIPTokenizer` on the model's `tokenizer/` folder, without the optional `ftfy`
+//!   package: `CLIPTokenizer(prompt, padding="max_length", max_length=77,
+//!   truncation=True).input_ids`. Reference: `tests/cases/tokenizer/sd21.json` from
+//!   `tools/gen_tokenizer_cases.py` (transformers 4.57.1). Step by step:
+//!   1. The special tokens are split off the raw text first, case-sensitively: the pad token
+//!      `"!"` (so every `!` becomes id 0, never `!</w>` = 256 or a merge such as `!!`),
+//!      `<|startoftext|>` and `<|endoftext|>`. Other spellings of the latter two
+//!      (`<|EndOfText|>`) become the special id too where CLIP's regex reads them as one word
+//!      (not after punctuation).
+//!   2. Normalization (transformers' `BasicTokenizer(strip_accents=False,
+//!      do_split_on_punc=False)`, the `ftfy` stand-in): `\t`, `\n`, `\r`, space separators,
+//!      line and paragraph separators → one space; other control, format, private-use and
+//!      unassigned characters and U+FFFD are removed; NFC; Unicode lower case (with Greek final
+//!      sigma, as Python's `str.lower`).
+//!   3. Pre-tokenization: every CJK ideograph is a word of its own (`BasicTokenizer`'s
+//!      `_tokenize_chinese_chars`); then CLIP's regex
+//!      `<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+`
+//!      (case-insensitive; whitespace is dropped).
 //!
-//! 1. The special tokens are split off the raw text first, case-sensitively: the pad token `"!"`
-//!    (so every `!` becomes id 0, never `!</w>` = 256 or a merge such as `!!`), `<|startoftext|>`
-//!    and `<|endoftext|>`. Other spellings of the latter two (`<|EndOfText|>`) become the
-//!    special id too where CLIP's regex reads them as one word (not after punctuation).
-//! 2. Normalization (transformers' `BasicTokenizer(strip_accents=False, do_split_on_punc=False)`,
-//!    the `ftfy` stand-in): `\t`, `\n`, `\r`, space separators, line and paragraph separators →
-//!    one space; other control, format, private-use and unassigned characters and U+FFFD are
-//!    removed; NFC; Unicode lower case (with Greek final sigma, as Python's `str.lower`).
-//! 3. Pre-tokenization: every CJK ideograph is a word of its own (`BasicTokenizer`'s
-//!    `_tokenize_chinese_chars`); then CLIP's regex
-//!    `<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+`
-//!    (case-insensitive; whitespace is dropped); then each word's UTF-8 bytes are mapped to the
-//!    byte-level characters.
-//! 4. BPE with the suffix `</w>` on the last character of each word, merges applied by rank.
-//! 5. Post-processing adds BOS and EOS; truncation and padding to 77 as above.
+//! Both then map each word's UTF-8 bytes to the byte-level characters, run BPE with the suffix
+//! `</w>` on the last character of each word (merges applied by rank), add BOS and EOS, and
+//! truncate and pad to 77 as above. The two agree on plain prompts (letters, digits, spaces and
+//! punctuation other than `!`); transformers 5's tokenizer agrees with open_clip on CJK text.
 //!
 //! [`tokenizer_json`] / [`ClipTokenizer::to_json`] give the equivalent self-contained
-//! `tokenizer.json` (truncation and padding included), loadable by any `tokenizers` binding.
+//! `tokenizer.json` (truncation and padding included), loadable by any `tokenizers` binding;
+//! for [`TextPipeline::OpenClip`] it expects text already cleaned by [`ClipTokenizer::clean`].
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 
-use serde_json::{Map, Value, json};
 use thiserror::Error;
 use tokenizers::{
     Model, PaddingDirection, PaddingParams, PaddingStrategy, Tokenizer, TruncationDirection,
     TruncationParams, TruncationStrategy,
 };
+
+mod clean;
+mod vocab;
+
+use vocab::{OPEN_CLIP_BOS_TOKEN, OPEN_CLIP_EOS_TOKEN, Vocabulary};
 
 /// Id of `<|startoftext|>` (beginning of sequence) in the CLIP vocabulary.
 pub const BOS_ID: u32 = 49406;
@@ -70,24 +90,56 @@ pub const PAD_TOKEN: &str = "!";
 const NUM_MERGES: usize = 49152 - 256 - 2;
 
 /// `assets/clip/bpe_simple_vocab_16e6.txt.gz`, the CLIP merge list (MIT, OpenAI).
-static CLIP_MERGES_GZ: &[u8] = include_bytes!("../../../assets/clip/bpe_simple_vocab_16e6.txt.gz");
+static CLIP_MERGES_GZ: &[u8] =
+    include_bytes!("../../../../assets/clip/bpe_simple_vocab_16e6.txt.gz");
 /// The name errors give the embedded merge list.
 const EMBEDDED_NAME: &str = "assets/clip/bpe_simple_vocab_16e6.txt.gz (embedded)";
 
-/// Whitespace as `BasicTokenizer` sees it (`\t\n\r` and `Zs`; `Zl`/`Zp` split Python's
-/// `str.split`), collapsed to one space.
-const WHITESPACE_RE: &str = r"[\t\n\r\p{Zs}\x{2028}\x{2029}]+";
-/// What `BasicTokenizer._clean_text` deletes: NUL, U+FFFD and category `C*` other than `\t\n\r`
-/// (already turned into spaces by [`WHITESPACE_RE`]). Surrogates cannot occur in a `&str`.
-const REMOVED_RE: &str = r"[\p{Cc}\p{Cf}\p{Co}\p{Cn}\x{FFFD}]";
-/// Python's `str.lower` maps a capital sigma that ends a word to `ς` (Unicode's Final_Sigma
-/// context): preceded by a cased letter and case-ignorable characters, and not followed by
-/// case-ignorable characters and a cased letter. `\K` keeps the match to the sigma alone.
-const FINAL_SIGMA_RE: &str = r"\p{Cased}\p{Case_Ignorable}*\KΣ(?!\p{Case_Ignorable}*\p{Cased})";
-/// The CJK ideograph blocks of `BasicTokenizer._is_chinese_char`.
-const CJK_RE: &str = r"[\x{4E00}-\x{9FFF}\x{3400}-\x{4DBF}\x{20000}-\x{2A6DF}\x{2A700}-\x{2B73F}\x{2B740}-\x{2B81F}\x{2B820}-\x{2CEAF}\x{F900}-\x{FAFF}\x{2F800}-\x{2FA1F}]";
-/// CLIP's word regex (`simple_tokenizer.py`, compiled with `re.IGNORECASE` there).
-const CLIP_WORD_RE: &str = r"(?i)<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+";
+/// The text pipeline in front of CLIP's BPE: which reference tokenizer
+/// [`ClipTokenizer::encode`] reproduces (see the [module documentation](self)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TextPipeline {
+    /// open_clip's `SimpleTokenizer` (`clean="lower"`), what SD 2.x was trained with.
+    #[default]
+    OpenClip,
+    /// transformers 4's slow `CLIPTokenizer` without `ftfy`, what diffusers used with
+    /// transformers < 5 (kept for parity with such runs).
+    TransformersSlow,
+}
+
+impl TextPipeline {
+    /// The name [`FromStr`] reads: `open_clip` or `transformers-slow`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::OpenClip => "open_clip",
+            Self::TransformersSlow => "transformers-slow",
+        }
+    }
+}
+
+impl std::fmt::Display for TextPipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for TextPipeline {
+    type Err = String;
+
+    /// `open_clip` (also `open-clip`, `openclip`) or `transformers-slow` (also
+    /// `transformers_slow`, `transformers`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "open_clip" | "open-clip" | "openclip" => Ok(Self::OpenClip),
+            "transformers-slow" | "transformers_slow" | "transformers" => {
+                Ok(Self::TransformersSlow)
+            }
+            other => Err(format!(
+                "unknown text pipeline {other:?}: expected open_clip or transformers-slow"
+            )),
+        }
+    }
+}
 
 /// Errors of building the tokenizer or encoding a prompt. File errors name the file.
 #[derive(Debug, Error)]
@@ -136,269 +188,6 @@ pub struct Encoded {
     pub dropped: usize,
 }
 
-/// A vocabulary and merge list in CLIP's layout, plus where it came from.
-struct Vocabulary {
-    /// Token → id.
-    vocab: Map<String, Value>,
-    /// Merges in rank order.
-    merges: Vec<(String, String)>,
-    /// The pad token (must be in `vocab`).
-    pad: String,
-    /// The file errors name.
-    source: PathBuf,
-}
-
-/// GPT-2 / CLIP `bytes_to_unicode`: the character standing for each byte, in CLIP's vocabulary
-/// order (printable Latin-1 bytes first, then the others mapped to U+0100 …).
-fn byte_level_chars() -> Vec<(u8, char)> {
-    let printable = |b: u8| matches!(b, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
-    let mut out: Vec<(u8, char)> = (0..=255u8)
-        .filter(|&b| printable(b))
-        .map(|b| (b, char::from(b)))
-        .collect();
-    // U+0100 + n for the n-th other byte: below U+0200, always a valid scalar value.
-    let others = (0..=255u8).filter(|&b| !printable(b));
-    out.extend(others.zip('\u{100}'..));
-    out
-}
-
-/// Parses merge lines (`"a b"`) as CLIP does: skip the header line, take lines `1 ..= 48894`.
-fn parse_merges(text: &str, path: &Path) -> Result<Vec<(String, String)>, TokenizerError> {
-    let lines: Vec<&str> = text.trim().split('\n').skip(1).take(NUM_MERGES).collect();
-    if lines.len() < NUM_MERGES {
-        return Err(TokenizerError::Invalid {
-            path: path.to_path_buf(),
-            what: format!(
-                "{} merge lines after the header, CLIP needs {NUM_MERGES}",
-                lines.len()
-            ),
-        });
-    }
-    lines
-        .iter()
-        .enumerate()
-        .map(|(i, line)| {
-            let parts: Vec<&str> = line.split_whitespace().collect();
-            match parts.as_slice() {
-                [a, b] => Ok((a.to_string(), b.to_string())),
-                _ => Err(TokenizerError::Invalid {
-                    path: path.to_path_buf(),
-                    what: format!("line {}: {line:?} is not a merge \"a b\"", i + 2),
-                }),
-            }
-        })
-        .collect()
-}
-
-impl Vocabulary {
-    /// CLIP's vocabulary from the (uncompressed) text of `bpe_simple_vocab_16e6.txt`.
-    fn from_merges_text(text: &str, path: &Path) -> Result<Self, TokenizerError> {
-        let merges = parse_merges(text, path)?;
-        let chars = byte_level_chars();
-        let mut tokens: Vec<String> = Vec::with_capacity(VOCAB_SIZE);
-        tokens.extend(chars.iter().map(|(_, c)| c.to_string()));
-        tokens.extend(chars.iter().map(|(_, c)| format!("{c}</w>")));
-        tokens.extend(merges.iter().map(|(a, b)| format!("{a}{b}")));
-        tokens.push(BOS_TOKEN.to_string());
-        tokens.push(EOS_TOKEN.to_string());
-        let mut vocab = Map::new();
-        for (id, token) in tokens.into_iter().enumerate() {
-            if vocab.insert(token.clone(), json!(id)).is_some() {
-                return Err(TokenizerError::Invalid {
-                    path: path.to_path_buf(),
-                    what: format!("token {token:?} occurs twice in the vocabulary"),
-                });
-            }
-        }
-        Ok(Self {
-            vocab,
-            merges,
-            pad: PAD_TOKEN.to_string(),
-            source: path.to_path_buf(),
-        })
-    }
-
-    /// CLIP's vocabulary from gzip-compressed `bpe_simple_vocab_16e6.txt` bytes.
-    fn from_merges_gz(gz: &[u8], path: &Path) -> Result<Self, TokenizerError> {
-        let mut text = String::new();
-        flate2::read::GzDecoder::new(gz)
-            .read_to_string(&mut text)
-            .map_err(|source| TokenizerError::Read {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        Self::from_merges_text(&text, path)
-    }
-
-    /// A diffusers / transformers tokenizer folder: `vocab.json`, `merges.txt` and optionally
-    /// `special_tokens_map.json` (for the pad token; `"!"` when absent).
-    fn from_tokenizer_dir(dir: &Path) -> Result<Self, TokenizerError> {
-        let read = |name: &str| {
-            let path = dir.join(name);
-            std::fs::read_to_string(&path)
-                .map(|text| (text, path.clone()))
-                .map_err(|source| TokenizerError::Read { path, source })
-        };
-        let invalid = |path: &Path, what: String| TokenizerError::Invalid {
-            path: path.to_path_buf(),
-            what,
-        };
-
-        let (text, vocab_path) = read("vocab.json")?;
-        let vocab: Map<String, Value> = serde_json::from_str(&text)
-            .map_err(|e| invalid(&vocab_path, format!("not a JSON object of token ids: {e}")))?;
-        let mut seen = vec![false; vocab.len()];
-        for (token, id) in &vocab {
-            let id = id
-                .as_u64()
-                .and_then(|id| usize::try_from(id).ok())
-                .filter(|&id| id < vocab.len())
-                .ok_or_else(|| {
-                    invalid(
-                        &vocab_path,
-                        format!("token {token:?} has id {id}, not an integer below the vocabulary size {}", vocab.len()),
-                    )
-                })?;
-            if std::mem::replace(&mut seen[id], true) {
-                return Err(invalid(&vocab_path, format!("id {id} is used twice")));
-            }
-        }
-        for special in [BOS_TOKEN, EOS_TOKEN] {
-            if !vocab.contains_key(special) {
-                return Err(invalid(&vocab_path, format!("no {special} token")));
-            }
-        }
-
-        let (text, merges_path) = read("merges.txt")?;
-        let merges = parse_merges(&text, &merges_path)?;
-        for (a, b) in &merges {
-            for part in [a, b, &format!("{a}{b}")] {
-                if !vocab.contains_key(part.as_str()) {
-                    return Err(invalid(
-                        &merges_path,
-                        format!(
-                            "merge \"{a} {b}\": {part:?} is not in {}",
-                            vocab_path.display()
-                        ),
-                    ));
-                }
-            }
-        }
-
-        let map_path = dir.join("special_tokens_map.json");
-        let pad = if map_path.is_file() {
-            let (text, map_path) = read("special_tokens_map.json")?;
-            let map: Value = serde_json::from_str(&text)
-                .map_err(|e| invalid(&map_path, format!("not JSON: {e}")))?;
-            let pad = match map.get("pad_token") {
-                None | Some(Value::Null) => PAD_TOKEN.to_string(),
-                Some(Value::String(s)) => s.clone(),
-                Some(v) => v
-                    .get("content")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-                    .ok_or_else(|| invalid(&map_path, format!("pad_token {v} has no content")))?,
-            };
-            if !vocab.contains_key(&pad) {
-                return Err(invalid(
-                    &map_path,
-                    format!("pad_token {pad:?} is not in {}", vocab_path.display()),
-                ));
-            }
-            pad
-        } else {
-            PAD_TOKEN.to_string()
-        };
-
-        Ok(Self {
-            vocab,
-            merges,
-            pad,
-            source: dir.to_path_buf(),
-        })
-    }
-
-    /// The `tokenizer.json` text (without truncation and padding, which
-    /// [`ClipTokenizer::to_json`] adds through the `tokenizers` API).
-    fn to_json(&self) -> String {
-        // The slow tokenizer splits its special tokens off the raw text, case-sensitively
-        // (`normalized: false`); see `ClipTokenizer::special_pieces` for the other spellings.
-        let added = |content: &str| {
-            json!({
-                "id": self.vocab[content],
-                "content": content,
-                "single_word": false,
-                "lstrip": false,
-                "rstrip": false,
-                "normalized": false,
-                "special": true,
-            })
-        };
-        let mut added_tokens = vec![added(BOS_TOKEN), added(EOS_TOKEN)];
-        if self.pad != BOS_TOKEN && self.pad != EOS_TOKEN {
-            added_tokens.push(added(&self.pad));
-        }
-        let replace = |pattern: &str, content: &str| json!({"type": "Replace", "pattern": {"Regex": pattern}, "content": content});
-        let special =
-            |token: &str| json!({"id": token, "ids": [self.vocab[token]], "tokens": [token]});
-        let merges: Vec<Value> = self.merges.iter().map(|(a, b)| json!([a, b])).collect();
-        json!({
-            "version": "1.0",
-            "truncation": null,
-            "padding": null,
-            "added_tokens": added_tokens,
-            "normalizer": {
-                "type": "Sequence",
-                "normalizers": [
-                    replace(WHITESPACE_RE, " "),
-                    replace(REMOVED_RE, ""),
-                    {"type": "NFC"},
-                    replace(FINAL_SIGMA_RE, "ς"),
-                    {"type": "Lowercase"},
-                ],
-            },
-            "pre_tokenizer": {
-                "type": "Sequence",
-                "pretokenizers": [
-                    {"type": "Split", "pattern": {"Regex": CJK_RE}, "behavior": "Isolated", "invert": false},
-                    {"type": "Split", "pattern": {"Regex": CLIP_WORD_RE}, "behavior": "Removed", "invert": true},
-                    {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false},
-                ],
-            },
-            "post_processor": {
-                "type": "TemplateProcessing",
-                "single": [
-                    {"SpecialToken": {"id": BOS_TOKEN, "type_id": 0}},
-                    {"Sequence": {"id": "A", "type_id": 0}},
-                    {"SpecialToken": {"id": EOS_TOKEN, "type_id": 0}},
-                ],
-                "pair": [
-                    {"SpecialToken": {"id": BOS_TOKEN, "type_id": 0}},
-                    {"Sequence": {"id": "A", "type_id": 0}},
-                    {"SpecialToken": {"id": EOS_TOKEN, "type_id": 0}},
-                    {"Sequence": {"id": "B", "type_id": 1}},
-                    {"SpecialToken": {"id": EOS_TOKEN, "type_id": 1}},
-                ],
-                "special_tokens": {BOS_TOKEN: special(BOS_TOKEN), EOS_TOKEN: special(EOS_TOKEN)},
-            },
-            "decoder": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false},
-            "model": {
-                "type": "BPE",
-                "dropout": null,
-                "unk_token": EOS_TOKEN,
-                "continuing_subword_prefix": "",
-                "end_of_word_suffix": "</w>",
-                "fuse_unk": false,
-                "byte_fallback": false,
-                "ignore_merges": false,
-                "vocab": self.vocab,
-                "merges": merges,
-            },
-        })
-        .to_string()
-    }
-}
-
 /// The SD 2.x CLIP tokenizer: prompt → 77 token ids. See the [module documentation](self).
 ///
 /// Share one (`&self` methods, `Send + Sync`): building it parses 48 894 merges and a
@@ -407,11 +196,16 @@ impl Vocabulary {
 pub struct ClipTokenizer {
     /// Normalizer, pre-tokenizer, BPE and BOS/EOS post-processor; no truncation or padding.
     inner: Tokenizer,
+    /// Which reference tokenizer this one reproduces.
+    pipeline: TextPipeline,
+    /// The vocabulary `inner` was built from (to rebuild it for another pipeline).
+    vocab: Arc<Vocabulary>,
     bos_id: u32,
     eos_id: u32,
     pad_id: u32,
     pad_token: String,
-    /// BPE ids of the words `<|startoftext|>` and `<|endoftext|>` with their special ids.
+    /// BPE ids of the words `<|startoftext|>` and `<|endoftext|>` (open_clip:
+    /// `<start_of_text>`, `<end_of_text>`) with their special ids.
     special_pieces: Vec<(Vec<u32>, u32)>,
 }
 
@@ -423,17 +217,47 @@ impl std::fmt::Debug for ClipTokenizer {
             .field("eos_id", &self.eos_id)
             .field("pad_id", &self.pad_id)
             .field("pad_token", &self.pad_token)
+            .field("pipeline", &self.pipeline)
             .finish()
     }
 }
 
 impl ClipTokenizer {
-    /// The SD 2.x tokenizer from the embedded CLIP vocabulary (`assets/clip/`).
+    /// The SD 2.x tokenizer from the embedded CLIP vocabulary (`assets/clip/`), with the
+    /// default [`TextPipeline::OpenClip`] (as every constructor; see
+    /// [`Self::with_text_pipeline`]).
     pub fn new() -> Result<Self, TokenizerError> {
-        Self::build(&Vocabulary::from_merges_gz(
-            CLIP_MERGES_GZ,
-            Path::new(EMBEDDED_NAME),
-        )?)
+        Self::build(
+            Vocabulary::from_merges_gz(CLIP_MERGES_GZ, Path::new(EMBEDDED_NAME))?,
+            TextPipeline::default(),
+        )
+    }
+
+    /// The same vocabulary behind another text pipeline.
+    ///
+    /// # Errors
+    /// [`TokenizerError::Build`] if the `tokenizers` crate rejects the rebuilt tokenizer.
+    pub fn with_text_pipeline(self, pipeline: TextPipeline) -> Result<Self, TokenizerError> {
+        if pipeline == self.pipeline {
+            return Ok(self);
+        }
+        Self::build_shared(self.vocab, pipeline)
+    }
+
+    /// The text pipeline this tokenizer reproduces.
+    pub fn text_pipeline(&self) -> TextPipeline {
+        self.pipeline
+    }
+
+    /// The text the BPE stage sees for `prompt` under [`TextPipeline::OpenClip`]: open_clip's
+    /// cleaning (ftfy's fixes, HTML entities, whitespace, lower case; module `clean`). Under
+    /// [`TextPipeline::TransformersSlow`] the prompt unchanged (its normalizer is part of
+    /// [`Self::to_json`]).
+    pub fn clean<'a>(&self, prompt: &'a str) -> std::borrow::Cow<'a, str> {
+        match self.pipeline {
+            TextPipeline::OpenClip => std::borrow::Cow::Owned(clean::open_clip_clean(prompt)),
+            TextPipeline::TransformersSlow => std::borrow::Cow::Borrowed(prompt),
+        }
     }
 
     /// The SD 2.x tokenizer from a CLIP merge list `bpe_simple_vocab_16e6.txt.gz` (gzip) or
@@ -453,7 +277,7 @@ impl ClipTokenizer {
             })?;
             Vocabulary::from_merges_text(&text, path)?
         };
-        Self::build(&vocab)
+        Self::build(vocab, TextPipeline::default())
     }
 
     /// The tokenizer of a diffusers model folder: `dir/tokenizer/{vocab.json, merges.txt,
@@ -468,7 +292,10 @@ impl ClipTokenizer {
         } else {
             dir.to_path_buf()
         };
-        Self::build(&Vocabulary::from_tokenizer_dir(&dir)?)
+        Self::build(
+            Vocabulary::from_tokenizer_dir(&dir)?,
+            TextPipeline::default(),
+        )
     }
 
     /// The model folder's tokenizer when `dir/tokenizer/vocab.json` exists, else [`Self::new`].
@@ -482,12 +309,20 @@ impl ClipTokenizer {
     }
 
     /// Loads the generated `tokenizer.json` and looks up the special ids.
-    fn build(vocab: &Vocabulary) -> Result<Self, TokenizerError> {
+    fn build(vocab: Vocabulary, pipeline: TextPipeline) -> Result<Self, TokenizerError> {
+        Self::build_shared(Arc::new(vocab), pipeline)
+    }
+
+    fn build_shared(
+        vocab: Arc<Vocabulary>,
+        pipeline: TextPipeline,
+    ) -> Result<Self, TokenizerError> {
         let build_err = |message: String| TokenizerError::Build {
             path: vocab.source.clone(),
             message,
         };
-        let inner = Tokenizer::from_str(&vocab.to_json()).map_err(|e| build_err(e.to_string()))?;
+        let inner =
+            Tokenizer::from_str(&vocab.to_json(pipeline)).map_err(|e| build_err(e.to_string()))?;
         let id = |token: &str| {
             inner
                 .token_to_id(token)
@@ -502,7 +337,11 @@ impl ClipTokenizer {
         // word (they mix punctuation and letters, and only the last ends in `</w>`), so
         // replacing them by the special id afterwards is exact.
         let mut special_pieces = vec![];
-        for (token, special_id) in [(BOS_TOKEN, bos_id), (EOS_TOKEN, eos_id)] {
+        let spellings = match pipeline {
+            TextPipeline::TransformersSlow => [BOS_TOKEN, EOS_TOKEN],
+            TextPipeline::OpenClip => [OPEN_CLIP_BOS_TOKEN, OPEN_CLIP_EOS_TOKEN],
+        };
+        for (token, special_id) in spellings.into_iter().zip([bos_id, eos_id]) {
             let pieces = inner
                 .get_model()
                 .tokenize(token)
@@ -522,6 +361,8 @@ impl ClipTokenizer {
             pad_token: vocab.pad.clone(),
             special_pieces,
             inner,
+            pipeline,
+            vocab,
         })
     }
 
@@ -561,7 +402,8 @@ impl ClipTokenizer {
     }
 
     /// The `tokenizers` tokenizer underneath: BOS/EOS added, no truncation, no padding, and
-    /// no mapping of non-literal special-token spellings (see [`Self::to_json`]).
+    /// no mapping of non-literal special-token spellings (see [`Self::to_json`]); for
+    /// [`TextPipeline::OpenClip`] it expects text cleaned by [`Self::clean`].
     pub fn inner(&self) -> &Tokenizer {
         &self.inner
     }
@@ -576,7 +418,7 @@ impl ClipTokenizer {
     pub fn encode_full(&self, prompt: &str) -> Result<Encoded, TokenizerError> {
         let encoding = self
             .inner
-            .encode(prompt, true)
+            .encode(self.clean(prompt).as_ref(), true)
             .map_err(|e| TokenizerError::Encode {
                 prompt: prompt.to_string(),
                 message: e.to_string(),
@@ -590,9 +432,10 @@ impl ClipTokenizer {
         prompts: &[S],
     ) -> Result<Vec<Vec<u32>>, TokenizerError> {
         let inputs: Vec<&str> = prompts.iter().map(AsRef::as_ref).collect();
+        let cleaned: Vec<String> = inputs.iter().map(|p| self.clean(p).into_owned()).collect();
         let encodings =
             self.inner
-                .encode_batch(inputs.clone(), true)
+                .encode_batch(cleaned, true)
                 .map_err(|e| TokenizerError::Encode {
                     prompt: inputs.join(" | "),
                     message: e.to_string(),
@@ -633,8 +476,10 @@ impl ClipTokenizer {
     /// 77 and padding to 77 with the pad token, as `tokenizers`' `Tokenizer::from_str` or
     /// Python's `Tokenizer.from_str` / `PreTrainedTokenizerFast(tokenizer_file=…)` load it.
     /// `encode(prompt, add_special_tokens=true)` on it gives the ids of [`Self::encode`], except
-    /// for `<|startoftext|>` / `<|endoftext|>` spelt otherwise than literally (other case,
-    /// removed characters inside), which it leaves as BPE pieces.
+    /// for the special tokens spelt as words (`<|EndOfText|>`; open_clip's `<end_of_text>`),
+    /// which it leaves as BPE pieces. For [`TextPipeline::OpenClip`] pass it
+    /// [`Self::clean`]`(prompt)`: open_clip's cleaning is not expressible as `tokenizers`
+    /// normalizers.
     pub fn to_json(&self, pretty: bool) -> Result<String, TokenizerError> {
         let err = |e: tokenizers::Error| TokenizerError::Build {
             path: PathBuf::from("tokenizer.json"),
@@ -675,6 +520,16 @@ mod tests {
         T.get_or_init(|| ClipTokenizer::new().expect("embedded tokenizer"))
     }
 
+    fn slow() -> &'static ClipTokenizer {
+        static T: std::sync::OnceLock<ClipTokenizer> = std::sync::OnceLock::new();
+        T.get_or_init(|| {
+            tok()
+                .clone()
+                .with_text_pipeline(TextPipeline::TransformersSlow)
+                .expect("slow pipeline")
+        })
+    }
+
     fn padded(ids: &[u32]) -> Vec<u32> {
         let mut v = ids.to_vec();
         v.resize(MAX_LENGTH, PAD_ID);
@@ -697,10 +552,36 @@ mod tests {
         assert_eq!(t.token_to_id("\u{100}"), Some(188));
     }
 
+    // Expected ids from open_clip 3.2.0's SimpleTokenizer (ftfy 6.3.1).
+    #[test]
+    fn known_prompts_open_clip() {
+        let t = tok();
+        assert_eq!(t.text_pipeline(), TextPipeline::OpenClip);
+        assert_eq!(
+            t.encode("a photo of a cat").unwrap(),
+            padded(&[49406, 320, 1125, 539, 320, 2368, 49407])
+        );
+        assert_eq!(
+            t.encode("東京の夜景").unwrap(),
+            padded(&[
+                49406, 48338, 21078, 105, 21575, 23170, 250, 48132, 363, 49407
+            ])
+        );
+        assert_eq!(
+            t.encode("wow!!! really?!").unwrap(),
+            padded(&[49406, 2781, 995, 1414, 2835, 49407])
+        );
+        assert_eq!(
+            t.encode("<START_OF_TEXT> hi").unwrap(),
+            padded(&[49406, 49406, 1883, 49407])
+        );
+        assert_eq!(t.encode("").unwrap(), padded(&[49406, 49407]));
+    }
+
     // Expected ids from transformers 4.57.1's slow CLIPTokenizer on the SD 2.1 tokenizer folder.
     #[test]
     fn known_prompts() {
-        let t = tok();
+        let t = slow();
         assert_eq!(
             t.encode("a photo of a cat").unwrap(),
             padded(&[49406, 320, 1125, 539, 320, 2368, 49407])
@@ -755,17 +636,31 @@ mod tests {
 
     #[test]
     fn exported_json_is_equivalent() {
-        let t = tok();
-        let json = t.to_json(false).unwrap();
-        let plain = Tokenizer::from_str(&json).unwrap();
-        for p in [
-            "a photo of a cat",
-            "wow!!! ΟΔΟΣ 日本語 café",
-            &"word ".repeat(80),
-        ] {
-            let ids = plain.encode(p, true).unwrap().get_ids().to_vec();
-            assert_eq!(ids, t.encode(p).unwrap(), "{p:?}");
+        for t in [tok(), slow()] {
+            let json = t.to_json(false).unwrap();
+            let plain = Tokenizer::from_str(&json).unwrap();
+            for p in [
+                "a photo of a cat",
+                "wow!!! ΟΔΟΣ 日本語 café",
+                &"word ".repeat(80),
+            ] {
+                let cleaned = t.clean(p);
+                let ids = plain
+                    .encode(cleaned.as_ref(), true)
+                    .unwrap()
+                    .get_ids()
+                    .to_vec();
+                assert_eq!(ids, t.encode(p).unwrap(), "{:?} {p:?}", t.text_pipeline());
+            }
         }
+    }
+
+    #[test]
+    fn text_pipeline_names() {
+        for p in [TextPipeline::OpenClip, TextPipeline::TransformersSlow] {
+            assert_eq!(p.name().parse::<TextPipeline>(), Ok(p));
+        }
+        assert!("sentencepiece".parse::<TextPipeline>().is_err());
     }
 
     #[test]
@@ -817,13 +712,16 @@ mod tests {
                     }
                 })
                 .collect();
-            let ids = t.encode(&s).unwrap();
-            assert_eq!(ids.len(), MAX_LENGTH, "{s:?}");
-            assert_eq!(ids[0], BOS_ID, "{s:?}");
-            assert!(ids.contains(&EOS_ID), "{s:?}");
-            assert!(ids.iter().all(|&id| (id as usize) < VOCAB_SIZE), "{s:?}");
+            for t in [t, slow()] {
+                let ids = t.encode(&s).unwrap();
+                assert_eq!(ids.len(), MAX_LENGTH, "{s:?}");
+                assert_eq!(ids[0], BOS_ID, "{s:?}");
+                assert!(ids.contains(&EOS_ID), "{s:?}");
+                assert!(ids.iter().all(|&id| (id as usize) < VOCAB_SIZE), "{s:?}");
+            }
         }
         let specials = "<|startoftext|><|endoftext|>".repeat(50);
         assert_eq!(t.encode(&specials).unwrap()[76], EOS_ID);
+        assert_eq!(slow().encode(&specials).unwrap()[76], EOS_ID);
     }
 }
