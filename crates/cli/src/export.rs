@@ -15,6 +15,36 @@ pub struct ExportArgs {
     /// or `.spz` (Niantic SPZ version 4).
     #[arg(long)]
     pub out: PathBuf,
+    /// Up axis of a `generate` checkpoint's file (`z`, `y`, `-y`); default: the run's
+    /// `output.up` from its `config.toml` (`-y` when there is none), as its own
+    /// `point_cloud.ply`. A `fit` checkpoint is written in its dataset's frame.
+    #[arg(long, allow_hyphen_values = true)]
+    pub up: Option<splat::transform::UpAxis>,
+}
+
+/// The up axis a `generate` run folder's `config.toml` names in `output.up` (the default,
+/// `-y`, when the file or the key is absent). `checkpoint` is a file in `<run>/checkpoints/`.
+fn run_up_axis(checkpoint: &std::path::Path) -> Result<splat::transform::UpAxis> {
+    let Some(config) = checkpoint
+        .parent()
+        .and_then(|d| d.parent())
+        .map(|run| run.join("config.toml"))
+        .filter(|c| c.is_file())
+    else {
+        return Ok(splat::transform::UpAxis::default());
+    };
+    let text = std::fs::read_to_string(&config)
+        .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", config.display()))?;
+    let table: toml::Table = toml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{}: not TOML: {e}", config.display()))?;
+    match table.get("output").and_then(|o| o.get("up")) {
+        None => Ok(splat::transform::UpAxis::default()),
+        Some(v) => v
+            .as_str()
+            .ok_or_else(|| anyhow::anyhow!("{}: output.up: not a string", config.display()))?
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("{}: output.up: {e}", config.display())),
+    }
 }
 
 /// Read the checkpoint's parameter groups (no GPU) and write them as the run's own
@@ -33,8 +63,22 @@ pub fn cmd_export(a: ExportArgs) -> Result<()> {
     experiments::check_out_file("--out", &a.out)?;
     let path = train::checkpoint::resolve(&a.checkpoint)?;
     let ck = train::checkpoint::Checkpoint::load(&path)?;
-    let data = ck.splat_data(&path)?;
-    splat::formats::write_scene(&a.out, &data)?;
+    let mut data = ck.splat_data(&path)?;
+    let up = match (a.up, ck.meta.method.as_str()) {
+        (Some(up), _) => Some(up),
+        (None, "fit") => None,
+        (None, _) => Some(run_up_axis(&path)?),
+    };
+    match (up, splat::formats::SceneFormat::for_output(&a.out)) {
+        (Some(up), Some(splat::formats::SceneFormat::Ply)) => {
+            splat::ply::write_ply_up(&a.out, &data, up)?;
+        }
+        (Some(up), _) => {
+            splat::transform::rotate(&mut data, up.rotation_from_z_up());
+            splat::formats::write_scene(&a.out, &data)?;
+        }
+        (None, _) => splat::formats::write_scene(&a.out, &data)?,
+    }
     println!(
         "{} splats (SH degree {}) at step {} of {} → {}",
         data.len(),

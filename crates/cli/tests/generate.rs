@@ -133,6 +133,32 @@ fn generate_tiny_model_outputs_and_resume() {
         cfg.contains("seed = 0") && cfg.contains("steps = 9"),
         "{cfg}"
     );
+    // The PLY is written −y up for splat viewers (issue 26) and says so; `export` of the last
+    // checkpoint writes the same bytes, and `--up z` the training world (which our reader
+    // also gives back from the −y file).
+    assert_eq!(
+        splat::ply::declared_up(&out.join("point_cloud.ply")).unwrap(),
+        Some(splat::transform::UpAxis::NegY)
+    );
+    let exported = out.join("exported.ply");
+    run(bin().arg("export").arg(&out).arg("--out").arg(&exported));
+    assert_eq!(
+        std::fs::read(&exported).unwrap(),
+        std::fs::read(out.join("point_cloud.ply")).unwrap()
+    );
+    let z_up = out.join("exported-z.ply");
+    run(bin()
+        .args(["export", "--up", "z"])
+        .arg(&out)
+        .arg("--out")
+        .arg(&z_up));
+    let z = splat::ply::read_ply(&z_up).unwrap();
+    assert!(
+        z.means
+            .iter()
+            .zip(&data.means)
+            .all(|(a, b)| (a - b).abs() < 1e-5)
+    );
     eprintln!(
         "generate: first run (6 steps) {:.1} s, total {:.1} s",
         first.as_secs_f64(),

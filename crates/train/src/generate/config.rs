@@ -69,8 +69,8 @@ pub struct InitConfig {
     pub y_up: bool,
     /// Steps of the `coarse` stage.
     pub coarse_steps: u64,
-    /// Image side of the `coarse` stage in pixels (0 = half the run's `resolution`, rounded
-    /// to the VAE's downscale).
+    /// Image side of the `coarse` stage in pixels (0 = half the run's `resolution`), rounded
+    /// down to a multiple of 8 latent pixels (64 for SD 2.1, 32 for the toy prior).
     pub coarse_resolution: u32,
 }
 
@@ -576,13 +576,17 @@ pub fn validate(cfg: &GenerateConfig) -> Result<(), GenerateError> {
     }
     check_distillation(&cfg.dtype, &cfg.guidance, &cfg.timesteps)?;
     cfg.cameras.validate().map_err(setting_err)?;
-    if cfg.init.kind != InitKind::Sphere && cfg.init.path.is_none() {
+    if !matches!(cfg.init.kind, InitKind::Sphere | InitKind::Coarse) && cfg.init.path.is_none() {
         return Err(config_err(
             "init.path",
             format!("init.kind = \"{:?}\" needs a file", cfg.init.kind).to_lowercase(),
         ));
     }
-    if matches!(cfg.init.kind, InitKind::Sphere | InitKind::Mesh) && cfg.init.count == 0 {
+    if matches!(
+        cfg.init.kind,
+        InitKind::Sphere | InitKind::Mesh | InitKind::Coarse
+    ) && cfg.init.count == 0
+    {
         return Err(config_err("init.count", "must be at least 1"));
     }
     if !(cfg.init.radius > 0.0 && cfg.init.radius.is_finite()) {

@@ -538,7 +538,9 @@ mod tests {
         cfg.init.coarse_resolution = 0;
         assert_eq!(coarse_config(&cfg, 4).resolution, 32);
         cfg.init.coarse_resolution = 30;
-        assert_eq!(coarse_config(&cfg, 4).resolution, 28);
+        assert_eq!(coarse_config(&cfg, 4).resolution, 32);
+        cfg.init.coarse_resolution = 100;
+        assert_eq!(coarse_config(&cfg, 4).resolution, 96);
         cfg.init.coarse_steps = 0;
         assert!(validate(&cfg).is_err());
     }

@@ -111,7 +111,8 @@ pub fn draw_timesteps(
 
 /// The config of `cfg`'s coarse initialisation stage (`init.kind = "coarse"`): SDS with the
 /// run's `[guidance.sds]`, `init.coarse_steps` steps at `init.coarse_resolution` (0 = half the
-/// run's resolution, rounded down to a multiple of `downscale`, at least `downscale`), the
+/// run's resolution; rounded down to a multiple of `8 · downscale`, at least that, so that the
+/// latents are a multiple of 8 for the U-Net's down-sampling), the
 /// sphere of `[init]`, every step count rescaled to the stage ([`super::rescale_steps`]), no
 /// outputs. `downscale` is the VAE's (8 for SD 2.1, 4 for the toy prior).
 pub fn coarse_config(cfg: &GenerateConfig, downscale: u32) -> GenerateConfig {
@@ -122,8 +123,8 @@ pub fn coarse_config(cfg: &GenerateConfig, downscale: u32) -> GenerateConfig {
         0 => cfg.resolution / 2,
         r => r,
     };
-    let d = downscale.max(1);
-    c.resolution = (res / d * d).max(d);
+    let step = 8 * downscale.max(1);
+    c.resolution = (res / step * step).max(step);
     c.output.checkpoint_every = 0;
     c.output.ply_every = 0;
     c
