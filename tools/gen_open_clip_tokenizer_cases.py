@@ -43,7 +43,7 @@ import unicodedata
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gen_tokenizer_cases import EDGE_CASES, read_prompts  # noqa: E402
+from gen_tokenizer_cases import EDGE_CASES, read_prompts, write_cases  # noqa: E402
 
 MAX_LENGTH = 77
 
@@ -167,21 +167,12 @@ def main():
         cases.append({"prompt": p, "input_ids": encode(p)})
 
     out = path(args.out)
-    os.makedirs(os.path.dirname(out), exist_ok=True)
     skipped = ", ".join(f"{n} {why}" for why, n in sorted(left_out.items())) or "none"
     source = (f"open_clip_torch {version('open_clip_torch')} SimpleTokenizer (clean='lower'), "
               f"ftfy {ftfy.__version__}, Python {sys.version.split()[0]}; BOS + ids + EOS cut "
               f"to {MAX_LENGTH} with EOS last, padded with 0; left out: {skipped}; "
               "tools/gen_open_clip_tokenizer_cases.py")
-    with open(out, "w", encoding="utf-8") as f:
-        f.write("{\n")
-        f.write(f'  "source": {json.dumps(source)},\n')
-        f.write('  "text_pipeline": "open_clip",\n')
-        f.write('  "cases": [\n')
-        for i, c in enumerate(cases):
-            sep = "," if i + 1 < len(cases) else ""
-            f.write(f'    {{"prompt": {json.dumps(c["prompt"])}, "input_ids": {json.dumps(c["input_ids"])}}}{sep}\n')
-        f.write("  ]\n}\n")
+    write_cases(out, source, cases, text_pipeline="open_clip")
     print(f"wrote {len(cases)} cases to {os.path.relpath(out, ROOT)} (left out: {skipped})")
 
 

@@ -125,6 +125,22 @@ EXCLUDED = [
 ]
 
 
+def write_cases(out, source, cases, text_pipeline=None):
+    """Write a case file, one case per line (the format crates/sd/tests/sd_tokenizer.rs reads);
+    `text_pipeline` adds that field (absent: transformers-slow)."""
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, "w", encoding="utf-8") as f:
+        f.write("{\n")
+        f.write(f'  "source": {json.dumps(source)},\n')
+        if text_pipeline is not None:
+            f.write(f'  "text_pipeline": {json.dumps(text_pipeline)},\n')
+        f.write('  "cases": [\n')
+        for i, c in enumerate(cases):
+            sep = "," if i + 1 < len(cases) else ""
+            f.write(f'    {{"prompt": {json.dumps(c["prompt"])}, "input_ids": {json.dumps(c["input_ids"])}}}{sep}\n')
+        f.write("  ]\n}\n")
+
+
 def read_prompts(path):
     with open(path, encoding="utf-8") as f:
         return [line.rstrip("\n") for line in f if line.strip()]
@@ -176,21 +192,13 @@ def main():
         cases.append({"prompt": p, "input_ids": encode(p)})
 
     out = path(args.out)
-    os.makedirs(os.path.dirname(out), exist_ok=True)
     doc = {
         "source": f"transformers {transformers.__version__} slow CLIPTokenizer (no ftfy) on "
                   f"the SD 2.1 tokenizer folder; padding=max_length, max_length={MAX_LENGTH}, "
                   "truncation=True; tools/gen_tokenizer_cases.py",
         "cases": cases,
     }
-    with open(out, "w", encoding="utf-8") as f:
-        f.write("{\n")
-        f.write(f'  "source": {json.dumps(doc["source"])},\n')
-        f.write('  "cases": [\n')
-        for i, c in enumerate(cases):
-            sep = "," if i + 1 < len(cases) else ""
-            f.write(f'    {{"prompt": {json.dumps(c["prompt"])}, "input_ids": {json.dumps(c["input_ids"])}}}{sep}\n')
-        f.write("  ]\n}\n")
+    write_cases(out, doc["source"], cases)
     print(f"wrote {len(cases)} cases to {os.path.relpath(out, ROOT)}")
 
 
