@@ -270,7 +270,7 @@ impl<'a> GenerateTrainer<'a> {
             rgb.clone(),
             out.depth.clone(),
             out.alpha.clone(),
-            leaves.leaves[2].clone(),
+            leaves.leaves[optim::params::LOG_SCALES].clone(),
             &cams,
             device,
         ) {
