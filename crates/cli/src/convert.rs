@@ -51,14 +51,10 @@ pub fn cmd_convert(a: ConvertArgs) -> Result<()> {
         Some(SceneFormat::Ply) => splat::ply::declared_up(&a.input)?,
         _ => None,
     };
-    let mut data = read_scene(&a.input)?;
-    match (a.up.or(declared), format) {
-        (Some(up), SceneFormat::Ply) => splat::ply::write_ply_up(&a.out, &data, up)?,
-        (Some(up), _) => {
-            splat::transform::rotate(&mut data, up.rotation_from_z_up());
-            write_scene_as(&a.out, &data, format)?;
-        }
-        (None, _) => write_scene_as(&a.out, &data, format)?,
+    let data = read_scene(&a.input)?;
+    match a.up.or(declared) {
+        Some(up) => splat::formats::write_scene_up(&a.out, &data, format, up)?,
+        None => write_scene_as(&a.out, &data, format)?,
     }
     println!(
         "{} splats (SH degree {}) {} → {}",

@@ -63,21 +63,15 @@ pub fn cmd_export(a: ExportArgs) -> Result<()> {
     experiments::check_out_file("--out", &a.out)?;
     let path = train::checkpoint::resolve(&a.checkpoint)?;
     let ck = train::checkpoint::Checkpoint::load(&path)?;
-    let mut data = ck.splat_data(&path)?;
+    let data = ck.splat_data(&path)?;
     let up = match (a.up, ck.meta.method.as_str()) {
         (Some(up), _) => Some(up),
         (None, "fit") => None,
         (None, _) => Some(run_up_axis(&path)?),
     };
     match (up, splat::formats::SceneFormat::for_output(&a.out)) {
-        (Some(up), Some(splat::formats::SceneFormat::Ply)) => {
-            splat::ply::write_ply_up(&a.out, &data, up)?;
-        }
-        (Some(up), _) => {
-            splat::transform::rotate(&mut data, up.rotation_from_z_up());
-            splat::formats::write_scene(&a.out, &data)?;
-        }
-        (None, _) => splat::formats::write_scene(&a.out, &data)?,
+        (Some(up), Some(format)) => splat::formats::write_scene_up(&a.out, &data, format, up)?,
+        _ => splat::formats::write_scene(&a.out, &data)?,
     }
     println!(
         "{} splats (SH degree {}) at step {} of {} → {}",

@@ -198,10 +198,11 @@ where
         }
         Some(axis) => {
             splat::ply::write_ply_up(&ply, data, axis)?;
-            if !formats.is_empty() {
-                let mut turned = data.clone();
-                splat::transform::rotate(&mut turned, axis.rotation_from_z_up());
-                out.extend(write_extra_formats(dir, &turned, formats)?);
+            for f in formats {
+                let format = f.scene_format();
+                let path = dir.join(format!("point_cloud{}", format.suffix()));
+                splat::formats::write_scene_up(&path, data, format, axis)?;
+                out.push(path);
             }
         }
     }

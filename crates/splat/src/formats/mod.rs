@@ -192,6 +192,26 @@ pub fn write_scene(path: &Path, data: &SplatData) -> Result<(), SceneError> {
     write_scene_as(path, data, format)
 }
 
+/// Write a z-up scene (`generate`'s world) as `format` to `path`, turned into the `up`
+/// convention: a PLY through [`crate::ply::write_ply_up`] (which records the axis), any other
+/// format rotated ([`crate::transform::rotate`]) and written by [`write_scene_as`].
+///
+/// # Errors
+/// As [`write_scene_as`].
+pub fn write_scene_up(
+    path: &Path,
+    data: &SplatData,
+    format: SceneFormat,
+    up: crate::transform::UpAxis,
+) -> Result<(), SceneError> {
+    if format == SceneFormat::Ply {
+        return Ok(crate::ply::write_ply_up(path, data, up)?);
+    }
+    let mut turned = data.clone();
+    crate::transform::rotate(&mut turned, up.rotation_from_z_up());
+    write_scene_as(path, &turned, format)
+}
+
 /// Write `data` as `format` to `path`, atomically.
 ///
 /// # Errors
