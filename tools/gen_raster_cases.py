@@ -702,7 +702,7 @@ def render_nograd(params, spec, cot):
                  + (depth * torch.tensor(cot["D"])).sum())
 
 
-def save_case(path, spec, params, cot, ref, stats):
+def save_case(path, spec, params, cot, ref, stats, f32):
     cam = spec.camera
     t = {}
     f64 = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float64)
@@ -731,6 +731,9 @@ def save_case(path, spec, params, cot, ref, stats):
         v = ref["grads"][k]
         t[f"grad.{k}_f64"] = v.contiguous()
         t[f"grad.{k}"] = v.to(torch.float32).contiguous()
+        # gsplat's own float32 pipeline (the same functions run in float32): what float32
+        # precision gsplat itself reaches, for the Rust side's precision checks.
+        t[f"grad.{k}_gsplat_f32"] = f32["grads"][k].to(torch.float32).contiguous()
     t["meta.n_visible"] = i64(stats["n_visible"])
     t["meta.n_isects"] = i64(stats["n_isects"])
     t["meta.n_visible_opacity_aware"] = i64(stats["n_visible_opacity_aware"])
@@ -1027,7 +1030,7 @@ pixel centres at (j+0.5, i+0.5). All float tensors are float64 unless noted; sca
 | `in.width`, `in.height` | int64 | image size |
 | `in.G`, `in.H`, `in.D` | [H,W,3], [H,W], [H,W] | cotangents, see below |
 | `out.rgb`, `out.alpha`, `out.depth_accum` | [H,W,3], [H,W], [H,W] | float32; `_f64` suffix: float64 |
-| `grad.means`, `grad.quats`, `grad.log_scales`, `grad.opacity_logits`, `grad.colors` or `grad.sh`, `grad.means2d` | like the inputs; means2d [N,2] | float32; `_f64` suffix: float64 |
+| `grad.means`, `grad.quats`, `grad.log_scales`, `grad.opacity_logits`, `grad.colors` or `grad.sh`, `grad.means2d` | like the inputs; means2d [N,2] | float32 (the float64 values rounded); `_f64` suffix: float64; `_gsplat_f32` suffix: the same pipeline run in float32 (gsplat's own float32 precision) |
 | `meta.n_visible`, `meta.n_isects` | int64 | non-culled Gaussians / tile intersections, gsplat torch rule (bbox radius = ceil(3.33 sqrt(cov2d_ii))) |
 | `meta.n_visible_opacity_aware`, `meta.n_isects_opacity_aware` | int64 | the same under gsplat's CUDA rule (see "CUDA notes") |
 
@@ -1154,7 +1157,7 @@ def main(argv=None):
         if ratio > F32_HEADROOM:
             failures.append(f"{spec.name}: float32 emulation uses {ratio:.2f} of the tolerance at {where}")
         path = os.path.join(args.out, f"{spec.name}.safetensors")
-        save_case(path, spec, params, cot, ref, st)
+        save_case(path, spec, params, cot, ref, st, f32)
         size_kb = os.path.getsize(path) / 1024
         m = st["margins"]
         print(f"[{spec.name}] {st['width']}x{st['height']} N={st['n']} visible={st['n_visible']} "

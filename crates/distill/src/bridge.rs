@@ -20,6 +20,7 @@
 //! Injection is the usual sum-reduction pseudo-loss (official code), so `g` is what reaches the
 //! latents.
 
+use crate::timesteps::TimestepSchedule;
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
@@ -53,6 +54,10 @@ pub struct BridgeConfig {
     pub strip_descriptors: Vec<String>,
     /// A literal source prompt instead of the derived one (editing: "<prompt>, painting").
     pub source_prompt: Option<String>,
+    /// Timestep schedule (the official 3D config, threestudio's `max_step_percent [5000, 0.98, 0.5,
+    /// 5001]`: U{20, …, 980}, upper bound 500 from step 5,001; docs/methods.md §4.3 "Code
+    /// timesteps").
+    pub timesteps: TimestepSchedule,
 }
 
 impl Default for BridgeConfig {
@@ -83,6 +88,7 @@ impl Default for BridgeConfig {
             .map(String::from)
             .to_vec(),
             source_prompt: None,
+            timesteps: TimestepSchedule::stepped(5001, 500),
         }
     }
 }

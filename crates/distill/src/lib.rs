@@ -324,6 +324,67 @@ impl Default for GuidanceConfig {
     }
 }
 
+impl GuidanceConfig {
+    /// The selected method's own timestep schedule (`[guidance.<method>.timesteps]`; each
+    /// method's default is its paper's or reference code's, see the method configs).
+    ///
+    /// # Errors
+    /// [`DistillError::Setting`] `guidance.method` for a method not in [`METHODS`].
+    pub fn timesteps(&self) -> Result<&timesteps::TimestepSchedule, DistillError> {
+        Ok(match self.method.as_str() {
+            "sds" => &self.sds.timesteps,
+            "vdm" => &self.vdm.timesteps,
+            "sdi" => &self.sdi.timesteps,
+            "bridge" => &self.bridge.timesteps,
+            "lmc" => &self.lmc.timesteps,
+            "lods" => &self.lods.timesteps,
+            "vsd" => &self.vsd.timesteps,
+            other => return Err(unknown_method(other)),
+        })
+    }
+
+    /// Every method's timestep schedule with its setting name, in [`METHODS`] order (for
+    /// rescaling and validation; the methods that are not selected are carried along).
+    pub fn all_timesteps_mut(&mut self) -> [(&'static str, &mut timesteps::TimestepSchedule); 7] {
+        [
+            ("guidance.sds.timesteps", &mut self.sds.timesteps),
+            ("guidance.vdm.timesteps", &mut self.vdm.timesteps),
+            ("guidance.sdi.timesteps", &mut self.sdi.timesteps),
+            ("guidance.bridge.timesteps", &mut self.bridge.timesteps),
+            ("guidance.lmc.timesteps", &mut self.lmc.timesteps),
+            ("guidance.lods.timesteps", &mut self.lods.timesteps),
+            ("guidance.vsd.timesteps", &mut self.vsd.timesteps),
+        ]
+    }
+
+    /// Check every method's timestep schedule (a file may hold several methods' tables).
+    ///
+    /// # Errors
+    /// [`DistillError::Setting`] naming the first `guidance.<method>.timesteps` out of order.
+    pub fn validate_timesteps(&self) -> Result<(), DistillError> {
+        let named = [
+            ("guidance.sds.timesteps", &self.sds.timesteps),
+            ("guidance.vdm.timesteps", &self.vdm.timesteps),
+            ("guidance.sdi.timesteps", &self.sdi.timesteps),
+            ("guidance.bridge.timesteps", &self.bridge.timesteps),
+            ("guidance.lmc.timesteps", &self.lmc.timesteps),
+            ("guidance.lods.timesteps", &self.lods.timesteps),
+            ("guidance.vsd.timesteps", &self.vsd.timesteps),
+        ];
+        named.iter().try_for_each(|(name, s)| s.validate(name))
+    }
+}
+
+fn unknown_method(name: &str) -> DistillError {
+    DistillError::Setting {
+        name: "guidance.method".into(),
+        detail: format!(
+            "unknown method `{name}`; expected one of {}",
+            METHODS.join(", ")
+        ),
+    }
+}
+
 /// The method names [`build`] accepts.
 pub const METHODS: &[&str] = &["sds", "vdm", "sdi", "bridge", "lmc", "lods", "vsd"];
 
@@ -341,13 +402,7 @@ pub fn build(cfg: &GuidanceConfig, device: &Device) -> Result<Box<dyn Guidance>,
         "lmc" => Ok(Box::new(Lmc::new(cfg.lmc.clone(), device)?)),
         "lods" => Ok(Box::new(Lods::new(cfg.lods.clone(), device)?)),
         "vsd" => Ok(Box::new(Vsd::new(cfg.vsd.clone(), device)?)),
-        other => Err(DistillError::Setting {
-            name: "guidance.method".into(),
-            detail: format!(
-                "unknown method `{other}`; expected one of {}",
-                METHODS.join(", ")
-            ),
-        }),
+        other => Err(unknown_method(other)),
     }
 }
 

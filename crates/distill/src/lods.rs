@@ -47,6 +47,7 @@
 //! - [`Guidance::state`] saves y_α or ψ and Adam's moments ([`PathAdam`]): a resumed run takes
 //!   the same updates as an uninterrupted one.
 
+use crate::timesteps::TimestepSchedule;
 use burn::module::{Module, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
@@ -105,6 +106,10 @@ pub struct LodsConfig {
     /// Extra seed of the prior branch's `t′`/`ε′` stream, XOR-ed with the step's
     /// [`GuidanceInput::seed`] (0: the run's seed alone decides).
     pub seed: u64,
+    /// Timestep schedule (official `lods_gs.py`: U{20, …, 980} for steps 0–500, then upper bound
+    /// 550 — it resets `max_step` to 0.55 at every step > 500, overriding the yaml's 0.98 → 0.5;
+    /// docs/methods.md §1.3).
+    pub timesteps: TimestepSchedule,
 }
 
 impl Default for LodsConfig {
@@ -122,6 +127,7 @@ impl Default for LodsConfig {
             placeholder_prompt: "<new1>".into(),
             prior_t: [0, 999],
             seed: 0,
+            timesteps: TimestepSchedule::stepped(501, 550),
         }
     }
 }

@@ -28,6 +28,7 @@
 //!
 //! Cost: `⌈t/100⌉ + 1` extra guided U-Net evaluations per step (batched 2B each).
 
+use crate::timesteps::TimestepSchedule;
 use burn::tensor::{Tensor, TensorData};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use sd::scheduler::NoiseSchedule;
@@ -67,6 +68,9 @@ pub struct SdiConfig {
     pub reduction: Reduction,
     /// Overall multiplier.
     pub scale: f64,
+    /// Timestep schedule (SDI's threestudio config `t_anneal`: t = 980 → 250 linearly over 10,000
+    /// steps, one t per step; its README says 200; docs/methods.md §2.3).
+    pub timesteps: TimestepSchedule,
 }
 
 impl Default for SdiConfig {
@@ -80,6 +84,11 @@ impl Default for SdiConfig {
             enable: true,
             reduction: Reduction::Mean,
             scale: 1.0,
+            timesteps: TimestepSchedule::Linear {
+                t_min: 250,
+                t_max: 980,
+                steps: 10_000,
+            },
         }
     }
 }

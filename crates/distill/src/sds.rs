@@ -1,6 +1,7 @@
 //! SDS, the DreamFusion baseline (Poole et al. 2022, Eq. 3; docs/methods.md §0):
 //! `g = w(t)·(ε̂_cfg(z_t; y, t) − ε)` with `z_t = α_t z + σ_t ε`.
 
+use crate::timesteps::TimestepSchedule;
 use burn::tensor::{Tensor, TensorData};
 use sd::scheduler::NoiseSchedule;
 use serde::{Deserialize, Serialize};
@@ -48,6 +49,9 @@ pub struct SdsConfig {
     pub weighting: Weighting,
     /// Overall multiplier of the gradient (`lambda_guidance`).
     pub scale: f64,
+    /// Timestep schedule (DreamFusion: t ~ U(0.02, 0.98), i.e. U{20, …, 980}; docs/methods.md
+    /// §0, threestudio's `min_step_percent`/`max_step_percent`).
+    pub timesteps: TimestepSchedule,
 }
 
 impl Default for SdsConfig {
@@ -56,6 +60,7 @@ impl Default for SdsConfig {
             cfg_scale: 100.0,
             weighting: Weighting::Sigma2,
             scale: 1.0,
+            timesteps: TimestepSchedule::dreamfusion(),
         }
     }
 }

@@ -119,13 +119,76 @@ impl TimestepSchedule {
         (0..batch).map(|_| rng.random_range(lo..=hi)).collect()
     }
 
-    /// Check the ranges are ordered.
+    /// t ~ U{20, …, 980}: DreamFusion's U(0.02, 0.98) on SD's 1,000-step grid (threestudio's
+    /// `min_step_percent` 0.02 / `max_step_percent` 0.98). The default
+    /// of SDS and LMC-SDS.
+    pub const fn dreamfusion() -> Self {
+        Self::Uniform {
+            t_min: 20,
+            t_max: 980,
+        }
+    }
+
+    /// threestudio's step function `[switch_step − 1, 0.98, after/1000, switch_step]` on the
+    /// upper bound, t ≥ 20 (VSD: switch 5,001 → 500; SDS-Bridge: the same; LODS: 501 → 550).
+    pub const fn stepped(switch_step: usize, t_max_after: usize) -> Self {
+        Self::Stepped {
+            t_min: 20,
+            t_max: 980,
+            switch_step,
+            t_max_after,
+        }
+    }
+
+    /// The same schedule for a run `r` times as long: every step count (`anneal_steps`,
+    /// `steps`, `switch_step`) multiplied by `r` and rounded (an anneal's length stays ≥ 1);
+    /// the t values are kept. `compare --rescale` uses it.
+    pub fn rescaled(&self, r: f64) -> Self {
+        let at = |k: usize| (k as f64 * r).round() as usize;
+        match self.clone() {
+            Self::Annealed {
+                t_min,
+                t_start,
+                t_end,
+                anneal_steps,
+            } => Self::Annealed {
+                t_min,
+                t_start,
+                t_end,
+                anneal_steps: at(anneal_steps).max(1),
+            },
+            Self::Linear {
+                t_min,
+                t_max,
+                steps,
+            } => Self::Linear {
+                t_min,
+                t_max,
+                steps: at(steps).max(1),
+            },
+            Self::Stepped {
+                t_min,
+                t_max,
+                switch_step,
+                t_max_after,
+            } => Self::Stepped {
+                t_min,
+                t_max,
+                switch_step: at(switch_step),
+                t_max_after,
+            },
+            u @ Self::Uniform { .. } => u,
+        }
+    }
+
+    /// Check the ranges are ordered; `name` is the setting's path in the config file
+    /// (`timesteps`, `guidance.vdm.timesteps`, …).
     ///
     /// # Errors
-    /// [`crate::DistillError::Setting`] `timesteps` with the bounds at fault.
-    pub fn validate(&self) -> Result<(), crate::DistillError> {
+    /// [`crate::DistillError::Setting`] `name` with the bounds at fault.
+    pub fn validate(&self, name: &str) -> Result<(), crate::DistillError> {
         let bad = |detail: String| crate::DistillError::Setting {
-            name: "timesteps".into(),
+            name: name.into(),
             detail,
         };
         match *self {
@@ -199,6 +262,48 @@ mod tests {
         };
         assert_eq!(s.range(500, 1000), (20, 980));
         assert_eq!(s.range(501, 1000), (20, 550));
-        assert!(s.validate().is_ok());
+        assert!(s.validate("timesteps").is_ok());
+    }
+
+    /// Rescaling multiplies step counts only; a uniform range has none.
+    #[test]
+    fn rescaled_scales_step_counts_and_keeps_t_values() {
+        let r = 150.0 / 5000.0;
+        assert_eq!(
+            TimestepSchedule::stepped(5001, 500).rescaled(r),
+            TimestepSchedule::stepped(150, 500)
+        );
+        assert_eq!(
+            TimestepSchedule::default().rescaled(r),
+            TimestepSchedule::Annealed {
+                t_min: 20,
+                t_start: 980,
+                t_end: 500,
+                anneal_steps: 45
+            }
+        );
+        let linear = TimestepSchedule::Linear {
+            t_min: 250,
+            t_max: 980,
+            steps: 10,
+        };
+        assert_eq!(
+            linear.rescaled(0.01),
+            TimestepSchedule::Linear {
+                t_min: 250,
+                t_max: 980,
+                steps: 1
+            }
+        );
+        assert_eq!(
+            TimestepSchedule::dreamfusion().rescaled(r),
+            TimestepSchedule::dreamfusion()
+        );
+        let bad = TimestepSchedule::Uniform {
+            t_min: 900,
+            t_max: 100,
+        };
+        let e = bad.validate("guidance.sds.timesteps").unwrap_err();
+        assert!(e.to_string().contains("guidance.sds.timesteps"), "{e}");
     }
 }

@@ -27,6 +27,7 @@
 //! running-statistics buffers are neither used nor saved) and Adam's moments ([`PathAdam`]), so
 //! a resumed run takes the same ψ updates as an uninterrupted one.
 
+use crate::timesteps::TimestepSchedule;
 use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
@@ -60,6 +61,10 @@ pub struct VdmConfig {
     pub lr: f64,
     /// The U-Lite network ℳψ.
     pub ulite: ULiteConfig,
+    /// Timestep schedule (DreamMapping Algorithm 1: t ~ U(0, 1000), i.e. U{0, …, 999}, no anneal;
+    /// DCA then acts on ~30 % of draws. LucidDreamer's 980 → 500 anneal is `kind = "annealed"`;
+    /// docs/methods.md §5.3).
+    pub timesteps: TimestepSchedule,
 }
 
 impl Default for VdmConfig {
@@ -72,6 +77,10 @@ impl Default for VdmConfig {
             dca_cutoff: 300,
             lr: 0.01,
             ulite: ULiteConfig::default(),
+            timesteps: TimestepSchedule::Uniform {
+                t_min: 0,
+                t_max: 999,
+            },
         }
     }
 }

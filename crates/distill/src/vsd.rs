@@ -43,6 +43,7 @@
 //! `½Σ(z − sg(z − g))²/B` injection becomes [`crate::inject`]'s exact `g`. AdamW's moments are
 //! checkpointed with the LoRA ([`PathAdam`]).
 
+use crate::timesteps::TimestepSchedule;
 use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
@@ -93,6 +94,9 @@ pub struct VsdConfig {
     /// Extra seed of the LoRA branch's random stream, XOR-ed with the step's
     /// [`GuidanceInput::seed`] (0: the run's seed alone decides).
     pub seed: u64,
+    /// Timestep schedule (threestudio's ProlificDreamer config: `min_step_percent` 0.02,
+    /// `max_step_percent [5000, 0.98, 0.5, 5001]`).
+    pub timesteps: TimestepSchedule,
 }
 
 impl Default for VsdConfig {
@@ -111,6 +115,7 @@ impl Default for VsdConfig {
             camera_dropout: 0.1,
             lora_t: [0, 999],
             seed: 0,
+            timesteps: TimestepSchedule::stepped(5001, 500),
         }
     }
 }

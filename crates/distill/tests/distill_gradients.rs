@@ -124,6 +124,7 @@ fn sds_gradient_reaches_latents() {
                 cfg_scale: CFG,
                 weighting: w,
                 scale: 1.0,
+                ..SdsConfig::default()
             });
             let out = sds.gradient(&prior, &inp).expect("sds gradient");
             let got = injected(&inp.latents, out.grad);

@@ -211,6 +211,7 @@ fn lmc_gradient_reaches_latents() {
                 fixed_eps: fixed,
                 fixed_eps_seed: 5,
                 scale: 1.0,
+                ..LmcConfig::default()
             },
             ..GuidanceConfig::default()
         };

@@ -5,7 +5,9 @@
 //! `*.safetensors` in `$SPLATDREAM_RASTER_CASES`: images, alpha, depth and all gradients must be
 //! within `1e-4·max|ref| + 1e-5` of the float64 reference, and the tile-intersection count must
 //! equal the case's `meta.n_isects_opacity_aware` when it has one. The backward runs twice when the
-//! device has subgroups (subgroup reduction and the portable per-pixel atomics).
+//! device has subgroups (subgroup reduction and the portable per-pixel atomics). Where a case
+//! also holds gsplat's own float32 result (`grad.*_gsplat_f32`), `grad.means` and `grad.quats`
+//! must be about as precise as it ([`PRECISE`]).
 
 use std::path::Path;
 
@@ -30,8 +32,24 @@ fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
         .unwrap()
 }
 
+/// Largest |got − want| over max|want| (the plain error for an all-zero reference).
+fn rel_max_err(got: impl Iterator<Item = f64>, want: &[f64]) -> f64 {
+    let max_ref = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let err = got.zip(want).fold(0.0f64, |m, (g, w)| m.max((g - w).abs()));
+    if max_ref > 0.0 { err / max_ref } else { err }
+}
+
+/// Precision of one gradient against the float64 reference: ours and gsplat's own float32
+/// pipeline (the case's `<name>_gsplat_f32`), each as [`rel_max_err`].
+struct Precision {
+    name: String,
+    ours: f64,
+    gsplat_f32: f64,
+}
+
 /// Run one case; returns the worst error/tolerance ratio, or a description of every failure.
-fn run_case(path: &Path, subgroups: bool) -> Result<f64, String> {
+/// `precision` receives both errors for every gradient the case has a `_gsplat_f32` for.
+fn run_case(path: &Path, subgroups: bool, precision: &mut Vec<Precision>) -> Result<f64, String> {
     let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
     let st =
         SafeTensors::deserialize(&bytes).map_err(|e| format!("not a safetensors file: {e}"))?;
@@ -125,14 +143,24 @@ fn run_case(path: &Path, subgroups: bool) -> Result<f64, String> {
             out.num_isects
         ));
     }
-    let mut check = |name: &str, got: Vec<f32>| match f64s(&st, &format!("{name}_f64"))
-        .or_else(|_| f64s(&st, name))
-    {
-        Ok((want, _)) => match testkit::compare(name, &got, &want) {
-            Ok(r) => worst = worst.max(r),
+    let mut check = |name: &str, got: Vec<f32>| {
+        let f64_ref = f64s(&st, &format!("{name}_f64"));
+        if let (Ok((want, _)), Ok((theirs, _))) =
+            (&f64_ref, f64s(&st, &format!("{name}_gsplat_f32")))
+        {
+            precision.push(Precision {
+                name: name.into(),
+                ours: rel_max_err(got.iter().map(|&g| g as f64), want),
+                gsplat_f32: rel_max_err(theirs.iter().copied(), want),
+            });
+        }
+        match f64_ref.or_else(|_| f64s(&st, name)) {
+            Ok((want, _)) => match testkit::compare(name, &got, &want) {
+                Ok(r) => worst = worst.max(r),
+                Err(e) => failures.push(e),
+            },
             Err(e) => failures.push(e),
-        },
-        Err(e) => failures.push(e),
+        }
     };
     check("out.rgb", host(out.rgb.clone()));
     check("out.alpha", host(out.alpha.clone()));
@@ -186,14 +214,31 @@ fn gsplat_reference_cases() {
         &[false]
     };
     let mut failed = vec![];
+    let mut less_precise = vec![];
     for f in &files {
         for &sg in modes {
             let name = format!("{} (subgroups={sg})", f.display());
-            match run_case(f, sg) {
+            let mut precision = vec![];
+            match run_case(f, sg, &mut precision) {
                 Ok(r) => eprintln!("ok   {name}: worst error {:.3} of tolerance", r),
                 Err(e) => {
                     eprintln!("FAIL {name}:\n    {e}");
-                    failed.push(name);
+                    failed.push(name.clone());
+                }
+            }
+            for p in precision
+                .iter()
+                .filter(|p| PRECISE.contains(&p.name.as_str()))
+            {
+                eprintln!(
+                    "     {}: error {:.2e} of max|ref|, gsplat float32 {:.2e}",
+                    p.name, p.ours, p.gsplat_f32
+                );
+                if p.ours > (PRECISION_SLACK * p.gsplat_f32).max(PRECISION_FLOOR) {
+                    less_precise.push(format!(
+                        "{name} {}: {:.2e} vs gsplat's {:.2e}",
+                        p.name, p.ours, p.gsplat_f32
+                    ));
                 }
             }
         }
@@ -203,4 +248,21 @@ fn gsplat_reference_cases() {
         "{} raster case run(s) failed: {failed:?}",
         failed.len()
     );
+    assert!(
+        less_precise.is_empty(),
+        "less precise than gsplat's own float32 pipeline: {less_precise:?}"
+    );
 }
+
+/// Gradients held to gsplat's own float32 precision (issue 26 asked for `grad.quats` at parity
+/// on near-plane and needle splats). Measured on the committed cases (session 27, max error over
+/// max|ref|, ours ÷ gsplat's float32): `grad.quats` 0.35–2.8× (near_plane 0.79–1.07×,
+/// anisotropic 0.39–0.54×; the largest ratios on sh_degree1 and basic_colors, at 1–3e-6, a few
+/// float32 ulps of the largest value), `grad.means` 0.26–3.1× (far). Both pipelines sum the same
+/// per-pixel terms in different orders, which moves either by that much.
+const PRECISE: &[&str] = &["grad.means", "grad.quats"];
+/// How much worse than gsplat's float32 error a gradient may be before this test fails (the
+/// parity tolerance, 1e-4·max|ref|, is 30–100× looser than these errors).
+const PRECISION_SLACK: f64 = 4.0;
+/// Relative errors below this are float32 rounding of the values themselves (2⁻²⁰ ≈ 1e-6).
+const PRECISION_FLOOR: f64 = 1e-6;

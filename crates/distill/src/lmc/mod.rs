@@ -77,6 +77,7 @@ pub use format::*;
 pub use net::*;
 pub use pretrain::*;
 
+use crate::timesteps::TimestepSchedule;
 use std::path::PathBuf;
 
 use net::mix;
@@ -104,6 +105,8 @@ pub struct LmcConfig {
     pub fixed_eps_seed: u64,
     /// Overall multiplier of the gradient (1).
     pub scale: f64,
+    /// Timestep schedule ([S2]: t ~ U(0.02, 0.98) with no anneal, i.e. U{20, …, 980}).
+    pub timesteps: TimestepSchedule,
 }
 
 impl Default for LmcConfig {
@@ -114,6 +117,7 @@ impl Default for LmcConfig {
             fixed_eps: false,
             fixed_eps_seed: 0,
             scale: 1.0,
+            timesteps: TimestepSchedule::dreamfusion(),
         }
     }
 }

@@ -77,7 +77,9 @@ pub struct Distill2dConfig {
     pub dtype: String,
     /// Guidance method and settings.
     pub guidance: GuidanceConfig,
-    /// Timestep sampler.
+    /// Timestep sampler of the 2D run. It replaces the methods' own (3D) schedules in
+    /// `guidance.<method>.timesteps`: the papers' 2D experiments sample t uniformly (SDS-Bridge's
+    /// 2D code from a 500-step DDIM grid, ≈ U{20, …, 980}), not with the 3D anneals.
     pub timesteps: TimestepSchedule,
     /// Outputs.
     pub output: Output2d,
@@ -130,7 +132,7 @@ pub fn validate(cfg: &Distill2dConfig) -> Result<(), GenerateError> {
     if cfg.init_l2 > 0.0 && cfg.init_image.is_none() {
         return Err(config_err("init_l2", "needs init_image"));
     }
-    check_distillation(&cfg.dtype, &cfg.guidance, &cfg.timesteps)
+    check_distillation(&cfg.dtype, &cfg.guidance, Some(&cfg.timesteps))
 }
 
 /// `[1, 3, size, size]` in [−1, 1] from an image file through the workspace's one image

@@ -323,8 +323,11 @@ pub struct GenerateConfig {
     pub max_bad_steps: u64,
     /// Guidance method and settings.
     pub guidance: GuidanceConfig,
-    /// Timestep sampler.
-    pub timesteps: TimestepSchedule,
+    /// Run-level timestep schedule that replaces the method's own
+    /// (`[guidance.<method>.timesteps]`, the paper's by default); absent unless set. Config
+    /// files written before the schedules moved into the methods' tables have it here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timesteps: Option<TimestepSchedule>,
     /// Draw one t per step, shared by every view of the batch (DreamMapping's Algorithm 1;
     /// docs/methods.md §5, "One optimisation step", item 2), instead of one t per view (LucidDreamer's `train.py`,
     /// the default).
@@ -349,6 +352,20 @@ pub struct GenerateConfig {
     pub regularisers: super::RegulariserConfig,
     /// Outputs.
     pub output: OutputConfig,
+}
+
+impl GenerateConfig {
+    /// The timestep schedule this run samples from: the run-level `timesteps` when set, else
+    /// the selected method's own (`guidance.<method>.timesteps`).
+    ///
+    /// # Errors
+    /// [`GenerateError::Config`] `guidance.method` for a method this build does not have.
+    pub fn timestep_schedule(&self) -> Result<&TimestepSchedule, GenerateError> {
+        match &self.timesteps {
+            Some(t) => Ok(t),
+            None => self.guidance.timesteps().map_err(setting_err),
+        }
+    }
 }
 
 /// LucidDreamer's densification mapped onto the 3DGS strategy: refine every 100 steps from
@@ -379,7 +396,7 @@ impl Default for GenerateConfig {
             dtype: "f32".into(),
             max_bad_steps: optim::guard::DEFAULT_MAX_BAD_STEPS,
             guidance: GuidanceConfig::default(),
-            timesteps: TimestepSchedule::default(),
+            timesteps: None,
             shared_timestep: false,
             cameras: CameraConfig::default(),
             prompts: ViewPromptConfig::default(),
@@ -533,15 +550,16 @@ pub(crate) fn check_vae_size(
     Ok(())
 }
 
-/// The model precision parses, the guidance method is built in and the timestep schedule is
-/// ordered (`generate` and `distill2d`).
+/// The model precision parses, the guidance method is built in and the timestep schedules
+/// (the run-level one when set, and every method's) are ordered (`generate` and `distill2d`).
 ///
 /// # Errors
-/// [`GenerateError::Config`] naming `dtype`, `guidance.method` or `timesteps`.
+/// [`GenerateError::Config`] naming `dtype`, `guidance.method`, `timesteps` or
+/// `guidance.<method>.timesteps`.
 pub(crate) fn check_distillation(
     dtype: &str,
     guidance: &GuidanceConfig,
-    timesteps: &TimestepSchedule,
+    timesteps: Option<&TimestepSchedule>,
 ) -> Result<(), GenerateError> {
     dtype
         .parse::<sd::Precision>()
@@ -556,7 +574,10 @@ pub(crate) fn check_distillation(
             ),
         ));
     }
-    timesteps.validate().map_err(setting_err)
+    if let Some(t) = timesteps {
+        t.validate("timesteps").map_err(setting_err)?;
+    }
+    guidance.validate_timesteps().map_err(setting_err)
 }
 
 /// Check a configuration before any work.
@@ -574,7 +595,7 @@ pub fn validate(cfg: &GenerateConfig) -> Result<(), GenerateError> {
             "must be a positive multiple of 8 (the VAE downscale)",
         ));
     }
-    check_distillation(&cfg.dtype, &cfg.guidance, &cfg.timesteps)?;
+    check_distillation(&cfg.dtype, &cfg.guidance, cfg.timesteps.as_ref())?;
     cfg.cameras.validate().map_err(setting_err)?;
     if !matches!(cfg.init.kind, InitKind::Sphere | InitKind::Coarse) && cfg.init.path.is_none() {
         return Err(config_err(

@@ -350,13 +350,61 @@ mod tests {
         let cfg: GenerateConfig = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         assert_eq!(cfg.guidance.method, "vdm");
         assert!(cfg.shared_timestep);
+        let uniform = distill::timesteps::TimestepSchedule::Uniform {
+            t_min: 0,
+            t_max: 999,
+        };
+        assert_eq!(cfg.timesteps, None, "no run-level override");
+        assert_eq!(cfg.timestep_schedule().unwrap(), &uniform);
+        assert_eq!(GenerateConfig::default().guidance.vdm.timesteps, uniform);
+    }
+
+    /// Each method owns its timestep schedule (issue 25): the shipped configs of VDM, SDI, LMC,
+    /// LODS and VSD set exactly their method's default (the paper's or reference code's), each
+    /// method of one file samples from its own table, and a run-level `[timesteps]` (files
+    /// written before the move) still overrides it.
+    #[test]
+    fn each_method_samples_from_its_own_schedule() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        let read = |name: &str| -> GenerateConfig {
+            toml::from_str(&std::fs::read_to_string(dir.join(name)).unwrap()).unwrap()
+        };
+        let defaults = GenerateConfig::default().guidance;
+        for (file, want) in [
+            ("dreammapping.toml", &defaults.vdm.timesteps),
+            ("sdi.toml", &defaults.sdi.timesteps),
+            ("lmc.toml", &defaults.lmc.timesteps),
+            ("lods.toml", &defaults.lods.timesteps),
+            ("vsd.toml", &defaults.vsd.timesteps),
+        ] {
+            let cfg = read(file);
+            assert_eq!(cfg.timesteps, None, "{file}: no run-level schedule");
+            assert_eq!(cfg.timestep_schedule().unwrap(), want, "{file}");
+        }
+        // one file, two methods: each its own schedule
+        let mut cfg = read("dreammapping.toml");
+        let vdm = cfg.timestep_schedule().unwrap().clone();
+        cfg.guidance.method = "sds".into();
         assert_eq!(
-            cfg.timesteps,
-            distill::timesteps::TimestepSchedule::Uniform {
-                t_min: 0,
-                t_max: 999
-            }
+            cfg.timestep_schedule().unwrap(),
+            &cfg.guidance.sds.timesteps
         );
+        assert_ne!(cfg.timestep_schedule().unwrap(), &vdm);
+        // an old file's run-level table wins over the method's
+        let old: GenerateConfig = toml::from_str(
+            "[guidance]\nmethod = \"vdm\"\n[timesteps]\nkind = \"annealed\"\nt_min = 20\n\
+             t_start = 980\nt_end = 500\nanneal_steps = 1500\n",
+        )
+        .unwrap();
+        assert_eq!(
+            old.timestep_schedule().unwrap(),
+            &distill::timesteps::TimestepSchedule::default()
+        );
+        // and a config with no tables at all written back and read again keeps them
+        let round: GenerateConfig =
+            toml::from_str(&toml::to_string(&GenerateConfig::default()).unwrap()).unwrap();
+        assert_eq!(round.timesteps, None);
+        assert_eq!(round.guidance.sdi.timesteps, defaults.sdi.timesteps);
     }
 
     /// The means' learning rate as LucidDreamer sets it (issue 26): × `spatial_lr_scale` 3.5,

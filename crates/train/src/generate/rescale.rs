@@ -1,15 +1,13 @@
 //! A run's schedule rescaled to another length: what a shipped 5,000-step recipe becomes in a
 //! 150-step run on the toy-world prior (`compare --rescale`, issue 24 item 6).
 
-use distill::timesteps::TimestepSchedule;
-
 use super::config::GenerateConfig;
 use optim::densify::Strategy;
 
 /// `cfg` with `steps` steps and every step count of its schedule multiplied by
 /// `steps / cfg.steps` (rounded; intervals stay ≥ 1; a 0 meaning "off" or "half the run"
-/// stays 0): the timestep anneal (`anneal_steps`, `steps`, `switch_step`), the means'
-/// learning-rate decay, densification (`start`, `stop`, `every`, `reset_every`), SDS-Bridge's
+/// stays 0): the timestep anneal (`anneal_steps`, `steps`, `switch_step`) of every method's
+/// schedule and of the run-level one, the means' learning-rate decay, densification (`start`, `stop`, `every`, `reset_every`), SDS-Bridge's
 /// `stage_two_start` and the checkpoint interval. Timestep *values* (t ranges, DCA's cutoff),
 /// learning rates and thresholds are not step counts and are kept.
 pub fn rescale_steps(cfg: &GenerateConfig, steps: u64) -> GenerateConfig {
@@ -22,40 +20,10 @@ pub fn rescale_steps(cfg: &GenerateConfig, steps: u64) -> GenerateConfig {
     let at = |k: u64| (k as f64 * r).round() as u64;
     let every = |k: u64| if k == 0 { 0 } else { at(k).max(1) };
     let at_us = |k: usize| (k as f64 * r).round() as usize;
-    out.timesteps = match cfg.timesteps.clone() {
-        TimestepSchedule::Annealed {
-            t_min,
-            t_start,
-            t_end,
-            anneal_steps,
-        } => TimestepSchedule::Annealed {
-            t_min,
-            t_start,
-            t_end,
-            anneal_steps: at_us(anneal_steps).max(1),
-        },
-        TimestepSchedule::Linear {
-            t_min,
-            t_max,
-            steps,
-        } => TimestepSchedule::Linear {
-            t_min,
-            t_max,
-            steps: at_us(steps).max(1),
-        },
-        TimestepSchedule::Stepped {
-            t_min,
-            t_max,
-            switch_step,
-            t_max_after,
-        } => TimestepSchedule::Stepped {
-            t_min,
-            t_max,
-            switch_step: at_us(switch_step),
-            t_max_after,
-        },
-        u @ TimestepSchedule::Uniform { .. } => u,
-    };
+    out.timesteps = cfg.timesteps.as_ref().map(|t| t.rescaled(r));
+    for (_, schedule) in out.guidance.all_timesteps_mut() {
+        *schedule = schedule.rescaled(r);
+    }
     out.lr.means_decay_steps = every(cfg.lr.means_decay_steps);
     match &mut out.densify {
         Strategy::Default(d) => {
@@ -79,6 +47,7 @@ pub fn rescale_steps(cfg: &GenerateConfig, steps: u64) -> GenerateConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use distill::timesteps::TimestepSchedule;
     use optim::densify::DefaultStrategy;
 
     /// The 5,000-step DreamMapping schedule at 150 steps: LucidDreamer's anneal over 1,500
@@ -88,12 +57,12 @@ mod tests {
     fn step_counts_scale_and_the_rest_stays() {
         let cfg = GenerateConfig {
             steps: 5000,
-            timesteps: TimestepSchedule::Annealed {
+            timesteps: Some(TimestepSchedule::Annealed {
                 t_min: 20,
                 t_start: 980,
                 t_end: 500,
                 anneal_steps: 1500,
-            },
+            }),
             densify: Strategy::Default(DefaultStrategy {
                 start: 500,
                 stop: 2500,
@@ -110,13 +79,28 @@ mod tests {
         assert_eq!(r.steps, 150);
         assert_eq!(
             r.timesteps,
-            TimestepSchedule::Annealed {
+            Some(TimestepSchedule::Annealed {
                 t_min: 20,
                 t_start: 980,
                 t_end: 500,
                 anneal_steps: 45
+            })
+        );
+        // every method's own schedule too: VSD's switch at 5,001 of 5,000 steps → 150, SDI's
+        // 10,000-step anneal → 300
+        assert_eq!(
+            r.guidance.vsd.timesteps,
+            TimestepSchedule::stepped(150, 500)
+        );
+        assert_eq!(
+            r.guidance.sdi.timesteps,
+            TimestepSchedule::Linear {
+                t_min: 250,
+                t_max: 980,
+                steps: 300
             }
         );
+        assert_eq!(r.guidance.vdm.timesteps, cfg.guidance.vdm.timesteps);
         let Strategy::Default(d) = &r.densify else {
             panic!("strategy changed")
         };

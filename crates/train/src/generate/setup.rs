@@ -92,21 +92,26 @@ pub(crate) fn scene_scale(cfg: &GenerateConfig) -> f64 {
     1.1 * cfg.cameras.radius[1] as f64
 }
 
-/// The timesteps of step `step`, one per view of the batch: drawn independently per view
-/// (LucidDreamer), or one draw repeated for every view when `cfg.shared_timestep`
+/// The timesteps of step `step` from the run's schedule
+/// ([`GenerateConfig::timestep_schedule`]), one per view of the batch: drawn independently per
+/// view (LucidDreamer), or one draw repeated for every view when `cfg.shared_timestep`
 /// (DreamMapping's Algorithm 1). `num_t` is the scheduler's number of training timesteps.
+///
+/// # Errors
+/// [`super::GenerateError::Config`] `guidance.method` for an unknown method.
 pub fn draw_timesteps(
     cfg: &GenerateConfig,
     step: u64,
     num_t: usize,
     rng: &mut impl rand::Rng,
-) -> Vec<usize> {
-    if cfg.shared_timestep {
-        let one = cfg.timesteps.sample(step as usize, 1, num_t, rng);
+) -> Result<Vec<usize>, super::GenerateError> {
+    let schedule = cfg.timestep_schedule()?;
+    Ok(if cfg.shared_timestep {
+        let one = schedule.sample(step as usize, 1, num_t, rng);
         vec![one[0]; cfg.batch]
     } else {
-        cfg.timesteps.sample(step as usize, cfg.batch, num_t, rng)
-    }
+        schedule.sample(step as usize, cfg.batch, num_t, rng)
+    })
 }
 
 /// The config of `cfg`'s coarse initialisation stage (`init.kind = "coarse"`): SDS with the
@@ -142,17 +147,17 @@ mod timestep_tests {
     fn shared_timestep_repeats_one_draw_per_step() {
         let mut cfg = GenerateConfig {
             batch: 4,
-            timesteps: distill::timesteps::TimestepSchedule::Uniform {
+            timesteps: Some(distill::timesteps::TimestepSchedule::Uniform {
                 t_min: 0,
                 t_max: 999,
-            },
+            }),
             ..Default::default()
         };
         let mut rng = StdRng::seed_from_u64(7);
         cfg.shared_timestep = true;
         let mut seen = std::collections::BTreeSet::new();
         for step in 0..200 {
-            let t = draw_timesteps(&cfg, step, 1000, &mut rng);
+            let t = draw_timesteps(&cfg, step, 1000, &mut rng).unwrap();
             assert_eq!(t.len(), 4);
             assert!(t.iter().all(|&x| x == t[0]), "step {step}: {t:?}");
             seen.insert(t[0] / 100);
@@ -161,7 +166,7 @@ mod timestep_tests {
         cfg.shared_timestep = false;
         let mixed = (0..50)
             .filter(|&step| {
-                let t = draw_timesteps(&cfg, step, 1000, &mut rng);
+                let t = draw_timesteps(&cfg, step, 1000, &mut rng).unwrap();
                 t.iter().any(|&x| x != t[0])
             })
             .count();

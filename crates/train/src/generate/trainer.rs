@@ -208,7 +208,7 @@ impl<'a> GenerateTrainer<'a> {
         let bgs = cfg.background.sample_views(sampled.len(), &mut rng);
         let bg = bgs[0];
         let per_view_bg = bgs.iter().any(|b| *b != bg);
-        let t = draw_timesteps(cfg, step, num_t, &mut rng);
+        let t = draw_timesteps(cfg, step, num_t, &mut rng)?;
         let opt_step = step + 1;
         let want_means2d = densifier.wants_means2d_grad(opt_step);
 
