@@ -53,7 +53,8 @@ pub enum TimestepSchedule {
 }
 
 impl Default for TimestepSchedule {
-    /// The DreamMapping default: LucidDreamer's anneal 980 → 500 over 1,500 steps, t ≥ 20.
+    /// LucidDreamer's anneal 980 → 500 over 1,500 steps, t ≥ 20 (the code DreamMapping builds on;
+    /// no method's default any more — each method's config sets its paper's schedule).
     fn default() -> Self {
         Self::Annealed {
             t_min: 20,
