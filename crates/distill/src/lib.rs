@@ -343,17 +343,17 @@ impl GuidanceConfig {
         })
     }
 
-    /// Every method's timestep schedule with its setting name, in [`METHODS`] order (for
-    /// rescaling and validation; the methods that are not selected are carried along).
-    pub fn all_timesteps_mut(&mut self) -> [(&'static str, &mut timesteps::TimestepSchedule); 7] {
+    /// Every method's timestep schedule, in [`METHODS`] order (for rescaling; the methods
+    /// that are not selected are carried along).
+    pub fn all_timesteps_mut(&mut self) -> [&mut timesteps::TimestepSchedule; 7] {
         [
-            ("guidance.sds.timesteps", &mut self.sds.timesteps),
-            ("guidance.vdm.timesteps", &mut self.vdm.timesteps),
-            ("guidance.sdi.timesteps", &mut self.sdi.timesteps),
-            ("guidance.bridge.timesteps", &mut self.bridge.timesteps),
-            ("guidance.lmc.timesteps", &mut self.lmc.timesteps),
-            ("guidance.lods.timesteps", &mut self.lods.timesteps),
-            ("guidance.vsd.timesteps", &mut self.vsd.timesteps),
+            &mut self.sds.timesteps,
+            &mut self.vdm.timesteps,
+            &mut self.sdi.timesteps,
+            &mut self.bridge.timesteps,
+            &mut self.lmc.timesteps,
+            &mut self.lods.timesteps,
+            &mut self.vsd.timesteps,
         ]
     }
 

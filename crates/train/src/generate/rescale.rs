@@ -21,7 +21,7 @@ pub fn rescale_steps(cfg: &GenerateConfig, steps: u64) -> GenerateConfig {
     let every = |k: u64| if k == 0 { 0 } else { at(k).max(1) };
     let at_us = |k: usize| (k as f64 * r).round() as usize;
     out.timesteps = cfg.timesteps.as_ref().map(|t| t.rescaled(r));
-    for (_, schedule) in out.guidance.all_timesteps_mut() {
+    for schedule in out.guidance.all_timesteps_mut() {
         *schedule = schedule.rescaled(r);
     }
     out.lr.means_decay_steps = every(cfg.lr.means_decay_steps);
