@@ -299,7 +299,7 @@ pub(crate) fn bench_distill(ctx: &GpuContext, p: &Plan, out: &mut Vec<CaseResult
     use train::generate::{GenerateConfig, generate, load_model};
     let o = &p.opts;
     let model_id = o.model.clone().context("the distill suite needs --model")?;
-    let model = load_model(&model_id, &o.dtype, &ctx.burn)
+    let model = load_model(&model_id, &o.dtype, Default::default(), &ctx.burn)
         .with_context(|| format!("loading the diffusion model `{model_id}`"))?;
     let warmup = p.warmup.max(1);
     let repeats = p.repeats("distill");

@@ -43,6 +43,10 @@ pub struct SampleArgs {
     /// Check the weight files' sha256 against the published SD 2.1 hashes before loading.
     #[arg(long)]
     verify: bool,
+    /// Text pipeline in front of CLIP's BPE: open_clip (what SD 2.x was trained with) or
+    /// transformers-slow (transformers 4's slow tokenizer).
+    #[arg(long, default_value = "open_clip")]
+    tokenizer: sd::tokenizer::TextPipeline,
     /// Output PNG.
     #[arg(long, default_value = "sample.png")]
     out: PathBuf,
@@ -60,6 +64,7 @@ pub fn cmd_sample(
     experiments::check_out_file("--out", &a.out)?;
     check_prompts(
         &a.model,
+        a.tokenizer,
         &[
             ("--prompt".into(), a.prompt.clone()),
             ("--negative".into(), a.negative.clone()),
@@ -70,7 +75,8 @@ pub fn cmd_sample(
     let p = experiments::precision(ctx, &a.dtype)?;
     let dir = sd::model::resolve(&a.model)?;
     let t0 = Instant::now();
-    let model = StableDiffusion::load(&dir, &ctx.burn, p, a.verify)?;
+    let mut model = StableDiffusion::load(&dir, &ctx.burn, p, a.verify)?;
+    model.set_text_pipeline(a.tokenizer)?;
     eprintln!(
         "loaded {} in {:.1} s ({p})",
         dir.display(),
@@ -110,7 +116,7 @@ pub fn cmd_sample(
     Ok(())
 }
 
-/// Check prompts against the model's tokenizer before any device work: an empty prompt, or one
+/// Check prompts against the model's tokenizer (behind `pipeline`) before any device work: an empty prompt, or one
 /// longer than the CLIP window (75 tokens), is an error naming where it came from (`label`,
 /// e.g. `--prompt` or `prompts.txt: line 3`). Resolving the model here also reports a missing
 /// model folder before the GPU is touched.
@@ -119,11 +125,13 @@ pub fn cmd_sample(
 /// The model cannot be resolved, its tokenizer cannot be built, or a prompt is refused.
 pub(crate) fn check_prompts(
     model: &str,
+    pipeline: sd::tokenizer::TextPipeline,
     prompts: &[(String, String)],
     net: sd::download::Network,
 ) -> Result<()> {
     let dir = sd::download::resolve_or_download(model, net)?;
-    let tokenizer = sd::tokenizer::ClipTokenizer::for_model_dir(&dir)?;
+    let tokenizer =
+        sd::tokenizer::ClipTokenizer::for_model_dir(&dir)?.with_text_pipeline(pipeline)?;
     for (label, prompt) in prompts {
         sd::pipeline::check_prompt(&tokenizer, prompt).with_context(|| label.clone())?;
     }

@@ -117,6 +117,7 @@ pub fn cmd_distill2d(
     };
     crate::diffusion::check_prompts(
         &cfg.model,
+        cfg.tokenizer,
         &[
             (label, cfg.prompt.clone()),
             ("negative_prompt".into(), cfg.negative_prompt.clone()),
@@ -124,7 +125,7 @@ pub fn cmd_distill2d(
         net,
     )?;
     let ctx = ctx()?;
-    let model = load_model(&cfg.model, &cfg.dtype, &ctx.burn)
+    let model = load_model(&cfg.model, &cfg.dtype, cfg.tokenizer, &ctx.burn)
         .with_context(|| format!("loading the diffusion model `{}`", cfg.model))?;
     let bar = bar(cfg.steps);
     let report = distill2d(&cfg, &model, &ctx.burn, &mut |done, _, rec| {

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use clap::Args;
 use experiments::generate::{base_table, generate_all, runs_from_file};
 use gpu::GpuContext;
@@ -159,8 +159,17 @@ pub fn cmd_generate(
         }
         prompts.push(("negative_prompt".into(), c.negative_prompt.clone()));
     }
+    // One model serves every run: they must agree on its tokenizer.
+    for (c, label) in runs.iter().zip(&labels) {
+        ensure!(
+            c.tokenizer == runs[0].tokenizer,
+            "{label}: tokenizer = \"{}\" differs from the first run's \"{}\"; runs of one invocation share the model and its tokenizer",
+            c.tokenizer,
+            runs[0].tokenizer
+        );
+    }
     if !a.print_config {
-        crate::diffusion::check_prompts(&runs[0].model, &prompts, net)?;
+        crate::diffusion::check_prompts(&runs[0].model, runs[0].tokenizer, &prompts, net)?;
     }
     if a.print_config {
         for c in &runs {
@@ -170,7 +179,7 @@ pub fn cmd_generate(
     }
     let ctx = ctx()?;
     let cfg0 = &runs[0];
-    let model = load_model(&cfg0.model, &cfg0.dtype, &ctx.burn)
+    let model = load_model(&cfg0.model, &cfg0.dtype, cfg0.tokenizer, &ctx.burn)
         .with_context(|| format!("loading the diffusion model `{}`", cfg0.model))?;
     eprintln!("model {} loaded", model.dir.display());
     let background = runs[0].background.colour.eval();

@@ -23,6 +23,61 @@ pub struct CameraConfig {
     pub jitter_center: f32,
     /// Standard deviation of the random offset of the look-at target (world units).
     pub jitter_target: f32,
+    /// Progressive relaxation of the ranges over the run (`[cameras.relax]`; off by default).
+    pub relax: CameraRelax,
+}
+
+/// `[cameras.relax]`: LucidDreamer's progressive relaxation of the view range (`train.py`,
+/// "progressively relaxing view range", with `opt.use_progressive = False`, its default):
+/// at every iteration `i ≥ start` with `i % every == 0` (1-based iterations) the radius range
+/// shrinks by `radius_factor` towards `radius_limit` and the FoV range's ends are multiplied by
+/// `fov_factors` within `fov_limit_deg`, so the views come closer and wider as the object
+/// forms. LucidDreamer also scales the polar and azimuth ranges by `phi_scale_up_factor`
+/// (1.5), but every shipped LucidDreamer config sets their limits equal to the ranges, so that
+/// is a no-op and is left out here. Values: `arguments/__init__.py` (`progressive_view_iter`,
+/// `scale_up_cameras_iter` 500, `scale_up_factor` 0.95, `fovy_scale_up_factor` [0.75, 1.1])
+/// and `configs/*.yaml` (`max_radius_range` [3.5, 5.0], `max_fovy_range` [0.16, 0.60] rad).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CameraRelax {
+    /// Relax every this many steps (`scale_up_cameras_iter`); 0 = never (the default).
+    pub every: u64,
+    /// The first step that may relax (`progressive_view_iter`).
+    pub start: u64,
+    /// Factor on both ends of the radius range per relaxation (`scale_up_factor`).
+    pub radius_factor: f32,
+    /// Bounds the radius range's ends do not pass, `[min, max]` (`max_radius_range`): the
+    /// lower end stops at `radius_limit[0]`, the upper at `radius_limit[1]`.
+    pub radius_limit: [f32; 2],
+    /// Factors on the FoV range's lower and upper end per relaxation (`fovy_scale_up_factor`).
+    pub fov_factors: [f32; 2],
+    /// The FoV range's ends stay within `[min, max]` degrees (`max_fovy_range`).
+    pub fov_limit_deg: [f32; 2],
+}
+
+impl Default for CameraRelax {
+    fn default() -> Self {
+        Self {
+            every: 0,
+            start: 500,
+            radius_factor: 0.95,
+            radius_limit: [3.5, 5.0],
+            fov_factors: [0.75, 1.1],
+            fov_limit_deg: [9.17, 34.4],
+        }
+    }
+}
+
+impl CameraRelax {
+    /// How many relaxations have happened by the end of 0-based step `step` (iteration
+    /// `step + 1`): the multiples of `every` in `[start, step + 1]`.
+    pub fn count(&self, step: u64) -> u64 {
+        let i = step + 1;
+        if self.every == 0 || i < self.start.max(1) {
+            return 0;
+        }
+        i / self.every - self.start.max(1).div_ceil(self.every) + 1
+    }
 }
 
 impl Default for CameraConfig {
@@ -36,6 +91,7 @@ impl Default for CameraConfig {
             fov_deg: [18.3, 34.4],
             jitter_center: 0.05,
             jitter_target: 0.05,
+            relax: CameraRelax::default(),
         }
     }
 }
@@ -84,7 +140,51 @@ impl CameraConfig {
         if self.elevation_deg[0] < -89.0 || self.elevation_deg[1] > 89.0 {
             return Err(bad("elevation_deg", "must lie in [-89, 89]".into()));
         }
+        let r = &self.relax;
+        if r.every > 0 {
+            ordered("relax.radius_limit", r.radius_limit)?;
+            ordered("relax.fov_limit_deg", r.fov_limit_deg)?;
+            if !(r.radius_factor > 0.0 && r.radius_factor <= 1.0) {
+                return Err(bad("relax.radius_factor", "must lie in (0, 1]".into()));
+            }
+            let [lower, upper] = r.fov_factors;
+            if !(lower > 0.0 && lower <= 1.0 && upper >= 1.0 && upper.is_finite()) {
+                return Err(bad(
+                    "relax.fov_factors",
+                    "must be [lower in (0, 1], upper ≥ 1]".into(),
+                ));
+            }
+            if r.radius_limit[0] <= 0.0 || r.fov_limit_deg[0] <= 0.0 || r.fov_limit_deg[1] >= 180.0
+            {
+                return Err(bad(
+                    "relax",
+                    "radius_limit must be positive and fov_limit_deg lie in (0, 180)".into(),
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The ranges in force at 0-based step `step` after [`CameraRelax::count`] relaxations:
+    /// radius ends `max(limit, r·f^k)`, FoV lower end `max(limit, fov·f₀^k)`, upper end
+    /// `min(limit, fov·f₁^k)` (LucidDreamer's clamped update applied k times; ranges kept
+    /// ordered). Unchanged when relaxation is off or has not started.
+    pub fn at_step(&self, step: u64) -> CameraConfig {
+        let k = self.relax.count(step);
+        let mut out = self.clone();
+        if k == 0 {
+            return out;
+        }
+        let r = &self.relax;
+        let k = k.min(i32::MAX as u64) as i32;
+        let shrink = r.radius_factor.powi(k);
+        let lo = r.radius_limit[0].max(self.radius[0] * shrink);
+        let hi = r.radius_limit[1].max(self.radius[1] * shrink);
+        out.radius = [lo.min(hi), hi];
+        let flo = r.fov_limit_deg[0].max(self.fov_deg[0] * r.fov_factors[0].powi(k));
+        let fhi = r.fov_limit_deg[1].min(self.fov_deg[1] * r.fov_factors[1].powi(k));
+        out.fov_deg = [flo.min(fhi), fhi.max(flo)];
+        out
     }
 
     /// A camera at the given angles, radius and FoV looking at `target`, `size`² pixels.
@@ -176,6 +276,59 @@ impl CameraConfig {
 mod tests {
     use super::*;
     use rand::SeedableRng;
+
+    /// LucidDreamer's relaxation with its shipped values over a 5,000-iteration run: updates
+    /// at iterations 500, 1000, …; the radius range [5.2, 5.5] reaches [4.94, 5.225] after the
+    /// first, the upper end stops at 5.0 after the second and the lower end at 3.5 after the
+    /// eighth (5.2·0.95⁸ = 3.46); FoV 0.32–0.60 rad (18.3°–34.4°): the lower end ×0.75 per
+    /// update down to 0.16 rad (9.17°), the upper end already at its limit.
+    #[test]
+    fn relaxation_follows_lucid_dreamer() {
+        let cfg = CameraConfig {
+            relax: CameraRelax {
+                every: 500,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        cfg.validate().unwrap();
+        let close =
+            |a: [f32; 2], b: [f32; 2]| (a[0] - b[0]).abs() < 1e-4 && (a[1] - b[1]).abs() < 1e-4;
+        // Iterations 1..=499 (steps 0..=498): unchanged.
+        assert_eq!(cfg.at_step(0).radius, cfg.radius);
+        assert_eq!(cfg.at_step(498).radius, cfg.radius);
+        assert_eq!(cfg.relax.count(499), 1);
+        let one = cfg.at_step(499);
+        assert!(
+            close(one.radius, [5.2 * 0.95, 5.5 * 0.95]),
+            "{:?}",
+            one.radius
+        );
+        assert!(close(one.fov_deg, [18.3 * 0.75, 34.4]), "{:?}", one.fov_deg);
+        assert!(close(cfg.at_step(999).radius, [5.2 * 0.9025, 5.0]));
+        assert_eq!(cfg.relax.count(3999), 8);
+        assert!(close(cfg.at_step(3999).radius, [3.5, 5.0]));
+        assert!(close(cfg.at_step(4999).fov_deg, [9.17, 34.4]));
+        assert_eq!(cfg.relax.count(4999), 10);
+        // A later start counts from there; off is off.
+        let late = CameraRelax {
+            every: 500,
+            start: 1200,
+            ..Default::default()
+        };
+        assert_eq!(
+            (late.count(1198), late.count(1499), late.count(1999)),
+            (0, 1, 2)
+        );
+        let off = CameraConfig::default();
+        assert_eq!(off.at_step(4999).radius, off.radius);
+        assert_eq!(off.at_step(4999).fov_deg, off.fov_deg);
+        // Bad values name the field.
+        let mut bad = cfg.clone();
+        bad.relax.radius_factor = 1.5;
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(e.contains("cameras.relax.radius_factor"), "{e}");
+    }
 
     #[test]
     fn sampled_cameras_look_at_the_origin_from_their_angles() {

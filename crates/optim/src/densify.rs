@@ -6,8 +6,8 @@
 //!   splat; every `every` steps between `start` and `stop`, splats whose average exceeds
 //!   `grow_grad2d` are cloned (small ones) or split in two (large ones, samples drawn from the
 //!   Gaussian, scales ÷ 1.6); splats with opacity below `prune_opacity` or (after the first
-//!   opacity reset) larger than `prune_scale3d`·scene scale are removed; every `reset_every`
-//!   steps opacities are clamped to 2·`prune_opacity`.
+//!   opacity reset, or after `prune_scale3d_after`) larger than `prune_scale3d`·scene scale are
+//!   removed; every `reset_every` steps opacities are clamped to 2·`prune_opacity`.
 //! - [`Strategy::Mcmc`]: 3DGS as Markov Chain Monte Carlo (Kheradmand et al. 2024): dead splats
 //!   (opacity ≤ `min_opacity`) are relocated onto live ones sampled by opacity, 5 % new splats
 //!   are added per refinement up to `cap_max`, both with the opacity/scale correction of their
@@ -63,8 +63,14 @@ pub struct DefaultStrategy {
     pub grow_scale3d: f64,
     /// Opacity below which a splat is pruned.
     pub prune_opacity: f64,
-    /// Splats larger than this fraction of the scene scale are pruned (after the first reset).
+    /// Splats larger than this fraction of the scene scale are pruned at refinements from
+    /// [`DefaultStrategy::big_prune_after`] on.
     pub prune_scale3d: f64,
+    /// Refinements at steps after this one also prune the splats larger than
+    /// `prune_scale3d` (3DGS `densify_and_prune`'s `big_points_ws`); 0 = gsplat's and 3DGS's
+    /// rule, after the first opacity reset (`step > reset_every`; never when resets are off).
+    /// LODS (`lods_gs.py`) prunes them at every refinement after step 300 and never resets.
+    pub prune_scale3d_after: u64,
     /// Hard cap on the splat count (growth stops there; 0 = none).
     pub max_splats: usize,
 }
@@ -80,6 +86,7 @@ impl Default for DefaultStrategy {
             grow_scale3d: 0.01,
             prune_opacity: 0.005,
             prune_scale3d: 0.1,
+            prune_scale3d_after: 0,
             max_splats: 0,
         }
     }
@@ -98,6 +105,16 @@ impl DefaultStrategy {
     /// end is skipped; an evaluation due inside it waits until the window has passed).
     pub fn recovery(&self) -> u64 {
         (self.reset_every / 2).max(self.every)
+    }
+
+    /// Whether a refinement at step `step` (1-based) also prunes big splats: after
+    /// `prune_scale3d_after`, or after the first reset when that is 0.
+    pub fn big_prune_after(&self, step: u64) -> bool {
+        if self.prune_scale3d_after > 0 {
+            step > self.prune_scale3d_after
+        } else {
+            self.reset_every > 0 && step > self.reset_every
+        }
     }
 
     /// `(refine, reset)` after optimizer step `step` (1-based) of a run of `total` steps.
@@ -474,7 +491,7 @@ impl Densifier {
 
         // Prune (on the pre-growth rows; new rows inherit from their parents and are checked at
         // the next refinement).
-        let after_reset = s.reset_every > 0 && step > s.reset_every;
+        let prune_big = s.big_prune_after(step);
         let mut is_split = vec![false; n];
         for &i in &split {
             is_split[i as usize] = true;
@@ -482,7 +499,7 @@ impl Densifier {
         let mut keep = Vec::with_capacity(n);
         for i in 0..n {
             let o = sigmoid(opacity[i]) as f64;
-            let too_big = after_reset && max_scale(i) > s.prune_scale3d * self.scene_scale;
+            let too_big = prune_big && max_scale(i) > s.prune_scale3d * self.scene_scale;
             if is_split[i] {
                 continue; // replaced by its two samples
             }

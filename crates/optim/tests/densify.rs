@@ -101,6 +101,41 @@ fn default_strategy_clones_splits_prunes_with_consistent_moments() {
     assert!((means[5] - 2.0).abs() < 6.0 && (means[6] - 3.0).abs() < 6.0);
 }
 
+/// Big splats (max scale > `prune_scale3d`·scene scale) are pruned from
+/// `prune_scale3d_after` on even without opacity resets (LODS's `densify_and_prune` after step
+/// 300); with the default 0 they wait for the first reset, so a run without resets keeps them.
+#[test]
+fn big_splats_are_pruned_after_their_start() {
+    let device = testkit::gpu().burn.clone();
+    // Splat 0 small (e⁻⁵), splat 1 big (e⁰ = 1 > 0.1 × scene scale 1), both opaque, no gradient.
+    let data = scene(2, |_| 0.5, |i| if i == 1 { 0.0 } else { -5.0 });
+    let pruned = |after: u64, step: u64| {
+        let mut g = Gaussians::from_data(&data, 1, &device);
+        let mut d = Densifier::new(
+            Strategy::Default(DefaultStrategy {
+                start: 0,
+                every: 1,
+                reset_every: 0,
+                prune_scale3d_after: after,
+                ..Default::default()
+            }),
+            1.0,
+            0,
+            2000, // refinement stops at half the run: 1,000
+        );
+        let r = d.after_step(step, &mut g, 1e-3).unwrap().expect("refined");
+        assert_eq!(g.len(), 2 - r.pruned);
+        r.pruned
+    };
+    assert_eq!(pruned(300, 300), 0, "pruned at the start step itself");
+    assert_eq!(
+        pruned(300, 301),
+        1,
+        "the big splat survived after the start"
+    );
+    assert_eq!(pruned(0, 900), 0, "pruned without any opacity reset");
+}
+
 #[test]
 fn opacity_reset_clamps_and_forgets_moments() {
     let device = testkit::gpu().burn.clone();

@@ -93,6 +93,19 @@ impl StableDiffusion {
         })
     }
 
+    /// Put the tokenizer behind another text pipeline (open_clip's, the default, or
+    /// transformers 4's slow one; see [`crate::tokenizer::TextPipeline`]).
+    ///
+    /// # Errors
+    /// [`SdError::Tokenizer`] if the rebuilt tokenizer is rejected.
+    pub fn set_text_pipeline(
+        &mut self,
+        pipeline: crate::tokenizer::TextPipeline,
+    ) -> Result<(), SdError> {
+        self.tokenizer = self.tokenizer.clone().with_text_pipeline(pipeline)?;
+        Ok(())
+    }
+
     /// Encode prompts to `encoder_hidden_states [B, 77, D]` (f32).
     ///
     /// # Errors

@@ -14,7 +14,7 @@
 use burn::tensor::{Tensor, TensorData};
 use rand::{SeedableRng, rngs::StdRng};
 use splat::{Camera, RenderOptions, render};
-use train::generate::{GenerateConfig, load_model};
+use train::generate::{GenerateConfig, load_model, lucid_disparity};
 use train::generate::{GenerateTrainer, over_backgrounds};
 
 fn config(prompt: &str) -> GenerateConfig {
@@ -46,7 +46,7 @@ fn dot(a: &[f32], b: &[f32]) -> f64 {
 fn one_step_moves_the_latents_against_the_guidance_gradient() {
     let device = &testkit::gpu().burn;
     let cfg = config("a corgi");
-    let model = load_model(&cfg.model, "f32", device).unwrap();
+    let model = load_model(&cfg.model, "f32", cfg.tokenizer, device).unwrap();
     let mut trainer =
         GenerateTrainer::new(&cfg, &model, device, None, "test", &mut |_| {}).unwrap();
     let mut checked = 0;
@@ -81,7 +81,7 @@ fn the_prompt_reaches_the_guidance_gradient() {
     let device = &testkit::gpu().burn;
     let grad = |prompt: &str| {
         let cfg = config(prompt);
-        let model = load_model(&cfg.model, "f32", device).unwrap();
+        let model = load_model(&cfg.model, "f32", cfg.tokenizer, device).unwrap();
         let mut trainer =
             GenerateTrainer::new(&cfg, &model, device, None, "test", &mut |_| {}).unwrap();
         host(trainer.step(0).unwrap().guidance.grad)
@@ -120,7 +120,7 @@ fn the_prompt_reaches_the_guidance_gradient() {
 fn per_view_backgrounds_composite_as_the_rasterizer_does() {
     let device = &testkit::gpu().burn;
     let cfg = config("a corgi");
-    let model = load_model(&cfg.model, "f32", device).unwrap();
+    let model = load_model(&cfg.model, "f32", cfg.tokenizer, device).unwrap();
     let trainer = GenerateTrainer::new(&cfg, &model, device, None, "test", &mut |_| {}).unwrap();
     let sampled = cfg.cameras.sample(2, 64, &mut StdRng::seed_from_u64(1));
     let cams: Vec<Camera> = sampled.iter().map(|s| s.camera).collect();
@@ -189,4 +189,80 @@ fn per_view_backgrounds_composite_as_the_rasterizer_does() {
             "group {k}: gradients differ ({diff:.3e} of {norm:.3e})"
         );
     }
+}
+
+/// LucidDreamer's `as_latent` steps (`latents.depth_ratio`, `train.py`'s `as_latent_ratio`):
+/// at ratio 1 the step's latents are the VAE encoding of the render's normalised disparity in
+/// grey (`encode_imgs(pred_depth.repeat(1, 3, 1, 1))`), not of its colour.
+#[test]
+fn depth_steps_encode_the_normalised_disparity() {
+    let device = &testkit::gpu().burn;
+    let mut cfg = config("a corgi");
+    cfg.latents.depth_ratio = 1.0;
+    let model = load_model(&cfg.model, "f32", cfg.tokenizer, device).unwrap();
+    let mut trainer =
+        GenerateTrainer::new(&cfg, &model, device, None, "test", &mut |_| {}).unwrap();
+    // The same initial splats, not stepped: what the step encoded.
+    let fresh = GenerateTrainer::new(&cfg, &model, device, None, "test", &mut |_| {}).unwrap();
+    let o = trainer.step(0).unwrap();
+    let cams: Vec<Camera> = o.sampled.iter().map(|s| s.camera).collect();
+    let out = render(
+        &fresh.gaussians.splats(),
+        &cams,
+        &RenderOptions {
+            sh_degree: Some(0),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let disparity = lucid_disparity(out.depth.inner(), out.alpha.inner(), &cams, device);
+    let image = disparity.repeat_dim(3, 3).permute([0, 3, 1, 2]) * 2.0 - 1.0;
+    let expected = host(model.vae.encode(image).mean * model.vae.scaling_factor());
+    let colour = host(fresh.latents(&cams, &o.backgrounds).unwrap());
+    let got = host(o.latents.clone());
+    let dist = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| f64::from(x - y).powi(2))
+            .sum::<f64>()
+            .sqrt()
+    };
+    let norm = dot(&expected, &expected).sqrt();
+    let (to_depth, to_colour) = (dist(&got, &expected), dist(&got, &colour));
+    println!(
+        "‖z‖ = {norm:.3e}, ‖z − z(disparity)‖ = {to_depth:.3e}, ‖z − z(colour)‖ = {to_colour:.3e}"
+    );
+    assert!(norm > 0.0);
+    assert!(
+        to_depth <= 1e-4 * norm,
+        "the depth step did not encode the normalised disparity"
+    );
+    assert!(
+        to_colour >= 1e-2 * norm,
+        "the depth step's latents are the colour's"
+    );
+}
+
+/// The config's `tokenizer` reaches the loaded model: open_clip's pipeline (the default) keeps
+/// a CJK run as one word, transformers 4's slow one splits it per character (issue 26), so
+/// the ids of the same prompt differ.
+#[test]
+fn the_tokenizer_setting_reaches_the_model() {
+    use sd::tokenizer::TextPipeline;
+    let device = &testkit::gpu().burn;
+    let ids = |pipeline: TextPipeline| {
+        let mut cfg = config("東京の夜景");
+        cfg.tokenizer = pipeline;
+        let model = load_model(&cfg.model, "f32", cfg.tokenizer, device).unwrap();
+        assert_eq!(model.tokenizer.text_pipeline(), pipeline);
+        model.tokenizer.encode(&cfg.prompt).unwrap()
+    };
+    assert_eq!(GenerateConfig::default().tokenizer, TextPipeline::OpenClip);
+    assert_ne!(
+        ids(TextPipeline::OpenClip),
+        ids(TextPipeline::TransformersSlow)
+    );
+    let toml = "tokenizer = \"transformers-slow\"\n";
+    let cfg: GenerateConfig = toml::from_str(toml).unwrap();
+    assert_eq!(cfg.tokenizer, TextPipeline::TransformersSlow);
 }

@@ -17,6 +17,7 @@
 pub mod blit;
 pub mod camera;
 mod panel;
+mod surface;
 
 /// The display kernel, composed from `shaders/` by `build.rs` (plus the generated mirrors of
 /// `shaders/lib/types.wgsl`, unused here).
@@ -121,6 +122,9 @@ pub enum ViewerError {
         "could not open the viewer window: {0} (is a display available? Under a headless machine use `xvfb-run -a splatdream …`)"
     )]
     Window(String),
+    /// The window's GPU work (egui's painting, the surface) reported a wgpu error.
+    #[error("the viewer's GPU work failed: {0}")]
+    Gpu(String),
     /// The screenshot could not be written.
     #[error("{path}: could not write the screenshot: {message}")]
     Screenshot {
@@ -221,6 +225,12 @@ struct App {
     frames: u64,
     shot: ShotState,
     failure: Arc<Mutex<Option<ViewerError>>>,
+    /// The main thread's wgpu error scope over egui's painting and window events (surface
+    /// reconfiguration on resize), from the end of one frame's `ui` to the start of the next.
+    surface_scope: Option<wgpu::ErrorScopeGuard>,
+    /// Frames left in which errors follow a lost reconfiguration race (see
+    /// [`App::check_surface_scope`]).
+    race_grace: u32,
     live: Snapshot,
     scene_rect: egui::Rect,
     panel_rect: Option<egui::Rect>,
@@ -277,6 +287,8 @@ impl App {
             error: None,
             frames: 0,
             failure,
+            surface_scope: None,
+            race_grace: 0,
             live: Snapshot::default(),
             scene_rect: egui::Rect::NOTHING,
             panel_rect: None,
@@ -647,6 +659,7 @@ impl App {
 
 impl eframe::App for App {
     fn ui(&mut self, ui: &mut egui::Ui, frame: &mut eframe::Frame) {
+        self.check_surface_scope(ui.ctx());
         self.frames += 1;
         if let Source::Live(live) = &self.source {
             self.live = live.snapshot();
@@ -678,6 +691,14 @@ impl eframe::App for App {
             self.shot = ShotState::Done;
             ui.ctx().send_viewport_cmd(egui::ViewportCommand::Close);
         }
+        // Errors of this frame's painting and of the window events before the next frame
+        // (a resize reconfigures the surface there) go to this scope, not to the device's
+        // uncaptured-error handler.
+        self.surface_scope = Some(
+            self.gpu
+                .device
+                .push_error_scope(wgpu::ErrorFilter::Validation),
+        );
     }
 }
 

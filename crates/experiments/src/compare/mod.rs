@@ -122,6 +122,12 @@ impl Settings {
             Settings::TwoD(c) => (c.model.clone(), c.dtype.clone()),
         }
     }
+    fn tokenizer(&self) -> sd::tokenizer::TextPipeline {
+        match self {
+            Settings::ThreeD(c) => c.tokenizer,
+            Settings::TwoD(c) => c.tokenizer,
+        }
+    }
     fn steps(&self) -> u64 {
         match self {
             Settings::ThreeD(c) => c.steps,
@@ -308,9 +314,23 @@ pub fn cmd_compare(
         );
     };
     let (model_id, dtype) = first.model_and_dtype();
+    // One model serves every run: model, precision and tokenizer must agree.
+    for (_, r) in &runs {
+        let (m, d) = r.model_and_dtype();
+        if (m.as_str(), d.as_str(), r.tokenizer())
+            != (model_id.as_str(), dtype.as_str(), first.tokenizer())
+        {
+            bail!(
+                "{}: model `{m}`, dtype {d}, tokenizer {} differ from the first run's (`{model_id}`, {dtype}, {}); one comparison loads one model (set them alike, e.g. with --overlay or --set)",
+                r.dir().display(),
+                r.tokenizer(),
+                first.tokenizer()
+            );
+        }
+    }
     sd::download::resolve_or_download(&model_id, net)?;
     let ctx = ctx()?;
-    let model = load_model(&model_id, &dtype, &ctx.burn)
+    let model = load_model(&model_id, &dtype, first.tokenizer(), &ctx.burn)
         .with_context(|| format!("loading the diffusion model `{model_id}`"))?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let mut rows = vec![];

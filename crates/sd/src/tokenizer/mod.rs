@@ -97,13 +97,20 @@ const EMBEDDED_NAME: &str = "assets/clip/bpe_simple_vocab_16e6.txt.gz (embedded)
 
 /// The text pipeline in front of CLIP's BPE: which reference tokenizer
 /// [`ClipTokenizer::encode`] reproduces (see the [module documentation](self)).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// In config files: `tokenizer = "open_clip"` or `"transformers-slow"` (the [`FromStr`] names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum TextPipeline {
     /// open_clip's `SimpleTokenizer` (`clean="lower"`), what SD 2.x was trained with.
     #[default]
+    #[serde(rename = "open_clip", alias = "open-clip", alias = "openclip")]
     OpenClip,
     /// transformers 4's slow `CLIPTokenizer` without `ftfy`, what diffusers used with
     /// transformers < 5 (kept for parity with such runs).
+    #[serde(
+        rename = "transformers-slow",
+        alias = "transformers_slow",
+        alias = "transformers"
+    )]
     TransformersSlow,
 }
 

@@ -75,6 +75,9 @@ pub struct Distill2dConfig {
     pub adam: Adam,
     /// Diffusion model precision: f32 or f16.
     pub dtype: String,
+    /// The text pipeline in front of CLIP's BPE (`generate`'s `tokenizer`; open_clip by
+    /// default).
+    pub tokenizer: sd::tokenizer::TextPipeline,
     /// Guidance method and settings.
     pub guidance: GuidanceConfig,
     /// Timestep sampler of the 2D run. It replaces the methods' own (3D) schedules in
@@ -104,6 +107,7 @@ impl Default for Distill2dConfig {
                 eps: 1e-15,
             },
             dtype: "f32".into(),
+            tokenizer: sd::tokenizer::TextPipeline::default(),
             guidance: GuidanceConfig::default(),
             timesteps: TimestepSchedule::Uniform {
                 t_min: 20,

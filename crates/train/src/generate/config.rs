@@ -230,6 +230,13 @@ pub struct LatentConfig {
     /// Offset noise: `ε + offset·ε'` with one `ε' [1, 4, 1, 1]` per step shared by the batch
     /// (LucidDreamer `StableDiffusion.train_step`: 0.1).
     pub noise_offset: f64,
+    /// Probability per step that the VAE encodes the views' normalised disparity
+    /// ([`super::lucid_disparity`], grey, the same value in R, G and B) instead of their colour,
+    /// so that the guidance shapes the geometry alone (LucidDreamer `train.py`:
+    /// `random.random() < opt.as_latent_ratio`, 0.2 in every shipped config, then
+    /// `StableDiffusion.train_step(as_latent=True)`: `encode_imgs(pred_depth.repeat(1, 3, 1, 1))`).
+    /// One draw per step for the whole batch; 0 = never (the default).
+    pub depth_ratio: f64,
 }
 
 impl Default for LatentConfig {
@@ -237,7 +244,21 @@ impl Default for LatentConfig {
         Self {
             posterior_sample: false,
             noise_offset: 0.0,
+            depth_ratio: 0.0,
         }
+    }
+}
+
+impl LatentConfig {
+    /// Whether step `step` of a run seeded `seed` encodes the disparity instead of the colour
+    /// (`depth_ratio`; the draw has its own stream, `step_seed(seed, step, 6)`, so setting it
+    /// leaves every other draw of the run unchanged).
+    pub fn depth_step(&self, seed: u64, step: u64) -> bool {
+        use rand::{Rng, SeedableRng};
+        self.depth_ratio > 0.0
+            && rand::rngs::StdRng::seed_from_u64(optim::rng::step_seed(seed, step, 6))
+                .random::<f64>()
+                < self.depth_ratio
     }
 }
 
@@ -318,6 +339,10 @@ pub struct GenerateConfig {
     pub resolution: u32,
     /// Diffusion model precision: f32 or f16.
     pub dtype: String,
+    /// The text pipeline in front of CLIP's BPE: `"open_clip"` (what SD 2.x was trained with,
+    /// the default) or `"transformers-slow"` (transformers 4's slow tokenizer, for parity with
+    /// diffusers runs made with it; the two differ on CJK text, `!` and HTML entities).
+    pub tokenizer: sd::tokenizer::TextPipeline,
     /// Stop as diverged after this many consecutive steps with a NaN or infinite loss or
     /// gradient (each is skipped: the splats are left unchanged; 0 = never stop).
     pub max_bad_steps: u64,
@@ -394,6 +419,7 @@ impl Default for GenerateConfig {
             batch: 4,
             resolution: 512,
             dtype: "f32".into(),
+            tokenizer: sd::tokenizer::TextPipeline::default(),
             max_bad_steps: optim::guard::DEFAULT_MAX_BAD_STEPS,
             guidance: GuidanceConfig::default(),
             timesteps: None,
@@ -624,6 +650,9 @@ pub fn validate(cfg: &GenerateConfig) -> Result<(), GenerateError> {
     }
     if !(cfg.latents.noise_offset.is_finite() && cfg.latents.noise_offset >= 0.0) {
         return Err(config_err("latents.noise_offset", "must be finite and ≥ 0"));
+    }
+    if !(0.0..=1.0).contains(&cfg.latents.depth_ratio) {
+        return Err(config_err("latents.depth_ratio", "must be in [0, 1]"));
     }
     let r = &cfg.regularisers;
     for (name, v) in [

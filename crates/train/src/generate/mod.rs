@@ -480,7 +480,15 @@ mod tests {
             dm.latents,
             LatentConfig {
                 posterior_sample: true,
-                noise_offset: 0.1
+                noise_offset: 0.1,
+                depth_ratio: 0.2
+            }
+        );
+        assert_eq!(
+            dm.cameras.relax,
+            distill::cameras::CameraRelax {
+                every: 500,
+                ..Default::default()
             }
         );
         assert_eq!(
@@ -501,12 +509,45 @@ mod tests {
             let c = read(name);
             assert!(c.latents.posterior_sample, "{name}");
             assert_eq!(c.latents.noise_offset, 0.0, "{name}");
+            assert_eq!(c.latents.depth_ratio, 0.0, "{name}");
         }
         // The defaults keep the earlier behaviour for configs that say nothing.
         let d = GenerateConfig::default();
         assert!(!d.latents.posterior_sample && d.latents.noise_offset == 0.0);
+        assert_eq!(d.latents.depth_ratio, 0.0);
         assert!(!d.regularisers.any());
         assert!(!d.background.per_view && d.background.black_share == 0.0);
+    }
+
+    /// `latents.depth_ratio`: the share of disparity steps follows the ratio (0 never, 1
+    /// always), and the draw depends on the seed.
+    #[test]
+    fn depth_steps_follow_the_ratio() {
+        let share = |ratio: f64, seed: u64| {
+            let l = LatentConfig {
+                depth_ratio: ratio,
+                ..Default::default()
+            };
+            (0..4000).filter(|&s| l.depth_step(seed, s)).count() as f64 / 4000.0
+        };
+        assert_eq!(share(0.0, 1), 0.0);
+        assert_eq!(share(1.0, 1), 1.0);
+        let (a, b) = (share(0.2, 1), share(0.2, 2));
+        assert!(
+            (a - 0.2).abs() < 0.025 && (b - 0.2).abs() < 0.025,
+            "{a} {b}"
+        );
+        let l = LatentConfig {
+            depth_ratio: 0.5,
+            ..Default::default()
+        };
+        let differ = (0..64)
+            .filter(|&s| l.depth_step(1, s) != l.depth_step(2, s))
+            .count();
+        assert!(
+            differ > 10,
+            "the draw ignores the seed ({differ} of 64 differ)"
+        );
     }
 
     /// Background draws: per view when asked, half of the augmented ones black at

@@ -7,7 +7,8 @@ use optim::densify::Strategy;
 /// `cfg` with `steps` steps and every step count of its schedule multiplied by
 /// `steps / cfg.steps` (rounded; intervals stay ≥ 1; a 0 meaning "off" or "half the run"
 /// stays 0): the timestep anneal (`anneal_steps`, `steps`, `switch_step`) of every method's
-/// schedule and of the run-level one, the means' learning-rate decay, densification (`start`, `stop`, `every`, `reset_every`), SDS-Bridge's
+/// schedule and of the run-level one, the means' learning-rate decay, densification (`start`,
+/// `stop`, `every`, `reset_every`, `prune_scale3d_after`), the camera relaxation (`start`, `every`), SDS-Bridge's
 /// `stage_two_start` and the checkpoint interval. Timestep *values* (t ranges, DCA's cutoff),
 /// learning rates and thresholds are not step counts and are kept.
 pub fn rescale_steps(cfg: &GenerateConfig, steps: u64) -> GenerateConfig {
@@ -31,6 +32,7 @@ pub fn rescale_steps(cfg: &GenerateConfig, steps: u64) -> GenerateConfig {
             d.stop = at(d.stop);
             d.every = every(d.every);
             d.reset_every = every(d.reset_every);
+            d.prune_scale3d_after = at(d.prune_scale3d_after);
         }
         Strategy::Mcmc(m) => {
             m.start = at(m.start);
@@ -39,6 +41,8 @@ pub fn rescale_steps(cfg: &GenerateConfig, steps: u64) -> GenerateConfig {
         }
     }
     out.guidance.bridge.stage_two_start = at_us(cfg.guidance.bridge.stage_two_start);
+    out.cameras.relax.start = at(cfg.cameras.relax.start);
+    out.cameras.relax.every = every(cfg.cameras.relax.every);
     out.output.checkpoint_every = every(cfg.output.checkpoint_every);
     out.output.ply_every = every(cfg.output.ply_every);
     out
@@ -75,6 +79,8 @@ mod tests {
         let mut cfg = cfg;
         cfg.lr.means_decay_steps = 5000;
         cfg.guidance.bridge.stage_two_start = 4000;
+        cfg.cameras.relax.every = 500;
+        cfg.cameras.relax.start = 500;
         let r = rescale_steps(&cfg, 150);
         assert_eq!(r.steps, 150);
         assert_eq!(
@@ -107,6 +113,11 @@ mod tests {
         assert_eq!((d.start, d.stop, d.every, d.reset_every), (15, 75, 3, 0));
         assert_eq!(r.lr.means_decay_steps, 150);
         assert_eq!(r.guidance.bridge.stage_two_start, 120);
+        assert_eq!((r.cameras.relax.start, r.cameras.relax.every), (15, 15));
+        assert_eq!(
+            r.cameras.relax.radius_factor,
+            cfg.cameras.relax.radius_factor
+        );
         assert_eq!(r.lr.means, cfg.lr.means);
         assert_eq!(r.guidance.vdm.dca_cutoff, cfg.guidance.vdm.dca_cutoff);
         // a second rescale back is (up to rounding) the original

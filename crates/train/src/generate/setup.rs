@@ -11,7 +11,8 @@ use datasets::mesh::{Mesh, normalise, read_point_cloud, y_up_to_z_up};
 use super::config::*;
 
 /// Resolve `model` (a diffusers folder or Hugging Face id) and load it in precision `dtype`
-/// (`f32`/`f16`); the errors name the folder and the missing files.
+/// (`f32`/`f16`) with its tokenizer behind `tokenizer` (the config's `tokenizer`); the errors
+/// name the folder and the missing files.
 ///
 /// # Errors
 /// [`GenerateError::Config`] for a bad `dtype`; [`GenerateError::Sd`] from
@@ -19,11 +20,14 @@ use super::config::*;
 pub fn load_model(
     model: &str,
     dtype: &str,
+    tokenizer: sd::tokenizer::TextPipeline,
     device: &Device,
 ) -> Result<StableDiffusion, GenerateError> {
     let precision: sd::Precision = dtype.parse().map_err(|e: String| config_err("dtype", e))?;
     let dir = sd::model::resolve(model)?;
-    Ok(StableDiffusion::load(&dir, device, precision, false)?)
+    let mut sd = StableDiffusion::load(&dir, device, precision, false)?;
+    sd.set_text_pipeline(tokenizer)?;
+    Ok(sd)
 }
 
 /// The initial splats (SH degree 0).

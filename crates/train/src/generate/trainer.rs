@@ -203,7 +203,7 @@ impl<'a> GenerateTrainer<'a> {
         let densifier = &mut self.densifier;
         let guard = &mut self.guard;
         let mut rng = StdRng::seed_from_u64(step_seed(cfg.seed, step, 1));
-        let sampled = cfg.cameras.sample(cfg.batch, res, &mut rng);
+        let sampled = cfg.cameras.at_step(step).sample(cfg.batch, res, &mut rng);
         let cams: Vec<Camera> = sampled.iter().map(|s| s.camera).collect();
         let bgs = cfg.background.sample_views(sampled.len(), &mut rng);
         let bg = bgs[0];
@@ -229,9 +229,17 @@ impl<'a> GenerateTrainer<'a> {
         } else {
             out.rgb.clone()
         };
+        // What the VAE sees: the colour, or (LucidDreamer's `as_latent` steps) the normalised
+        // disparity in grey, so the guidance gradient reaches the splats through depth and alpha.
+        let shown = if cfg.latents.depth_step(cfg.seed, step) {
+            super::lucid_disparity(out.depth.clone(), out.alpha.clone(), &cams, device)
+                .repeat_dim(3, 3)
+        } else {
+            rgb.clone()
+        };
         // The one layout conversion: rasterizer [B, H, W, 3] in [0, 1] → VAE [B, 3, H, W] in
         // [−1, 1].
-        let image = rgb.clone().permute([0, 3, 1, 2]) * 2.0 - 1.0;
+        let image = shown.permute([0, 3, 1, 2]) * 2.0 - 1.0;
         let posterior = model.vae.encode(image);
         let z = if cfg.latents.posterior_sample {
             let eps = gaussian(posterior.mean.dims(), step_seed(cfg.seed, step, 4), device);
