@@ -117,12 +117,20 @@ impl DefaultStrategy {
         }
     }
 
-    /// `(refine, reset)` after optimizer step `step` (1-based) of a run of `total` steps.
+    /// `(refine, reset)` after optimizer step `step` (1-based) of a run of `total` steps. A
+    /// refinement needs a full `every` interval before the run ends (its clones and splits
+    /// leave a transient that costs 4–5 dB of held-out PSNR right after it, docs/quality.md
+    /// session 28), so a `stop` past the run's end never refines in its last interval. (gsplat's
+    /// `simple_trainer` never refines on a run's last step either: with its 0-based step and
+    /// `step % refine_every == 0`, the last refinement of a 3,000-step run is 99 steps before
+    /// the end.)
     pub fn actions(&self, step: u64, total: u64) -> (bool, bool) {
         if step >= self.stop_for(total) {
             return (false, false);
         }
-        let refine = step > self.start && step.is_multiple_of(self.every);
+        let refine = step > self.start
+            && step.is_multiple_of(self.every)
+            && step + self.every.max(1) <= total;
         let reset = self.reset_every > 0
             && step.is_multiple_of(self.reset_every)
             && step + self.recovery() <= total;
@@ -402,7 +410,12 @@ impl Densifier {
         match self.strategy.clone() {
             Strategy::Default(s) => self.default_step(&s, step, g),
             Strategy::Mcmc(s) => {
-                let report = if step >= s.start && step < s.stop && step.is_multiple_of(s.every) {
+                // As the default strategy, no relocation in the run's last interval.
+                let report = if step >= s.start
+                    && step < s.stop
+                    && step.is_multiple_of(s.every)
+                    && step + s.every.max(1) <= self.total_steps
+                {
                     Some(self.mcmc_refine(&s, step, g)?)
                 } else {
                     None
@@ -749,6 +762,15 @@ mod tests {
             ..Default::default()
         };
         assert!(resets(&never, 30_000).is_empty() && !never.recovering(3_000, 30_000));
+        // A stop past the end: the last refinement leaves one interval to recover.
+        let refines = |s: &DefaultStrategy, total: u64| -> Vec<u64> {
+            (1..=total).filter(|&t| s.actions(t, total).0).collect()
+        };
+        let r = refines(&fit_toml, 3_000);
+        assert_eq!((r[0], *r.last().unwrap()), (600, 2_900));
+        assert!(!fit_toml.actions(3_000, 3_000).0);
+        assert_eq!(*refines(&fit_toml, 3_050).last().unwrap(), 2_900);
+        assert_eq!(*refines(&fit_toml, 3_100).last().unwrap(), 3_000);
     }
 
     #[test]

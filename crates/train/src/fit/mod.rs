@@ -326,11 +326,7 @@ pub fn fit(
             l1,
             ssim: ssim_v,
             sh_degree,
-            densified,
         } = trainer.step(step)?;
-        if let Some(r) = densified {
-            report.densify.push(r);
-        }
         let logged = step % cfg.train.log_every.max(1) == 0 || step == start + 1 || step == steps;
         let mut loss_value = None;
         if logged {
@@ -384,6 +380,17 @@ pub fn fit(
             let data = trainer.gaussians.to_data().map_err(FitError::Device)?;
             let path = out_dir.join(crate::output::snapshot_name(step));
             splat::ply::write_ply(&path, &data)?;
+        }
+        // Densify after the evaluation and snapshot of this step, never before them: a
+        // refinement's transient is not the model (FitTrainer::refine). Checkpoints follow it,
+        // so a resumed run continues from the refined splats.
+        // The last step does not densify at all: the outputs are the model just evaluated.
+        if step < steps {
+            let t1 = Instant::now();
+            if let Some(r) = trainer.refine(step)? {
+                report.densify.push(r);
+            }
+            train_time += t1.elapsed().as_secs_f64();
         }
         control.offer_scene(step, steps, sh_degree, || trainer.gaussians.splats());
         let every = cfg.output.checkpoint_every;

@@ -1,8 +1,10 @@
 //! The `fit` loop as a trainer: [`FitTrainer`] owns one run's optimisation state (the
 //! training photos on the device, splats and Adam moments, densifier, bad-step guard, the view
-//! order) and [`FitTrainer::step`] is one step — views → targets → `splat::render` → L1/SSIM
-//! loss → backward → guarded Adam → densify; [`super::fit`] is the driver around it
-//! (evaluation, logging, events, checkpoints, outputs).
+//! order); [`FitTrainer::step`] is one optimisation step — views → targets → `splat::render` →
+//! L1/SSIM loss → backward → guarded Adam — and [`FitTrainer::refine`] the densification after
+//! it; [`super::fit`] is the driver around them (evaluation, logging, events, checkpoints,
+//! outputs), which evaluates between the two (brush's `step`/`refine`; gsplat never evaluates
+//! right after a refinement either).
 
 use std::time::Instant;
 
@@ -162,8 +164,7 @@ impl ViewOrder {
 }
 
 /// What one [`FitTrainer::step`] leaves on the device for the driver: the loss and its parts
-/// (plain tensors, `[1]`; read back only on logged steps), the SH degree it trained and the
-/// densification it did.
+/// (plain tensors, `[1]`; read back only on logged steps) and the SH degree it trained.
 pub struct FitStep {
     /// (1 − λ)·L1 + λ·(1 − SSIM) (+ the strategy's regulariser), `[1]`.
     pub loss: Tensor<1>,
@@ -173,8 +174,6 @@ pub struct FitStep {
     pub ssim: Tensor<1>,
     /// The SH degree rendered this step (grows every `train.sh_degree_interval` steps).
     pub sh_degree: u32,
-    /// The densifier's decision, on steps where it acted.
-    pub densified: Option<DensifyReport>,
 }
 
 /// One `fit` run's optimisation state.
@@ -289,12 +288,7 @@ impl<'a> FitTrainer<'a> {
         if let Some(g0) = &g[0] {
             timer.stage("backward", g0);
         }
-        let lr_means = exp_decay(
-            cfg.lr.means * self.scene_scale as f64,
-            cfg.lr.means_final * self.scene_scale as f64,
-            step - 1,
-            cfg.train.steps,
-        );
+        let lr_means = self.lr_means(step);
         let lrs = [
             lr_means,
             cfg.lr.quats,
@@ -306,17 +300,43 @@ impl<'a> FitTrainer<'a> {
         self.gaussians
             .adam_step_guarded(&cfg.adam, step, &g, &lrs, &bad);
         timer.stage("adam", &self.gaussians.groups[5].value);
-        let densified = self
-            .densifier
-            .after_step(step, &mut self.gaussians, lr_means)
-            .map_err(FitError::Device)?;
         Ok(FitStep {
             loss: loss.inner(),
             l1: l1.inner(),
             ssim: ssim_v.inner(),
             sh_degree,
-            densified,
         })
+    }
+
+    /// The means' learning rate of optimizer step `step` (1-based): gsplat's exponential decay
+    /// from `lr.means` to `lr.means_final`, both × the scene scale, over the run.
+    fn lr_means(&self, step: u64) -> f64 {
+        let cfg = self.cfg;
+        exp_decay(
+            cfg.lr.means * self.scene_scale as f64,
+            cfg.lr.means_final * self.scene_scale as f64,
+            step - 1,
+            cfg.train.steps,
+        )
+    }
+
+    /// The densification after optimizer step `step` (1-based): the strategy's clone, split,
+    /// prune and opacity reset (or MCMC's relocation and noise), with the means' learning rate
+    /// of that step. Returns the strategy's report on steps where it refined.
+    ///
+    /// A refinement leaves the model in a transient that Adam takes tens of steps to undo
+    /// (cloned splats double their opacity in place, split ones are new samples): on
+    /// `assets/spot-cow` an evaluation right after one read 4–5 dB below the evaluations 25
+    /// steps before and after it (docs/quality.md, session 28), so the driver evaluates and
+    /// writes snapshots before calling this.
+    ///
+    /// # Errors
+    /// [`FitError::Device`] when the densifier cannot read its statistics back.
+    pub fn refine(&mut self, step: u64) -> Result<Option<DensifyReport>, FitError> {
+        let lr_means = self.lr_means(step);
+        self.densifier
+            .after_step(step, &mut self.gaussians, lr_means)
+            .map_err(FitError::Device)
     }
 }
 
