@@ -323,3 +323,22 @@ impl Guidance for Sdi {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::jitter_delta;
+
+    /// δ is 0 without jitter (and for a zero stride); with it, a draw from U{0, …, stride − 1}
+    /// per (seed, group): over many draws every value of a small stride appears and none
+    /// reaches the stride, and the same (seed, group) gives the same δ.
+    #[test]
+    fn jitter_delta_is_uniform_below_the_stride() {
+        assert!((0..50).all(|g| jitter_delta(7, g, 100, false) == 0));
+        assert_eq!(jitter_delta(7, 0, 0, true), 0);
+        let seen: std::collections::BTreeSet<usize> = (0..64u64)
+            .flat_map(|s| (0..4).map(move |g| jitter_delta(s, g, 10, true)))
+            .collect();
+        assert_eq!(seen, (0..10).collect());
+        assert_eq!(jitter_delta(3, 2, 100, true), jitter_delta(3, 2, 100, true));
+    }
+}

@@ -511,6 +511,10 @@ mod tests {
             assert_eq!(c.latents.noise_offset, 0.0, "{name}");
             assert_eq!(c.latents.depth_ratio, 0.0, "{name}");
         }
+        // SDI's shipped recipe jitters the end level as its reference code does (issue 26);
+        // the struct default keeps δ = 0.
+        assert!(read("sdi.toml").guidance.sdi.jitter);
+        assert!(!GenerateConfig::default().guidance.sdi.jitter);
         // The defaults keep the earlier behaviour for configs that say nothing.
         let d = GenerateConfig::default();
         assert!(!d.latents.posterior_sample && d.latents.noise_offset == 0.0);
