@@ -4,25 +4,20 @@
 //! On Spot the cow an evaluation right after a refinement read 4–5 dB below its neighbours
 //! (docs/quality.md, session 28); this pins the order, not the PSNR.
 
-use datasets::LoadOptions;
+mod common;
+
 use optim::densify::{DefaultStrategy, Strategy};
-use train::fit::{FitConfig, fit};
+use train::fit::fit;
 
 #[test]
 fn evaluations_see_the_model_before_the_refinement_of_their_step() {
     let ctx = testkit::gpu();
-    let out = std::env::temp_dir().join(format!("splatdream-refine-order-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
-    let mut cfg = FitConfig::default();
-    cfg.data.path = testkit::root().join("assets/spot-cow");
-    cfg.data.downscale = 4;
+    let (mut cfg, dataset, out) = common::spot_cow_fit("refine-order");
     cfg.init.random_points = 2_000;
     cfg.train.steps = 40;
     cfg.train.log_every = 1;
     cfg.eval.every = 10;
     cfg.eval.max_views = 1;
-    cfg.output.dir = out.clone();
-    cfg.output.turntable_frames = 0;
     // Refine every 10 steps from step 10 on, past the run's end (as fit.toml's stop = 15,000
     // does in a short run), every splat above the threshold.
     cfg.densify = Strategy::Default(DefaultStrategy {
@@ -33,15 +28,6 @@ fn evaluations_see_the_model_before_the_refinement_of_their_step() {
         grow_grad2d: 0.0,
         ..Default::default()
     });
-    let dataset = datasets::load(
-        &cfg.data.path,
-        &LoadOptions {
-            downscale: 4,
-            eval_every: 8,
-            max_views: None,
-        },
-    )
-    .expect("spot-cow");
     let control = live::control::Control::new();
     let report = fit(&dataset, &cfg, &ctx.burn, None, &control, &mut |_| {}).expect("fit");
     let _ = std::fs::remove_dir_all(&out);

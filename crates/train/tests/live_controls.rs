@@ -7,8 +7,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use datasets::LoadOptions;
-use train::fit::{FitConfig, FitError, fit};
+mod common;
+
+use train::fit::{FitError, fit};
 
 fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     let t0 = Instant::now();
@@ -26,26 +27,11 @@ fn checkpoint(out: &Path, step: u64) -> std::path::PathBuf {
 #[test]
 fn pause_save_now_and_stop_act_on_a_running_fit() {
     let ctx = testkit::gpu();
-    let out = std::env::temp_dir().join(format!("splatdream-live-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
-    let mut cfg = FitConfig::default();
-    cfg.data.path = testkit::root().join("assets/spot-cow");
-    cfg.data.downscale = 4;
+    let (mut cfg, dataset, out) = common::spot_cow_fit("live");
     cfg.train.steps = 100_000;
     cfg.eval.every = 0;
-    cfg.output.dir = out.clone();
-    cfg.output.turntable_frames = 0;
     // No periodic checkpoint within this test: every one it finds was asked for.
     cfg.output.checkpoint_every = 1_000_000;
-    let dataset = datasets::load(
-        &cfg.data.path,
-        &LoadOptions {
-            downscale: 4,
-            eval_every: 8,
-            max_views: None,
-        },
-    )
-    .expect("spot-cow");
     let control = live::control::Control::new();
     let live = control.attach_live("fit", Duration::ZERO);
     live.set_paused(true);
