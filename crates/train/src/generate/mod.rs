@@ -511,6 +511,10 @@ mod tests {
             assert_eq!(c.latents.noise_offset, 0.0, "{name}");
             assert_eq!(c.latents.depth_ratio, 0.0, "{name}");
         }
+        // DreamMapping's Eq. 4: CFG 7.5 in form B (= 8.5 in our form A) against the
+        // unconditional branch, not LucidDreamer's negative prompt (issue 26).
+        assert_eq!(dm.guidance.vdm.cfg_scale, 8.5);
+        assert_eq!(dm.negative_prompt, "");
         // SDI's shipped recipe jitters the end level as its reference code does (issue 26);
         // the struct default keeps δ = 0.
         assert!(read("sdi.toml").guidance.sdi.jitter);
