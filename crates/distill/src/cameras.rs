@@ -76,7 +76,7 @@ impl CameraRelax {
         if self.every == 0 || i < self.start.max(1) {
             return 0;
         }
-        i / self.every - self.start.max(1).div_ceil(self.every) + 1
+        (i / self.every + 1).saturating_sub(self.start.max(1).div_ceil(self.every))
     }
 }
 
@@ -320,6 +320,8 @@ mod tests {
             (late.count(1198), late.count(1499), late.count(1999)),
             (0, 1, 2)
         );
+        // Between a start that is not a multiple and the next multiple: none yet.
+        assert_eq!((late.count(1199), late.count(1498)), (0, 0));
         let off = CameraConfig::default();
         assert_eq!(off.at_step(4999).radius, off.radius);
         assert_eq!(off.at_step(4999).fov_deg, off.fov_deg);
